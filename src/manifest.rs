@@ -1,0 +1,229 @@
+//! Manifests for the offline preview: multi-document YAML or JSON in, Pods and workload pod
+//! templates mutated with the same [`mutate`](crate::mutate::mutate), documents out.
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::{Defaults, NamespaceConfig, Settings, INJECT_LABEL};
+use crate::mutate::mutate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not valid YAML or JSON: {0}")]
+    Syntax(#[from] serde_yaml::Error),
+    #[error("document {index}: expected a Kubernetes object (a map with kind)")]
+    NotAnObject { index: usize },
+    #[error("document {index} ({object}): {message}")]
+    Invalid {
+        index: usize,
+        object: String,
+        message: String,
+    },
+    #[error("expected one Namespace document, found {0}")]
+    NotANamespace(String),
+    #[error("-o patch needs exactly one Pod document, found {0}")]
+    PatchNeedsOnePod(String),
+}
+
+/// Reads every document of a YAML stream (JSON is YAML too), skipping empty ones.
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    let mut docs = Vec::new();
+    for de in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(de)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+/// Reads a Namespace manifest; its name and annotations configure the mutation.
+pub fn parse_namespace(text: &str) -> Result<Namespace, ManifestError> {
+    let docs = parse_documents(text)?;
+    match docs.as_slice() {
+        [doc] if doc.get("kind").and_then(Value::as_str) == Some("Namespace") => {
+            serde_json::from_value(doc.clone()).map_err(|e| ManifestError::Invalid {
+                index: 1,
+                object: describe(doc),
+                message: e.to_string(),
+            })
+        }
+        [doc] => Err(ManifestError::NotANamespace(describe(doc))),
+        _ => Err(ManifestError::NotANamespace(format!(
+            "{} documents",
+            docs.len()
+        ))),
+    }
+}
+
+/// `Kind/name` for messages.
+pub fn describe(doc: &Value) -> String {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let meta = doc.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    format!("{kind}/{name}")
+}
+
+/// Where a kind keeps the pod template that its controller stamps pods from.
+fn template_path(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            Some(&["spec", "template"])
+        }
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
+        _ => None,
+    }
+}
+
+/// The namespace a preview mutates in: the given Namespace manifest, or the built-in defaults
+/// as if the document's namespace had opted in.
+pub struct Preview {
+    pub namespace: Option<Namespace>,
+    pub defaults: Defaults,
+    pub settings: Settings,
+}
+
+/// The result of previewing a stream of documents.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub documents: Vec<Value>,
+    /// `(object, warning)` pairs, in document order.
+    pub warnings: Vec<(String, String)>,
+    /// Patches of mutated Pods (not templates), in document order.
+    pub patches: Vec<Patch>,
+}
+
+impl Preview {
+    fn namespace_config(&self, doc_namespace: Option<&str>) -> (NamespaceConfig, Vec<String>) {
+        let mut notes = Vec::new();
+        let Some(ns) = &self.namespace else {
+            let name = doc_namespace.unwrap_or("default");
+            return (NamespaceConfig::new(name, None, &self.defaults), notes);
+        };
+        let name = ns.metadata.name.as_deref().unwrap_or("default");
+        if doc_namespace.is_some_and(|d| d != name) {
+            notes.push(format!(
+                "object is in namespace {}, previewed with namespace {name}",
+                doc_namespace.unwrap_or_default()
+            ));
+        }
+        let opted_in = ns
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(INJECT_LABEL));
+        if opted_in.map(String::as_str) != Some("enabled") {
+            notes.push(format!(
+                "namespace {name} lacks the label {INJECT_LABEL}=enabled: the webhook would not be called there"
+            ));
+        }
+        let config = NamespaceConfig::new(name, ns.metadata.annotations.as_ref(), &self.defaults);
+        (config, notes)
+    }
+
+    pub fn run(&self, docs: Vec<Value>) -> Result<Output, ManifestError> {
+        let mut out = Output::default();
+        for (i, doc) in docs.into_iter().enumerate() {
+            let doc = self.document(i + 1, doc, &mut out)?;
+            out.documents.push(doc);
+        }
+        Ok(out)
+    }
+
+    fn document(
+        &self,
+        index: usize,
+        mut doc: Value,
+        out: &mut Output,
+    ) -> Result<Value, ManifestError> {
+        if !doc.is_object() || doc.get("kind").and_then(Value::as_str).is_none() {
+            return Err(ManifestError::NotAnObject { index });
+        }
+        let object = describe(&doc);
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let invalid = |message: String| ManifestError::Invalid {
+            index,
+            object: object.clone(),
+            message,
+        };
+        if kind == "List" {
+            let items = doc.get_mut("items").and_then(Value::as_array_mut);
+            for item in items.into_iter().flatten() {
+                *item = self.document(index, item.take(), out)?;
+            }
+            return Ok(doc);
+        }
+        let doc_ns = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let pod_value = if kind == "Pod" {
+            doc.clone()
+        } else if let Some(path) = template_path(&kind) {
+            let mut template = &doc;
+            for key in path {
+                template = template
+                    .get(key)
+                    .ok_or_else(|| invalid(format!("has no {}", path.join("."))))?;
+            }
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+            })
+        } else {
+            return Ok(doc);
+        };
+        let pod: Pod = serde_json::from_value(pod_value.clone()).map_err(|e| {
+            invalid(format!(
+                "not a valid pod{}: {e}",
+                if kind == "Pod" { "" } else { " template" }
+            ))
+        })?;
+        let (ns, notes) = self.namespace_config(doc_ns.as_deref());
+        let mutation = mutate(&pod, &ns, &self.settings);
+        for w in notes.into_iter().chain(mutation.warnings) {
+            out.warnings.push((object.clone(), w));
+        }
+        let mut mutated = pod_value;
+        json_patch::patch(&mut mutated, &mutation.patch)
+            .map_err(|e| invalid(format!("internal error, the patch does not apply: {e}")))?;
+        if kind == "Pod" {
+            out.patches.push(mutation.patch);
+            return Ok(mutated);
+        }
+        let mut template = &mut doc;
+        for key in template_path(&kind).expect("checked above") {
+            template = &mut template[*key];
+        }
+        for key in ["metadata", "spec"] {
+            if let Some(v) = mutated.get(key) {
+                template[key] = v.clone();
+            }
+        }
+        Ok(doc)
+    }
+}
+
+/// Renders documents as YAML, separated by `---`.
+pub fn to_yaml(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).expect("JSON values serialize to YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// One document as itself, several as a `v1` `List`, like `kubectl get -o json`.
+pub fn to_json(docs: &[Value]) -> String {
+    let value = match docs {
+        [one] => one.clone(),
+        many => json!({"apiVersion": "v1", "kind": "List", "items": many}),
+    };
+    serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
+}

@@ -1,0 +1,403 @@
+//! The mutation itself: a pure function from a Pod and its configuration to a JSONPatch, the
+//! warnings and the status report. No I/O; the server, the CLI and the tests all call it.
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use serde_json::Value;
+
+use crate::config::{
+    Config, DumpConfig, NamespaceConfig, Setting, Settings, EXCLUDED_NAMESPACES, INJECT_LABEL,
+    STATUS_ANNOTATION,
+};
+use crate::dumps;
+use crate::jvm::{self, UserFlags, TOOL_OPTIONS};
+use crate::patch::{pointer, to_value, PatchBuilder};
+use crate::probes;
+use crate::quantity::Quantity;
+use crate::status::{ContainerStatus, Feature, Status};
+use crate::targets;
+use crate::warnings::Warnings;
+
+/// What a mutation decided. An empty patch means "admit unchanged".
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+    /// The report written to the status annotation; `None` when the pod is left alone.
+    pub status: Option<Status>,
+}
+
+impl Mutation {
+    fn unchanged(warnings: Warnings) -> Mutation {
+        Mutation {
+            patch: Patch(Vec::new()),
+            warnings: warnings.into_vec(),
+            status: None,
+        }
+    }
+}
+
+/// Why the pod must be left alone, if it must.
+fn excluded(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Option<String> {
+    if EXCLUDED_NAMESPACES.contains(&ns.name.as_str())
+        || settings.webhook_namespace.as_deref() == Some(ns.name.as_str())
+    {
+        return Some(format!("namespace {} is never mutated", ns.name));
+    }
+    let labels = pod.metadata.labels.as_ref();
+    if labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("false") {
+        return Some(format!("pod opted out with label {INJECT_LABEL}=false"));
+    }
+    None
+}
+
+/// Mutates `pod`, created in namespace `ns`.
+pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Mutation {
+    let mut warnings = Warnings::default();
+    if let Some(reason) = excluded(pod, ns, settings) {
+        warnings.push(reason);
+        return Mutation::unchanged(warnings);
+    }
+    let annotations = pod.metadata.annotations.as_ref();
+    // Reinvocation and re-submitted manifests: our own mark means the work is done.
+    if annotations.is_some_and(|a| a.contains_key(STATUS_ANNOTATION)) {
+        return Mutation::unchanged(warnings);
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        warnings.push("pod has no spec; nothing injected");
+        return Mutation::unchanged(warnings);
+    };
+    let config = Config::resolve(ns, annotations, settings, &mut warnings);
+    let targets = targets::select(pod, &config.targets, &mut warnings);
+
+    let mut patch = PatchBuilder::default();
+    let mut status = Status::new();
+    let dump = match config.heap_dump.as_on() {
+        Some(cfg) => match dumps::pod_collision(spec) {
+            None => Ok(cfg),
+            Some(reason) => {
+                warnings.push(format!("{reason}; heap-dump skipped"));
+                Err(reason)
+            }
+        },
+        None => Err(String::new()),
+    };
+    let mut dump_used = false;
+    for index in targets {
+        let container = &spec.containers[index];
+        let mut ctx = ContainerMutation {
+            index,
+            container,
+            config: &config,
+            patch: &mut patch,
+            warnings: &mut warnings,
+            status: ContainerStatus::default(),
+        };
+        dump_used |= ctx.run(match &dump {
+            Ok(cfg) => Ok(*cfg),
+            Err(reason) => Err(reason.as_str()),
+        });
+        status.containers.insert(container.name.clone(), ctx.status);
+    }
+    if let (true, Ok(cfg)) = (dump_used, &dump) {
+        patch.append(
+            pointer(["spec", "volumes"]),
+            spec.volumes.is_some(),
+            vec![to_value(&dumps::volume(cfg))],
+        );
+    }
+    patch.insert_key(
+        pointer(["metadata", "annotations"]),
+        annotations.is_some(),
+        STATUS_ANNOTATION,
+        Value::String(status.to_annotation()),
+    );
+    Mutation {
+        patch: patch.build(),
+        warnings: warnings.into_vec(),
+        status: Some(status),
+    }
+}
+
+/// Where `JAVA_TOOL_OPTIONS` stands in a container's env.
+enum ToolOptions<'a> {
+    Absent,
+    Literal {
+        index: usize,
+        value: &'a str,
+    },
+    /// Set from `valueFrom`, or possibly by `envFrom`: we cannot merge, so we do not touch it.
+    Opaque(String),
+}
+
+fn tool_options(container: &Container) -> ToolOptions<'_> {
+    let env = container.env.as_deref().unwrap_or_default();
+    match env
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, e)| e.name == TOOL_OPTIONS)
+    {
+        Some((index, e)) if e.value_from.is_none() => ToolOptions::Literal {
+            index,
+            value: e.value.as_deref().unwrap_or(""),
+        },
+        Some(_) => ToolOptions::Opaque(format!("{TOOL_OPTIONS} is set from valueFrom")),
+        None if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) => {
+            ToolOptions::Opaque(format!("envFrom may set {TOOL_OPTIONS}"))
+        }
+        None => ToolOptions::Absent,
+    }
+}
+
+fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
+    let limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"));
+    match limit {
+        None => Ok(None),
+        Some(q) => {
+            q.0.parse::<Quantity>()
+                .map(|q| Some(q.bytes()))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+enum State {
+    Off,
+    On,
+    Invalid,
+}
+
+struct ContainerMutation<'a> {
+    index: usize,
+    container: &'a Container,
+    config: &'a Config,
+    patch: &'a mut PatchBuilder,
+    warnings: &'a mut Warnings,
+    status: ContainerStatus,
+}
+
+impl ContainerMutation<'_> {
+    fn path(&self, field: &str) -> jsonptr::PointerBuf {
+        pointer(["spec", "containers"])
+            .with_trailing_token(self.index)
+            .with_trailing_token(field)
+    }
+
+    fn skip(&mut self, feature: Feature, reason: impl Into<String>) {
+        self.status.skipped(feature, reason);
+    }
+
+    /// Applies every feature to the container; returns whether it mounts the dump volume.
+    fn run(&mut self, dump: Result<&DumpConfig, &str>) -> bool {
+        let name = self.container.name.clone();
+        let user = UserFlags::of(self.container);
+        let options = tool_options(self.container);
+        let mut tokens: Vec<String> = Vec::new();
+        let mut prepend_env: Vec<EnvVar> = Vec::new();
+        let mut mounted = false;
+
+        for feature in [
+            Feature::Memory,
+            Feature::HeapDump,
+            Feature::ExitOnOom,
+            Feature::JvmOptions,
+        ] {
+            match self.state(feature) {
+                State::Off => continue,
+                State::Invalid => {
+                    self.skip(feature, "invalid configuration");
+                    continue;
+                }
+                State::On => {}
+            }
+            if let ToolOptions::Opaque(reason) = &options {
+                self.skip(feature, reason.clone());
+                continue;
+            }
+            let flags = match feature {
+                Feature::Memory => {
+                    let cfg = self.config.memory.as_on().expect("checked valid");
+                    let limit = memory_limit(self.container).unwrap_or_else(|e| {
+                        self.warnings
+                            .push(format!("container {name}: memory limit {e}"));
+                        None
+                    });
+                    let out = jvm::memory_flags(cfg, limit, &name, &user);
+                    for w in out.warnings {
+                        self.warnings.push(w);
+                    }
+                    if out.flags.is_empty() && !user.sets("-XX:MaxRAMPercentage") {
+                        self.skip(feature, "no memory limit");
+                        continue;
+                    }
+                    out.flags
+                }
+                Feature::HeapDump => {
+                    let cfg = match dump {
+                        Ok(cfg) => cfg,
+                        Err(reason) => {
+                            self.skip(feature, reason);
+                            continue;
+                        }
+                    };
+                    if let Some(reason) = dumps::container_collision(self.container, cfg) {
+                        self.warnings.push(format!("{reason}; heap-dump skipped"));
+                        self.skip(feature, reason);
+                        continue;
+                    }
+                    self.patch.append(
+                        self.path("volumeMounts"),
+                        self.container.volume_mounts.is_some(),
+                        vec![to_value(&dumps::mount(cfg))],
+                    );
+                    prepend_env.push(dumps::pod_name_env());
+                    mounted = true;
+                    // Counted as applied even if the user set every flag: the volume is there.
+                    self.status.applied(feature);
+                    tokens.extend(
+                        jvm::heap_dump_flags(cfg)
+                            .into_iter()
+                            .filter(|t| !user.sets(t)),
+                    );
+                    continue;
+                }
+                Feature::ExitOnOom => jvm::exit_on_oom_flags(),
+                Feature::JvmOptions => self.config.jvm_options.as_on().cloned().unwrap_or_default(),
+                Feature::Probes | Feature::Ulimits => unreachable!("not a flag feature"),
+            };
+            let new: Vec<String> = flags.into_iter().filter(|t| !user.sets(t)).collect();
+            if new.is_empty() {
+                self.skip(feature, "already set by the container");
+            } else {
+                self.status.applied(feature);
+                tokens.extend(new);
+            }
+        }
+        if let ToolOptions::Opaque(reason) = &options {
+            if !self.status.skipped.is_empty() {
+                self.warnings.push(format!(
+                    "container {name}: {reason}; JVM flags not injected (set {TOOL_OPTIONS} as a literal env value to let jvm-guard merge into it)"
+                ));
+            }
+        }
+
+        self.apply_env(&options, &tokens, prepend_env);
+        self.apply_probes();
+        self.apply_ulimits();
+        mounted
+    }
+
+    fn state(&self, feature: Feature) -> State {
+        fn of<T>(s: &Setting<T>) -> State {
+            match s {
+                Setting::Off => State::Off,
+                Setting::On(_) => State::On,
+                Setting::Invalid => State::Invalid,
+            }
+        }
+        let c = self.config;
+        match feature {
+            Feature::Memory => of(&c.memory),
+            Feature::HeapDump => of(&c.heap_dump),
+            Feature::ExitOnOom => of(&c.exit_on_oom),
+            Feature::JvmOptions => of(&c.jvm_options),
+            Feature::Probes => of(&c.probes),
+            Feature::Ulimits => of(&c.ulimits),
+        }
+    }
+
+    /// Env edits in an order whose indices stay valid: the in-place replace first, then the
+    /// append, then the inserts at the front.
+    fn apply_env(&mut self, options: &ToolOptions<'_>, tokens: &[String], prepend: Vec<EnvVar>) {
+        let env_path = self.path("env");
+        let mut append: Vec<EnvVar> = Vec::new();
+        let mut replace: Option<(usize, String)> = None;
+        if !tokens.is_empty() {
+            match options {
+                ToolOptions::Literal { index, value } => {
+                    replace = Some((*index, jvm::merge_tool_options(tokens, Some(value))))
+                }
+                ToolOptions::Absent => append.push(EnvVar {
+                    name: TOOL_OPTIONS.to_string(),
+                    value: Some(jvm::merge_tool_options(tokens, None)),
+                    value_from: None,
+                }),
+                ToolOptions::Opaque(_) => unreachable!("no tokens are gathered for opaque options"),
+            }
+        }
+        if self.container.env.is_none() {
+            let all: Vec<Value> = prepend.iter().chain(&append).map(to_value).collect();
+            if !all.is_empty() {
+                self.patch.add(env_path, Value::Array(all));
+            }
+            return;
+        }
+        if let Some((index, value)) = replace {
+            self.patch.replace(
+                env_path
+                    .with_trailing_token(index)
+                    .with_trailing_token("value"),
+                Value::String(value),
+            );
+        }
+        self.patch.append(
+            env_path.clone(),
+            true,
+            append.iter().map(to_value).collect(),
+        );
+        self.patch
+            .prepend_existing(&env_path, prepend.iter().map(to_value).collect());
+    }
+
+    fn apply_probes(&mut self) {
+        let cfg = match &self.config.probes {
+            Setting::Off => return,
+            Setting::Invalid => return self.skip(Feature::Probes, "invalid configuration"),
+            Setting::On(cfg) => cfg,
+        };
+        match probes::plan(self.container, cfg) {
+            Err(reason) => {
+                self.warnings.push(format!("{reason}; probes skipped"));
+                self.skip(Feature::Probes, reason);
+            }
+            Ok(plan) if plan.is_empty() => {
+                self.skip(Feature::Probes, "the container has its own probes")
+            }
+            Ok(plan) => {
+                for (field, probe) in [
+                    ("startupProbe", plan.startup),
+                    ("readinessProbe", plan.readiness),
+                    ("livenessProbe", plan.liveness),
+                ] {
+                    if let Some(probe) = probe {
+                        self.patch.add(self.path(field), to_value(&probe));
+                    }
+                }
+                self.status.applied(Feature::Probes);
+            }
+        }
+    }
+
+    fn apply_ulimits(&mut self) {
+        let reason = match &self.config.ulimits {
+            Setting::Off => return,
+            Setting::Invalid => "invalid configuration",
+            Setting::On(_) if !self.config.tools => {
+                "ulimits need the tools init container, disabled by jvm-guard.io/tools: \"false\""
+            }
+            Setting::On(_) => "the rlimit wrapper is not available in this version",
+        };
+        if self.config.ulimits != Setting::Invalid {
+            self.warnings.push(format!(
+                "container {}: {reason}; ulimits not applied",
+                self.container.name
+            ));
+        }
+        self.skip(Feature::Ulimits, reason);
+    }
+}
