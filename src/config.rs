@@ -133,10 +133,8 @@ impl Defaults {
     /// annotations, a defaults file is owned by the platform team and checked at start-up, so
     /// unknown keys and invalid values are errors rather than warnings.
     pub fn from_yaml(text: &str) -> Result<Defaults, DefaultsError> {
-        let map: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(text)? {
-            Some(m) => m,
-            None => BTreeMap::new(),
-        };
+        let map: BTreeMap<String, serde_yaml::Value> =
+            serde_yaml::from_str::<Option<_>>(text)?.unwrap_or_default();
         let mut out = BTreeMap::new();
         for (raw_key, value) in map {
             let name = raw_key.strip_prefix(PREFIX).unwrap_or(&raw_key);

@@ -125,6 +125,11 @@ pub fn memory_flags(
     };
     if let Some(p) = max {
         flags.push(format!("-XX:MaxRAMPercentage={p}"));
+        // Below ~250 MiB of RAM HotSpot sizes the heap from MinRAMPercentage (default 50%)
+        // instead, which would silently drop the non-heap reserve in small containers.
+        if !user.sets("-XX:MinRAMPercentage") {
+            flags.push(format!("-XX:MinRAMPercentage={p}"));
+        }
     }
     if let Some(initial) = cfg
         .initial

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test. On first run it installs, cached outside the repo, what the tests need:
+# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh). Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v javac >/dev/null; then
+    echo "error: javac not found; the JVM tests compile a Java program (install a JDK 11+, e.g. apt-get install openjdk-17-jdk-headless)" >&2
+    exit 1
+fi
+scripts/install-jdks.sh
+cargo test --locked "$@"

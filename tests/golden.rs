@@ -1,0 +1,138 @@
+//! Golden tests: `tests/golden/<case>.yaml` in, `<case>.mutated.yaml` out (warnings as
+//! comments). `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the outputs: review the diff.
+//!
+//! Input format: an optional first line `# settings: allow-host-path`; if the first document
+//! is a Namespace it configures the case like `mutate --namespace`, and is not output.
+
+use std::path::{Path, PathBuf};
+
+use jvm_guard::config::Settings;
+use jvm_guard::manifest::{self, Preview};
+use jvm_guard::{mutate, Defaults, NamespaceConfig};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use serde_json::Value;
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/golden exists")
+        .map(|e| e.expect("readable dir").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".yaml") && !name.ends_with(".mutated.yaml")
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
+    let settings = Settings {
+        allow_host_path: text
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("# settings:") && l.contains("allow-host-path")),
+        webhook_namespace: None,
+    };
+    let namespace = match docs.first() {
+        Some(d) if d.get("kind").and_then(Value::as_str) == Some("Namespace") => {
+            let ns: Namespace = serde_json::from_value(docs.remove(0)).expect("valid Namespace");
+            Some(ns)
+        }
+        _ => None,
+    };
+    Preview {
+        namespace,
+        defaults: Defaults::default(),
+        settings,
+    }
+}
+
+/// Every pod (or pod template) in the output must be a valid Pod, and mutating it again must
+/// change nothing.
+fn check_output(case: &str, preview: &Preview, doc: &Value) {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let template = match kind {
+        "Pod" => Some(doc.clone()),
+        "CronJob" => doc.pointer("/spec/jobTemplate/spec/template").cloned(),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            doc.pointer("/spec/template").cloned()
+        }
+        _ => None,
+    };
+    let Some(pod) = template else { return };
+    let pod: Pod = serde_json::from_value(pod)
+        .unwrap_or_else(|e| panic!("{case}: output {kind} is not a valid pod: {e}"));
+    let ns_name = preview
+        .namespace
+        .as_ref()
+        .and_then(|n| n.metadata.name.clone())
+        .unwrap_or_else(|| "default".into());
+    let annotations = preview.namespace.as_ref().and_then(|n| n.metadata.annotations.as_ref());
+    let ns = NamespaceConfig::new(&ns_name, annotations, &preview.defaults);
+    let again = mutate(&pod, &ns, &preview.settings);
+    assert!(
+        again.patch.0.is_empty(),
+        "{case}: mutating the output again is not a no-op: {:?}",
+        again.patch
+    );
+}
+
+fn render(case: &Path) -> String {
+    let text = std::fs::read_to_string(case).expect("readable case");
+    let name = case.file_name().unwrap().to_string_lossy().to_string();
+    let mut docs = manifest::parse_documents(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let preview = preview_for(&text, &mut docs);
+    let out = preview.run(docs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for doc in &out.documents {
+        check_output(&name, &preview, doc);
+    }
+    let mut rendered = format!("# Generated from {name} by tests/golden.rs (UPDATE_GOLDEN=1 regenerates).\n");
+    for (object, warning) in &out.warnings {
+        rendered.push_str(&format!("# warning: {object}: {warning}\n"));
+    }
+    rendered.push_str(&manifest::to_yaml(&out.documents));
+    rendered
+}
+
+#[test]
+fn golden_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 20, "expected at least 20 golden cases, found {}", cases.len());
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let expected_path = case.with_extension("mutated.yaml");
+        let actual = render(case);
+        if update {
+            std::fs::write(&expected_path, &actual).expect("writable golden file");
+            continue;
+        }
+        match std::fs::read_to_string(&expected_path) {
+            Ok(expected) if expected == actual => {}
+            Ok(expected) => failures.push(format!(
+                "{}: output differs\n--- expected\n{expected}\n--- actual\n{actual}",
+                case.display()
+            )),
+            Err(_) => failures.push(format!(
+                "{}: no {} (run UPDATE_GOLDEN=1 cargo test --test golden and review it)",
+                case.display(),
+                expected_path.display()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn no_orphan_outputs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if let Some(stem) = name.strip_suffix(".mutated.yaml") {
+            let input = path.with_file_name(format!("{stem}.yaml"));
+            assert!(input.exists(), "{name} has no input {stem}.yaml");
+        }
+    }
+}

