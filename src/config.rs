@@ -149,14 +149,27 @@ impl Defaults {
             out.insert(key, value);
         }
         let defaults = Defaults(out);
-        // Validate every value now: a typo in the cluster defaults should stop start-up.
-        let ns = NamespaceConfig::new("", None, &defaults);
+        // Validate every value now: a typo in the cluster defaults should stop start-up. The
+        // second pass switches on the features whose keys are not read while they are off.
         let mut warnings = Warnings::default();
         let settings = Settings {
             allow_host_path: true,
             ..Settings::default()
         };
-        Config::resolve(&ns, None, &settings, &mut warnings);
+        let switched_on: BTreeMap<String, String> = [(Key::HeapDump, "true"), (Key::Probes, "tcp")]
+            .into_iter()
+            .filter(|(k, _)| {
+                defaults
+                    .0
+                    .get(k)
+                    .is_none_or(|v| matches!(v.as_str(), "false" | "off"))
+            })
+            .map(|(k, v)| (k.annotation(), v.to_string()))
+            .collect();
+        for annotations in [None, Some(&switched_on)] {
+            let ns = NamespaceConfig::new("", annotations, &defaults);
+            Config::resolve(&ns, None, &settings, &mut warnings);
+        }
         match warnings.into_vec().into_iter().next() {
             Some(w) => Err(DefaultsError::Invalid(w)),
             None => Ok(defaults),
@@ -637,21 +650,23 @@ fn memory_setting(p: &mut Parser<'_>) -> Setting<MemoryConfig> {
 
 fn dump_setting(p: &mut Parser<'_>, settings: &Settings) -> Setting<DumpConfig> {
     let feature = Feature::HeapDump.name();
-    let enabled = p.parse(Key::HeapDump, feature, parse_bool);
+    // When the feature is off its other keys are not read, so they cannot disable it twice.
+    match p.parse(Key::HeapDump, feature, parse_bool) {
+        Err(()) => return Setting::Invalid,
+        Ok(Some(false)) => return Setting::Off,
+        Ok(_) => {}
+    }
     let volume = p.parse(Key::DumpVolume, feature, |v| {
         parse_dump_volume(v, settings.allow_host_path)
     });
     let mount_path = p.parse(Key::DumpMountPath, feature, parse_abs_path);
     let size_limit = p.parse(Key::DumpSizeLimit, feature, parse_quantity);
     let keep = p.parse(Key::DumpKeep, feature, parse_keep);
-    let (Ok(enabled), Ok(volume), Ok(mount_path), Ok(size_limit), Ok(keep)) =
-        (enabled, volume, mount_path, size_limit, keep)
+    let (Ok(volume), Ok(mount_path), Ok(size_limit), Ok(keep)) =
+        (volume, mount_path, size_limit, keep)
     else {
         return Setting::Invalid;
     };
-    if enabled == Some(false) {
-        return Setting::Off;
-    }
     let volume = match (
         volume.unwrap_or(DumpVolume::EmptyDir { size_limit: None }),
         size_limit,
@@ -675,15 +690,16 @@ fn dump_setting(p: &mut Parser<'_>, settings: &Settings) -> Setting<DumpConfig> 
 
 fn probe_setting(p: &mut Parser<'_>) -> Setting<ProbeConfig> {
     let feature = Feature::Probes.name();
-    let mode = p.parse(Key::Probes, feature, parse_probe_mode);
+    let mut mode = match p.parse(Key::Probes, feature, parse_probe_mode) {
+        Err(()) => return Setting::Invalid,
+        Ok(None | Some(None)) => return Setting::Off,
+        Ok(Some(Some(mode))) => mode,
+    };
     let path = p.parse(Key::ProbePath, feature, parse_http_path);
     let port = p.parse(Key::ProbePort, feature, parse_port);
     let timeout = p.parse(Key::StartupTimeout, feature, parse_seconds);
-    let (Ok(mode), Ok(path), Ok(port), Ok(timeout)) = (mode, path, port, timeout) else {
+    let (Ok(path), Ok(port), Ok(timeout)) = (path, port, timeout) else {
         return Setting::Invalid;
-    };
-    let Some(mut mode) = mode.flatten() else {
-        return Setting::Off;
     };
     if let ProbeMode::Http { path: p_path } = &mut mode {
         match path {
@@ -805,6 +821,24 @@ mod tests {
             w[0].contains("did you mean jvm-guard.io/max-ram-percentage?"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn keys_of_a_feature_that_is_off_are_not_read() {
+        let (c, w) = resolve(
+            &[
+                ("startup-timeout", "-1"),
+                ("heap-dump", "false"),
+                ("dump-keep", "0"),
+            ],
+            &[],
+        );
+        assert_eq!((c.probes, c.heap_dump), (Setting::Off, Setting::Off));
+        assert!(w.is_empty(), "{w:?}");
+        assert!(matches!(
+            Defaults::from_yaml("probes: off\nstartup-timeout: -1\n"),
+            Err(DefaultsError::Invalid(_))
+        ));
     }
 
     #[test]

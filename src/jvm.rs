@@ -27,6 +27,17 @@ const GC_SELECTORS: [&str; 7] = [
     "UseConcMarkSweepGC",
 ];
 
+const REPEATABLE: [&str; 8] = [
+    "-javaagent:",
+    "-agentlib:",
+    "-agentpath:",
+    "--add-opens",
+    "--add-exports",
+    "--add-reads",
+    "--add-modules",
+    "--patch-module",
+];
+
 /// The setting a JVM token controls, so that different spellings of one setting compare
 /// equal: `-Xmx1g` and `-XX:MaxHeapSize=1g` both "set the RAM percentage", and two GC
 /// selectors conflict (the JVM refuses to start with both).
@@ -52,6 +63,11 @@ pub fn flag_key(token: &str) -> Option<String> {
         if t.starts_with(prefix) {
             return Some(key.to_string());
         }
+    }
+    // Options that may repeat with different values (agents, module openings): only the same
+    // token twice is the same setting.
+    if REPEATABLE.iter().any(|p| t.starts_with(p)) {
+        return Some(t.to_string());
     }
     if t.starts_with('-') && t.len() > 1 {
         let end = t.find(['=', ':']).unwrap_or(t.len());
@@ -194,7 +210,12 @@ mod tests {
     #[case("-XX:-HeapDumpOnOutOfMemoryError", Some("HeapDumpOnOutOfMemoryError"))]
     #[case("-XX:+UseZGC", Some("garbage-collector"))]
     #[case("-Dfoo=bar", Some("-Dfoo"))]
-    #[case("-javaagent:/a.jar=x", Some("-javaagent"))]
+    #[case("-javaagent:/a.jar=x", Some("-javaagent:/a.jar=x"))]
+    #[case(
+        "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        Some("--add-opens=java.base/java.lang=ALL-UNNAMED")
+    )]
+    #[case("-verbose:gc", Some("-verbose"))]
     #[case("\"-Xmx1g\"", Some("MaxRAMPercentage"))]
     #[case("java", None)]
     #[case("-", None)]

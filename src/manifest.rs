@@ -108,7 +108,7 @@ impl Preview {
         let name = ns.metadata.name.as_deref().unwrap_or("default");
         if doc_namespace.is_some_and(|d| d != name) {
             notes.push(format!(
-                "object is in namespace {}, previewed with namespace {name}",
+                "jvm-guard: object is in namespace {}, previewed with namespace {name}",
                 doc_namespace.unwrap_or_default()
             ));
         }
@@ -119,7 +119,7 @@ impl Preview {
             .and_then(|l| l.get(INJECT_LABEL));
         if opted_in.map(String::as_str) != Some("enabled") {
             notes.push(format!(
-                "namespace {name} lacks the label {INJECT_LABEL}=enabled: the webhook would not be called there"
+                "jvm-guard: namespace {name} lacks the label {INJECT_LABEL}=enabled: the webhook would not be called there"
             ));
         }
         let config = NamespaceConfig::new(name, ns.metadata.annotations.as_ref(), &self.defaults);

@@ -338,7 +338,8 @@ impl ContainerMutation<'_> {
             return;
         }
         if let Some((index, value)) = replace {
-            self.patch.replace(
+            // `add`, not `replace`: the apiserver omits an empty `value`, so the key may be absent.
+            self.patch.add(
                 env_path
                     .with_trailing_token(index)
                     .with_trailing_token("value"),

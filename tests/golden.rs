@@ -67,8 +67,16 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) {
         .namespace
         .as_ref()
         .and_then(|n| n.metadata.name.clone())
+        .or_else(|| {
+            doc.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
         .unwrap_or_else(|| "default".into());
-    let annotations = preview.namespace.as_ref().and_then(|n| n.metadata.annotations.as_ref());
+    let annotations = preview
+        .namespace
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.as_ref());
     let ns = NamespaceConfig::new(&ns_name, annotations, &preview.defaults);
     let again = mutate(&pod, &ns, &preview.settings);
     assert!(
@@ -87,7 +95,8 @@ fn render(case: &Path) -> String {
     for doc in &out.documents {
         check_output(&name, &preview, doc);
     }
-    let mut rendered = format!("# Generated from {name} by tests/golden.rs (UPDATE_GOLDEN=1 regenerates).\n");
+    let mut rendered =
+        format!("# Generated from {name} by tests/golden.rs (UPDATE_GOLDEN=1 regenerates).\n");
     for (object, warning) in &out.warnings {
         rendered.push_str(&format!("# warning: {object}: {warning}\n"));
     }
@@ -98,7 +107,11 @@ fn render(case: &Path) -> String {
 #[test]
 fn golden_cases() {
     let cases = cases();
-    assert!(cases.len() >= 20, "expected at least 20 golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 20,
+        "expected at least 20 golden cases, found {}",
+        cases.len()
+    );
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in &cases {
