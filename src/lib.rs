@@ -1,16 +1,19 @@
 //! jvm-guard: a Kubernetes mutating admission webhook that makes JVM pods safe to run and easy
 //! to debug. The mutation is a pure function ([`mutate::mutate`]); everything else feeds it.
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod dumps;
 pub mod jvm;
 pub mod manifest;
 pub mod mutate;
+pub mod namespaces;
 pub mod patch;
 pub mod probes;
 pub mod quantity;
 pub mod rlimit;
+pub mod server;
 pub mod status;
 pub mod targets;
 pub mod warnings;

@@ -1,0 +1,206 @@
+//! The webhook router over HTTP requests, without a socket (`tower::ServiceExt::oneshot`),
+//! and once over a real socket where the connection's behaviour is the point.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use jvm_guard::namespaces::{NamespaceLookup, StaticNamespaces};
+use jvm_guard::server::{router, AppState, MAX_BODY_BYTES};
+use jvm_guard::{Defaults, NamespaceConfig, Settings};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+
+fn app(namespaces: Arc<dyn NamespaceLookup>) -> Router {
+    router(AppState {
+        namespaces,
+        settings: Arc::new(Settings::default()),
+    })
+}
+
+fn dev_app() -> Router {
+    app(Arc::new(StaticNamespaces::every(&Defaults::default())))
+}
+
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {"containers": [{
+            "name": "api",
+            "image": "eclipse-temurin:21-jre",
+            "resources": {"limits": {"memory": "512Mi"}},
+        }]},
+    })
+}
+
+fn pod_review() -> Vec<u8> {
+    review_in("shop")
+}
+
+fn review_in(namespace: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": UID,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod(),
+            "dryRun": false,
+        },
+    }))
+    .unwrap()
+}
+
+async fn send(app: Router, method: Method, body: impl Into<Body>) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri("/mutate")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+async fn post(app: Router, body: impl Into<Body>) -> (StatusCode, Value) {
+    send(app, Method::POST, body).await
+}
+
+#[tokio::test]
+async fn a_pod_create_gets_a_patch() {
+    let (status, out) = post(dev_app(), pod_review()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+    let response = &out["response"];
+    assert_eq!(response["uid"], UID);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut mutated = pod();
+    json_patch::patch(&mut mutated, &patch).unwrap();
+    let _: Pod = serde_json::from_value(mutated).unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_that_did_not_opt_in_gets_no_patch() {
+    let app = app(Arc::new(StaticNamespaces::new(
+        vec![],
+        &Defaults::default(),
+    )));
+    let (status, out) = post(app, pod_review()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(out["response"]["uid"], UID);
+    assert_eq!(out["response"]["allowed"], true);
+    assert!(out["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn invalid_json_is_400_with_a_json_error() {
+    let (status, out) = post(dev_app(), "{\"request\": ").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = out["error"].as_str().unwrap();
+    assert!(error.starts_with("request body is not JSON"), "{error}");
+}
+
+#[tokio::test]
+async fn a_review_without_request_is_400() {
+    let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;
+    let (status, out) = post(dev_app(), body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(out, json!({"error": "AdmissionReview has no request"}));
+}
+
+#[tokio::test]
+async fn a_body_over_4_mib_is_413() {
+    // A well-formed review padded with whitespace: only its size is wrong.
+    let mut body = pod_review();
+    body.resize(5 * 1024 * 1024, b' ');
+    let (status, out) = post(dev_app(), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        out,
+        json!({"error": format!("request body is larger than {MAX_BODY_BYTES} bytes")})
+    );
+
+    let mut body = pod_review();
+    body.resize(MAX_BODY_BYTES, b' ');
+    let (status, _) = post(dev_app(), body).await;
+    assert_eq!(status, StatusCode::OK, "exactly 4 MiB is allowed");
+}
+
+#[tokio::test]
+async fn get_is_405() {
+    let (status, _) = send(dev_app(), Method::GET, Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A namespace cache with a bug for namespace `boom`, and every other namespace opted in.
+struct PanicsOnBoom(StaticNamespaces);
+
+impl NamespaceLookup for PanicsOnBoom {
+    fn get(&self, name: &str) -> Option<Arc<NamespaceConfig>> {
+        assert_ne!(name, "boom", "namespace cache bug");
+        self.0.get(name)
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_panic_is_500_and_the_router_keeps_serving() {
+    let every = StaticNamespaces::every(&Defaults::default());
+    let app = app(Arc::new(PanicsOnBoom(every)));
+    let (status, out) = post(app.clone(), review_in("boom")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(out, json!({"error": "internal error"}));
+
+    let (status, out) = post(app, review_in("shop")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(out["response"]["patch"].is_string());
+}
+
+/// Over a real socket, as the apiserver sends it: the whole oversize body is written, and the
+/// client must read a 413, not a reset connection.
+#[tokio::test]
+async fn a_body_over_4_mib_is_413_over_a_socket() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, dev_app()).await });
+    let response = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = vec![b' '; 5 * 1024 * 1024];
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.ends_with(r#"{"error":"request body is larger than 4194304 bytes"}"#));
+}
