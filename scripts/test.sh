@@ -9,6 +9,9 @@ if ! command -v javac >/dev/null; then
     exit 1
 fi
 scripts/install-jdks.sh
+# The static tools binary (tests/musl.rs checks it).
+rustup target add x86_64-unknown-linux-musl >/dev/null
+cargo build --locked --release --target x86_64-unknown-linux-musl
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.
 log="$(mktemp)"

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod dumps;
+pub mod exec;
 pub mod jvm;
 pub mod manifest;
 pub mod mutate;
@@ -11,8 +12,10 @@ pub mod patch;
 pub mod probes;
 pub mod quantity;
 pub mod rlimit;
+pub mod rotate;
 pub mod status;
 pub mod targets;
+pub mod tools;
 pub mod warnings;
 
 pub use config::{Defaults, NamespaceConfig, Settings};
