@@ -9,4 +9,15 @@ if ! command -v javac >/dev/null; then
     exit 1
 fi
 scripts/install-jdks.sh
-cargo test --locked "$@"
+# The static tools binary (tests/musl.rs checks it).
+rustup target add x86_64-unknown-linux-musl >/dev/null
+cargo build --locked --release --target x86_64-unknown-linux-musl
+
+# cargo's last block is the (empty) doc-test run, so close with the total over every suite.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -1,5 +1,6 @@
 //! Command-line interface: flags (each also from a `JVM_GUARD_*` variable) and the commands.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Defaults, Settings};
 use crate::manifest::{self, ManifestError, Preview};
+use crate::rlimit::Rlimit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,7 +26,52 @@ pub struct Cli {
 pub enum Command {
     /// Offline preview: read manifests, print them as the webhook would mutate them.
     Mutate(MutateArgs),
+    /// Set resource limits, then run the command in this process (the rlimit wrapper).
+    Exec(ExecArgs),
+    /// Copy this binary into DIR (run by the injected init container).
+    InstallTools(InstallToolsArgs),
+    /// Rename fresh heap dumps to unique names and delete the oldest (the OutOfMemoryError hook).
+    RotateDumps(RotateDumpsArgs),
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// A limit: NAME=N or NAME=SOFT:HARD, NAME one of nofile, nproc, core, memlock, stack;
+    /// `unlimited` allowed. Repeatable.
+    #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit)]
+    pub rlimits: Vec<Rlimit>,
+    /// The program and its arguments, after `--`; found on PATH like a shell does.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn parse_rlimit(s: &str) -> Result<Rlimit, String> {
+    s.parse()
+        .map_err(|e: crate::rlimit::RlimitError| e.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallToolsArgs {
+    /// Target directory (an emptyDir shared with the application containers).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateDumpsArgs {
+    /// The pod's dump directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// How many rotated dumps to keep.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// The container name, part of the rotated file name.
+    #[arg(long)]
+    pub container: String,
+}
+
+/// The image this version is published as; the chart passes the exact reference.
+pub const DEFAULT_TOOLS_IMAGE: &str =
+    concat!("ghcr.io/jvm-guard/jvm-guard:", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OutputFormat {
@@ -49,6 +96,9 @@ pub struct MutateArgs {
     /// Permit `dump-volume: hostPath:<path>`, as `serve --allow-host-path` does.
     #[arg(long, env = "JVM_GUARD_ALLOW_HOST_PATH")]
     pub allow_host_path: bool,
+    /// Image of the injected tools init container.
+    #[arg(long, env = "JVM_GUARD_TOOLS_IMAGE", default_value = DEFAULT_TOOLS_IMAGE)]
+    pub tools_image: String,
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: OutputFormat,
 }
@@ -105,6 +155,7 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
         settings: Settings {
             allow_host_path: args.allow_host_path,
             webhook_namespace: None,
+            tools_image: Some(args.tools_image.clone()),
         },
     };
     let text = read_input(&args.file)?;
@@ -133,6 +184,18 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
     Ok((rendered, warnings))
 }
 
+/// Copies the running binary into `dir` atomically: a half-copied tool is never visible.
+pub fn install_tools(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe()?;
+    let target = dir.join("jvm-guard");
+    let tmp = dir.join(format!(".jvm-guard.{}.tmp", std::process::id()));
+    std::fs::copy(&exe, &tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -149,5 +212,48 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Exec(args) => {
+            let err = crate::exec::run(&args.rlimits, &args.command);
+            eprintln!(
+                "jvm-guard exec: cannot run {}: {err}",
+                args.command[0].to_string_lossy()
+            );
+            // Like a shell: 127 when the program is not found, 126 when it cannot be run.
+            ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            })
+        }
+        Command::InstallTools(args) => match install_tools(&args.dir) {
+            Ok(path) => {
+                println!("jvm-guard: installed {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", args.dir.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::RotateDumps(args) => {
+            let now = std::time::SystemTime::now();
+            match crate::rotate::rotate(&args.dir, args.keep as usize, &args.container, now) {
+                Ok(r) => {
+                    for (from, to) in r.renamed {
+                        eprintln!(
+                            "jvm-guard: heap dump {} -> {}",
+                            from.display(),
+                            to.display()
+                        );
+                    }
+                    for old in r.deleted {
+                        eprintln!("jvm-guard: deleted old heap dump {}", old.display());
+                    }
+                }
+                // Runs on the JVM's way out: report, never fail it.
+                Err(e) => eprintln!("jvm-guard: rotating dumps in {}: {e}", args.dir.display()),
+            }
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -25,6 +25,8 @@ pub struct Settings {
     pub allow_host_path: bool,
     /// The webhook's own namespace, never mutated.
     pub webhook_namespace: Option<String>,
+    /// Image of the tools init container (the webhook's own); without it no tools are injected.
+    pub tools_image: Option<String>,
 }
 
 macro_rules! keys {

@@ -160,13 +160,13 @@ pub fn memory_flags(
     }
     let auto_unset = cfg.max == MaxRam::Auto && !user_max && max.is_none();
     if limit.is_none() && (auto_unset || !flags.is_empty()) {
-        let what = if auto_unset {
-            "; MaxRAMPercentage not set"
+        let consequence = if auto_unset {
+            "MaxRAMPercentage not set (a percentage would apply to node memory)"
         } else {
-            ""
+            "the RAM percentages apply to node memory"
         };
         warnings.push(format!(
-            "container {container} has no memory limit, so RAM percentages would apply to node memory{what}: set resources.limits.memory"
+            "container {container} has no memory limit: {consequence}; set resources.limits.memory"
         ));
     }
     MemoryFlags { flags, warnings }

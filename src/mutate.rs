@@ -2,11 +2,11 @@
 //! warnings and the status report. No I/O; the server, the CLI and the tests all call it.
 
 use json_patch::Patch;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use serde_json::Value;
 
 use crate::config::{
-    Config, DumpConfig, NamespaceConfig, Setting, Settings, EXCLUDED_NAMESPACES, INJECT_LABEL,
+    Config, DumpConfig, Key, NamespaceConfig, Setting, Settings, EXCLUDED_NAMESPACES, INJECT_LABEL,
     STATUS_ANNOTATION,
 };
 use crate::dumps;
@@ -16,6 +16,7 @@ use crate::probes;
 use crate::quantity::Quantity;
 use crate::status::{ContainerStatus, Feature, Status};
 use crate::targets;
+use crate::tools;
 use crate::warnings::Warnings;
 
 /// What a mutation decided. An empty patch means "admit unchanged".
@@ -51,6 +52,39 @@ fn excluded(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Option<Stri
     None
 }
 
+/// Pod-level decisions every target shares: whether the dump volume and the tools can be
+/// added, or why not.
+struct PodPlan<'a> {
+    dump: Result<&'a DumpConfig, String>,
+    tools: Result<&'a str, String>,
+}
+
+/// What a container ended up using, so the pod gets the volumes and init container once.
+#[derive(Default)]
+struct Uses {
+    dump: bool,
+    tools: bool,
+}
+
+/// The tools image, or why the tools cannot be injected into this pod.
+fn tools_image<'a>(
+    spec: &PodSpec,
+    config: &Config,
+    settings: &'a Settings,
+) -> Result<&'a str, String> {
+    if !config.tools {
+        return Err(format!("{} is \"false\"", Key::Tools.annotation()));
+    }
+    let image = settings
+        .tools_image
+        .as_deref()
+        .ok_or_else(|| "no tools image is configured (--tools-image)".to_string())?;
+    match tools::pod_collision(spec) {
+        None => Ok(image),
+        Some(reason) => Err(reason),
+    }
+}
+
 /// Mutates `pod`, created in namespace `ns`.
 pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Mutation {
     let mut warnings = Warnings::default();
@@ -72,40 +106,53 @@ pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Mutation 
 
     let mut patch = PatchBuilder::default();
     let mut status = Status::new();
-    let dump = match config.heap_dump.as_on() {
-        Some(cfg) => match dumps::pod_collision(spec) {
-            None => Ok(cfg),
-            Some(reason) => {
-                warnings.push(format!("{reason}; heap-dump skipped"));
-                Err(reason)
-            }
+    let pod_plan = PodPlan {
+        dump: match config.heap_dump.as_on() {
+            Some(cfg) => match dumps::pod_collision(spec) {
+                None => Ok(cfg),
+                Some(reason) => {
+                    warnings.push(format!("{reason}; heap-dump skipped"));
+                    Err(reason)
+                }
+            },
+            None => Err(String::new()),
         },
-        None => Err(String::new()),
+        tools: tools_image(spec, &config, settings),
     };
-    let mut dump_used = false;
+    let mut uses = Uses::default();
     for index in targets {
         let container = &spec.containers[index];
         let mut ctx = ContainerMutation {
             index,
             container,
             config: &config,
+            pod: &pod_plan,
             patch: &mut patch,
             warnings: &mut warnings,
             status: ContainerStatus::default(),
         };
-        dump_used |= ctx.run(match &dump {
-            Ok(cfg) => Ok(*cfg),
-            Err(reason) => Err(reason.as_str()),
-        });
+        let used = ctx.run();
+        uses.dump |= used.dump;
+        uses.tools |= used.tools;
         status.containers.insert(container.name.clone(), ctx.status);
     }
-    if let (true, Ok(cfg)) = (dump_used, &dump) {
+    let mut volumes = Vec::new();
+    if let (true, Ok(cfg)) = (uses.dump, &pod_plan.dump) {
+        volumes.push(to_value(&dumps::volume(cfg)));
+    }
+    if let (true, Ok(image)) = (uses.tools, &pod_plan.tools) {
+        volumes.push(to_value(&tools::volume()));
         patch.append(
-            pointer(["spec", "volumes"]),
-            spec.volumes.is_some(),
-            vec![to_value(&dumps::volume(cfg))],
+            pointer(["spec", "initContainers"]),
+            spec.init_containers.is_some(),
+            vec![to_value(&tools::init_container(image))],
         );
     }
+    patch.append(
+        pointer(["spec", "volumes"]),
+        spec.volumes.is_some(),
+        volumes,
+    );
     patch.insert_key(
         pointer(["metadata", "annotations"]),
         annotations.is_some(),
@@ -176,6 +223,7 @@ struct ContainerMutation<'a> {
     index: usize,
     container: &'a Container,
     config: &'a Config,
+    pod: &'a PodPlan<'a>,
     patch: &'a mut PatchBuilder,
     warnings: &'a mut Warnings,
     status: ContainerStatus,
@@ -192,14 +240,23 @@ impl ContainerMutation<'_> {
         self.status.skipped(feature, reason);
     }
 
-    /// Applies every feature to the container; returns whether it mounts the dump volume.
-    fn run(&mut self, dump: Result<&DumpConfig, &str>) -> bool {
+    /// The tools, if this container can use them; else why not.
+    fn tools(&self) -> Result<(), String> {
+        self.pod.tools.as_ref().map_err(String::clone)?;
+        match tools::container_collision(self.container) {
+            None => Ok(()),
+            Some(reason) => Err(reason),
+        }
+    }
+
+    /// Applies every feature to the container; returns what it uses of the pod-level parts.
+    fn run(&mut self) -> Uses {
         let name = self.container.name.clone();
         let user = UserFlags::of(self.container);
         let options = tool_options(self.container);
         let mut tokens: Vec<String> = Vec::new();
         let mut prepend_env: Vec<EnvVar> = Vec::new();
-        let mut mounted = false;
+        let mut uses = Uses::default();
 
         for feature in [
             Feature::Memory,
@@ -238,10 +295,10 @@ impl ContainerMutation<'_> {
                     out.flags
                 }
                 Feature::HeapDump => {
-                    let cfg = match dump {
-                        Ok(cfg) => cfg,
+                    let cfg = match &self.pod.dump {
+                        Ok(cfg) => *cfg,
                         Err(reason) => {
-                            self.skip(feature, reason);
+                            self.skip(feature, reason.clone());
                             continue;
                         }
                     };
@@ -256,7 +313,7 @@ impl ContainerMutation<'_> {
                         vec![to_value(&dumps::mount(cfg))],
                     );
                     prepend_env.push(dumps::pod_name_env());
-                    mounted = true;
+                    uses.dump = true;
                     // Counted as applied even if the user set every flag: the volume is there.
                     self.status.applied(feature);
                     tokens.extend(
@@ -264,11 +321,26 @@ impl ContainerMutation<'_> {
                             .into_iter()
                             .filter(|t| !user.sets(t)),
                     );
+                    let hook = tools::oom_hook_flag(&cfg.mount_path, cfg.keep, &name);
+                    match self.tools() {
+                        Err(reason) => self.skip(Feature::DumpRotation, reason),
+                        Ok(()) if user.sets(&hook) => self.skip(
+                            Feature::DumpRotation,
+                            "the container sets OnOutOfMemoryError",
+                        ),
+                        Ok(()) => {
+                            tokens.push(hook);
+                            uses.tools = true;
+                            self.status.applied(Feature::DumpRotation);
+                        }
+                    }
                     continue;
                 }
                 Feature::ExitOnOom => jvm::exit_on_oom_flags(),
                 Feature::JvmOptions => self.config.jvm_options.as_on().cloned().unwrap_or_default(),
-                Feature::Probes | Feature::Ulimits => unreachable!("not a flag feature"),
+                Feature::Probes | Feature::Ulimits | Feature::DumpRotation => {
+                    unreachable!("not a flag feature")
+                }
             };
             let new: Vec<String> = flags.into_iter().filter(|t| !user.sets(t)).collect();
             if new.is_empty() {
@@ -288,8 +360,15 @@ impl ContainerMutation<'_> {
 
         self.apply_env(&options, &tokens, prepend_env);
         self.apply_probes();
-        self.apply_ulimits();
-        mounted
+        uses.tools |= self.apply_ulimits();
+        if uses.tools {
+            self.patch.append(
+                self.path("volumeMounts"),
+                self.container.volume_mounts.is_some() || uses.dump,
+                vec![to_value(&tools::mount())],
+            );
+        }
+        uses
     }
 
     fn state(&self, feature: Feature) -> State {
@@ -308,6 +387,7 @@ impl ContainerMutation<'_> {
             Feature::JvmOptions => of(&c.jvm_options),
             Feature::Probes => of(&c.probes),
             Feature::Ulimits => of(&c.ulimits),
+            Feature::DumpRotation => unreachable!("follows heap-dump"),
         }
     }
 
@@ -384,21 +464,37 @@ impl ContainerMutation<'_> {
         }
     }
 
-    fn apply_ulimits(&mut self) {
-        let reason = match &self.config.ulimits {
-            Setting::Off => return,
-            Setting::Invalid => "invalid configuration",
-            Setting::On(_) if !self.config.tools => {
-                "ulimits need the tools init container, disabled by jvm-guard.io/tools: \"false\""
+    /// Wraps the command in the rlimit wrapper; returns whether the tools are used.
+    fn apply_ulimits(&mut self) -> bool {
+        let limits = match &self.config.ulimits {
+            Setting::Off => return false,
+            Setting::Invalid => {
+                self.skip(Feature::Ulimits, "invalid configuration");
+                return false;
             }
-            Setting::On(_) => "the rlimit wrapper is not available in this version",
+            Setting::On(limits) => limits,
         };
-        if self.config.ulimits != Setting::Invalid {
-            self.warnings.push(format!(
-                "container {}: {reason}; ulimits not applied",
-                self.container.name
-            ));
+        // The image's own ENTRYPOINT is not known here yet (registry lookup: SPEC §7).
+        let wrapped = self
+            .tools()
+            .and_then(|()| tools::wrapped_command(self.container, None, limits));
+        match wrapped {
+            Err(reason) => {
+                self.warnings.push(format!(
+                    "container {}: {reason}; ulimits not applied",
+                    self.container.name
+                ));
+                self.skip(Feature::Ulimits, reason);
+                false
+            }
+            Ok((command, args)) => {
+                self.patch.add(self.path("command"), to_value(&command));
+                if let Some(args) = args {
+                    self.patch.add(self.path("args"), to_value(&args));
+                }
+                self.status.applied(Feature::Ulimits);
+                true
+            }
         }
-        self.skip(Feature::Ulimits, reason);
     }
 }

@@ -14,6 +14,8 @@ pub enum Feature {
     JvmOptions,
     Probes,
     Ulimits,
+    /// Heap dumps renamed and pruned by the OutOfMemoryError hook (needs the tools).
+    DumpRotation,
 }
 
 impl Feature {
@@ -25,6 +27,7 @@ impl Feature {
             Feature::JvmOptions => "jvm-options",
             Feature::Probes => "probes",
             Feature::Ulimits => "ulimits",
+            Feature::DumpRotation => "dump-rotation",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use jvm_guard::config::Settings;
 use jvm_guard::manifest::{self, Preview};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, SecurityContext};
 use serde_json::Value;
 
 fn cases() -> Vec<PathBuf> {
@@ -33,6 +33,7 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
             .next()
             .is_some_and(|l| l.starts_with("# settings:") && l.contains("allow-host-path")),
         webhook_namespace: None,
+        tools_image: Some("ghcr.io/jvm-guard/jvm-guard:test".into()),
     };
     let namespace = match docs.first() {
         Some(d) if d.get("kind").and_then(Value::as_str) == Some("Namespace") => {
@@ -86,12 +87,144 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) {
     );
 }
 
+/// The Pod Security Standards "restricted" profile (with baseline's container-level rules), as
+/// the PodSecurity admission plugin checks it: every violation, described.
+fn restricted_violations(pod: &Pod) -> Vec<String> {
+    let mut v = Vec::new();
+    let Some(spec) = &pod.spec else {
+        return vec!["no spec".into()];
+    };
+    let pod_sc = spec.security_context.as_ref();
+    if spec.host_network == Some(true) || spec.host_pid == Some(true) || spec.host_ipc == Some(true)
+    {
+        v.push("host namespaces".into());
+    }
+    const ALLOWED_VOLUMES: [&str; 8] = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for vol in spec.volumes.iter().flatten() {
+        let value = serde_json::to_value(vol).unwrap();
+        for key in value.as_object().unwrap().keys().filter(|k| *k != "name") {
+            if !ALLOWED_VOLUMES.contains(&key.as_str()) {
+                v.push(format!("volume {} has type {key}", vol.name));
+            }
+        }
+    }
+    let pod_non_root = pod_sc.and_then(|s| s.run_as_non_root);
+    let pod_seccomp = pod_sc
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .map(|p| p.type_.clone());
+    if pod_non_root == Some(false) {
+        v.push("pod runAsNonRoot=false".into());
+    }
+    if pod_sc.and_then(|s| s.run_as_user) == Some(0) {
+        v.push("pod runAsUser=0".into());
+    }
+    if pod_seccomp.as_deref() == Some("Unconfined") {
+        v.push("pod seccomp Unconfined".into());
+    }
+    let containers: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .collect();
+    for c in containers {
+        let default = SecurityContext::default();
+        let sc = c.security_context.as_ref().unwrap_or(&default);
+        let name = &c.name;
+        if sc.privileged == Some(true) {
+            v.push(format!("{name}: privileged"));
+        }
+        if sc.allow_privilege_escalation != Some(false) {
+            v.push(format!("{name}: allowPrivilegeEscalation != false"));
+        }
+        let non_root = sc.run_as_non_root.or(pod_non_root);
+        if non_root != Some(true) {
+            v.push(format!("{name}: runAsNonRoot != true"));
+        }
+        if sc.run_as_user == Some(0) {
+            v.push(format!("{name}: runAsUser=0"));
+        }
+        let seccomp = sc
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.clone())
+            .or_else(|| pod_seccomp.clone());
+        if !matches!(seccomp.as_deref(), Some("RuntimeDefault" | "Localhost")) {
+            v.push(format!("{name}: seccompProfile {seccomp:?}"));
+        }
+        let caps = sc.capabilities.as_ref();
+        let drops_all = caps
+            .and_then(|c| c.drop.as_ref())
+            .is_some_and(|d| d.iter().any(|x| x == "ALL"));
+        if !drops_all {
+            v.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        for add in caps.and_then(|c| c.add.as_ref()).into_iter().flatten() {
+            if add != "NET_BIND_SERVICE" {
+                v.push(format!("{name}: adds capability {add}"));
+            }
+        }
+        if c.ports
+            .iter()
+            .flatten()
+            .any(|p| p.host_port.is_some_and(|h| h != 0))
+        {
+            v.push(format!("{name}: hostPort"));
+        }
+    }
+    v
+}
+
+fn pod_of(doc: &Value) -> Option<Pod> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let pod = match kind {
+        "Pod" => doc.clone(),
+        "CronJob" => doc.pointer("/spec/jobTemplate/spec/template")?.clone(),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            doc.pointer("/spec/template")?.clone()
+        }
+        _ => return None,
+    };
+    Some(serde_json::from_value(pod).expect("valid pod"))
+}
+
 fn render(case: &Path) -> String {
     let text = std::fs::read_to_string(case).expect("readable case");
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let mut docs = manifest::parse_documents(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let preview = preview_for(&text, &mut docs);
+    let restricted = preview.namespace.as_ref().is_some_and(|ns| {
+        ns.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+            == Some(&"restricted".to_string())
+    });
+    let inputs: Vec<Pod> = docs.iter().filter_map(pod_of).collect();
     let out = preview.run(docs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    if restricted {
+        for (before, doc) in inputs.iter().zip(out.documents.iter().filter_map(pod_of)) {
+            assert_eq!(
+                restricted_violations(before),
+                Vec::<String>::new(),
+                "{name}: input"
+            );
+            assert_eq!(
+                restricted_violations(&doc),
+                Vec::<String>::new(),
+                "{name}: output"
+            );
+        }
+    }
     for doc in &out.documents {
         check_output(&name, &preview, doc);
     }
@@ -148,4 +281,36 @@ fn no_orphan_outputs() {
             assert!(input.exists(), "{name} has no input {stem}.yaml");
         }
     }
+}
+
+#[test]
+fn the_restricted_check_finds_violations() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "x"},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "a", "securityContext": {
+                "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}}],
+            "initContainers": [{"name": "b"}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}]
+        }
+    }))
+    .unwrap();
+    let v = restricted_violations(&pod);
+    assert!(
+        v.contains(&"a: adds capability SYS_ADMIN".to_string()),
+        "{v:?}"
+    );
+    assert!(
+        v.contains(&"b: allowPrivilegeEscalation != false".to_string()),
+        "{v:?}"
+    );
+    assert!(
+        v.contains(&"b: capabilities do not drop ALL".to_string()),
+        "{v:?}"
+    );
+    assert!(
+        v.contains(&"volume h has type hostPath".to_string()),
+        "{v:?}"
+    );
 }

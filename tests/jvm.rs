@@ -219,6 +219,19 @@ fn for_each_runtime(what: &str, check: impl Fn(&Runtime) -> Result<String, Vec<S
 /// `JAVA_TOOL_OPTIONS` of container `app` after the mutation of a pod with this memory limit in
 /// a namespace with these `jvm-guard.io/` annotations (defaults otherwise).
 fn tool_options(memory_limit: &str, ns_annotations: &[(&str, &str)]) -> String {
+    tool_options_with(
+        memory_limit,
+        ns_annotations,
+        &jvm_guard::Settings::default(),
+    )
+}
+
+/// As [`tool_options`], with server settings (e.g. a tools image, which adds dump rotation).
+fn tool_options_with(
+    memory_limit: &str,
+    ns_annotations: &[(&str, &str)],
+    settings: &jvm_guard::Settings,
+) -> String {
     let mut pod_json = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -241,7 +254,7 @@ fn tool_options(memory_limit: &str, ns_annotations: &[(&str, &str)]) -> String {
         Some(&annotations),
         &jvm_guard::Defaults::default(),
     );
-    let mutation = jvm_guard::mutate(&pod, &ns, &jvm_guard::Settings::default());
+    let mutation = jvm_guard::mutate(&pod, &ns, settings);
     json_patch::patch(&mut pod_json, &mutation.patch).unwrap_or_else(|e| {
         panic!(
             "the mutation's patch does not apply: {e}\npatch: {}",
@@ -607,4 +620,158 @@ fn reads_major_versions() {
     assert_eq!(major_of(r#"openjdk version "1.8.0_392""#), Some(8));
     assert_eq!(major_of(r#"openjdk version "26-ea" 2026-03-17"#), Some(26));
     assert_eq!(major_of("no version here"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tools: dump rotation by the OutOfMemoryError hook, and rlimits kept by the JVM
+
+/// The built binary stands in for `/jvm-guard/bin/jvm-guard`, where the init container puts it.
+const JVM_GUARD: &str = env!("CARGO_BIN_EXE_jvm-guard");
+
+#[test]
+fn three_out_of_memory_errors_keep_the_two_newest_dumps_on_every_jdk() {
+    assert!(!runtimes().is_empty());
+    let classes = tempfile::tempdir().expect("temp dir");
+    compile_alloc(classes.path());
+    let settings = jvm_guard::Settings {
+        tools_image: Some("jvm-guard:test".into()),
+        ..jvm_guard::Settings::default()
+    };
+
+    for_each_runtime("dump rotation", |rt| {
+        let dumps = tempfile::tempdir().map_err(|e| vec![format!("temp dir: {e}")])?;
+        let dump_dir = dumps.path().to_str().expect("UTF-8 temp path").to_string();
+        let options = tool_options_with(
+            "256Mi",
+            &[
+                ("jvm-guard.io/dump-mount-path", dump_dir.as_str()),
+                ("jvm-guard.io/dump-keep", "2"),
+            ],
+            &settings,
+        );
+        if !options.contains("-XX:OnOutOfMemoryError=") {
+            return Err(vec![format!("no rotation hook in {options:?}")]);
+        }
+        let options = options.replace("/jvm-guard/bin/jvm-guard", JVM_GUARD);
+        let mut problems = Vec::new();
+        let mut seen: Vec<Vec<PathBuf>> = Vec::new();
+        for round in 1..=3 {
+            let mut cmd = java_command(&rt.java);
+            cmd.env("JAVA_TOOL_OPTIONS", &options)
+                .arg("-XX:MaxRAM=256m")
+                .arg("-cp")
+                .arg(classes.path())
+                .arg("Alloc");
+            let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+            if out.status.code() != Some(3) {
+                problems.push(format!(
+                    "round {round}: exited with {}, expected 3; stderr:\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let files: Vec<PathBuf> = hprof_files(dumps.path())
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            if files.iter().any(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("java_pid")
+            }) {
+                problems.push(format!(
+                    "round {round}: an unrotated dump is left: {files:?}"
+                ));
+            }
+            seen.push(files);
+        }
+        let last = seen.last().cloned().unwrap_or_default();
+        // Rotated names sort by time.
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            let mut n: Vec<String> = v
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        if seen.iter().map(Vec::len).collect::<Vec<_>>() != [1, 2, 2] {
+            problems.push(format!(
+                "dump counts per round {:?}, expected [1, 2, 2]",
+                seen.iter().map(|v| names(v)).collect::<Vec<_>>()
+            ));
+        } else {
+            // The first dump is the one deleted; the newest two remain.
+            let first = &names(&seen[0])[0];
+            let second: Vec<String> = names(&seen[1]);
+            if names(&last).contains(first) || !names(&last).contains(&second[1]) {
+                problems.push(format!(
+                    "expected the two newest dumps, rounds: {:?}",
+                    seen.iter().map(|v| names(v)).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(format!("kept {:?}", names(&last)))
+        } else {
+            Err(problems)
+        }
+    });
+}
+
+const LIMITS_JAVA: &str = r#"import java.nio.file.Files;
+import java.nio.file.Paths;
+
+/** Prints the JVM's own view of its open-files limit. */
+public class Limits {
+    public static void main(String[] args) throws Exception {
+        for (String line : Files.readAllLines(Paths.get("/proc/self/limits"))) {
+            if (line.startsWith("Max open files")) {
+                System.out.println(line);
+            }
+        }
+    }
+}
+"#;
+
+#[test]
+fn the_jvm_keeps_the_wrapper_limits_on_every_jdk() {
+    assert!(!runtimes().is_empty());
+    let classes = tempfile::tempdir().expect("temp dir");
+    let source = classes.path().join("Limits.java");
+    std::fs::write(&source, LIMITS_JAVA).expect("write Limits.java");
+    let mut javac = Command::new("javac");
+    javac
+        .args(["--release", "11", "-d"])
+        .arg(classes.path())
+        .arg(&source);
+    let out = run(javac, JVM_TIMEOUT).expect("javac runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for_each_runtime("rlimits", |rt| {
+        let mut cmd = java_command(Path::new(JVM_GUARD));
+        cmd.args(["exec", "--rlimit", "nofile=4096", "--"])
+            .arg(&rt.java)
+            .arg("-cp")
+            .arg(classes.path())
+            .arg("Limits");
+        let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let fields: Vec<&str> = stdout.split_whitespace().collect();
+        // "Max open files  4096  4096  files"
+        if out.status.success() && fields.len() >= 5 && fields[3] == "4096" && fields[4] == "4096" {
+            Ok(stdout.trim().to_string())
+        } else {
+            Err(vec![format!(
+                "{}: stdout {stdout:?}, stderr {:?}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )])
+        }
+    });
 }

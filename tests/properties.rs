@@ -176,8 +176,9 @@ proptest! {
         input in pod(),
         ns_annotations in annotations(),
         allow_host_path in any::<bool>(),
+        tools_image in prop::option::of(Just("ghcr.io/jvm-guard/jvm-guard:test".to_string())),
     ) {
-        let settings = Settings { allow_host_path, webhook_namespace: None };
+        let settings = Settings { allow_host_path, webhook_namespace: None, tools_image };
         let ns = NamespaceConfig::new("team", Some(&ns_annotations), &Defaults::default());
         let typed: Pod = serde_json::from_value(input.clone()).expect("generated pods are valid");
         let mutation = mutate(&typed, &ns, &settings);

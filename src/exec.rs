@@ -1,0 +1,122 @@
+//! `jvm-guard exec`: sets resource limits, then replaces itself with the application (execvp:
+//! no fork, no shell), so the application keeps the pid and receives signals directly.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::rlimit::{Limit, Resource, Rlimit};
+
+fn raw(limit: Limit) -> libc::rlim_t {
+    match limit {
+        Limit::Value(v) => v as libc::rlim_t,
+        Limit::Unlimited => libc::RLIM_INFINITY,
+    }
+}
+
+fn shown(v: libc::rlim_t) -> String {
+    if v == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        v.to_string()
+    }
+}
+
+macro_rules! with_resource {
+    ($r:expr, |$id:ident| $body:expr) => {
+        match $r {
+            Resource::Nofile => {
+                let $id = libc::RLIMIT_NOFILE;
+                $body
+            }
+            Resource::Nproc => {
+                let $id = libc::RLIMIT_NPROC;
+                $body
+            }
+            Resource::Core => {
+                let $id = libc::RLIMIT_CORE;
+                $body
+            }
+            Resource::Memlock => {
+                let $id = libc::RLIMIT_MEMLOCK;
+                $body
+            }
+            Resource::Stack => {
+                let $id = libc::RLIMIT_STACK;
+                $body
+            }
+        }
+    };
+}
+
+/// Current (soft, hard) limits of a resource.
+pub fn get(resource: Resource) -> io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `cur` is a valid, writable rlimit.
+    let rc = with_resource!(resource, |id| unsafe { libc::getrlimit(id, &mut cur) });
+    if rc == 0 {
+        Ok((cur.rlim_cur, cur.rlim_max))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set(resource: Resource, soft: libc::rlim_t, hard: libc::rlim_t) -> io::Result<()> {
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `new` is a valid rlimit read by the call.
+    let rc = with_resource!(resource, |id| unsafe { libc::setrlimit(id, &new) });
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets a limit; one it may not raise is lowered to what is allowed. Returns the line to
+/// report on stderr when the limit could not be set as asked.
+pub fn apply(limit: &Rlimit) -> Option<String> {
+    let name = limit.resource.name();
+    let (soft, hard) = (raw(limit.soft), raw(limit.hard));
+    let err = match set(limit.resource, soft, hard) {
+        Ok(()) => return None,
+        Err(e) => e,
+    };
+    let fallback = get(limit.resource).and_then(|(_, allowed)| {
+        let hard = hard.min(allowed);
+        let soft = soft.min(hard);
+        set(limit.resource, soft, hard).map(|()| (soft, hard))
+    });
+    Some(match fallback {
+        Ok((s, h)) => format!(
+            "jvm-guard exec: {name}={}:{} not allowed ({err}); set {name}={}:{}",
+            limit.soft,
+            limit.hard,
+            shown(s),
+            shown(h)
+        ),
+        Err(e) => format!(
+            "jvm-guard exec: {name}={}:{} not set: {e}",
+            limit.soft, limit.hard
+        ),
+    })
+}
+
+/// Applies every limit, then executes `command`; returns only if the exec failed.
+pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
+    for limit in limits {
+        if let Some(line) = apply(limit) {
+            eprintln!("{line}");
+        }
+    }
+    let Some((program, args)) = command.split_first() else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "no command to run");
+    };
+    Command::new(program).args(args).exec()
+}

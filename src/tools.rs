@@ -1,0 +1,214 @@
+//! The tools init container: it copies the static jvm-guard binary into an emptyDir that the
+//! targets mount read-only, for the rlimit wrapper (`exec`) and the heap-dump rotation hook.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, PodSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::rlimit::Rlimit;
+
+pub const INIT_CONTAINER: &str = "jvm-guard-tools";
+pub const VOLUME_NAME: &str = "jvm-guard-tools";
+/// Where the targets see the tools.
+pub const TOOLS_DIR: &str = "/jvm-guard/bin";
+pub const TOOLS_BINARY: &str = "/jvm-guard/bin/jvm-guard";
+/// Where the binary sits in the jvm-guard image (the Dockerfile copies it there).
+pub const IMAGE_BINARY: &str = "/usr/local/bin/jvm-guard";
+/// The distroless `nonroot` user.
+const NON_ROOT_UID: i64 = 65532;
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    [("cpu", cpu), ("memory", memory)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+/// Small, and compliant with the Pod Security "restricted" profile.
+pub fn init_container(image: &str) -> Container {
+    Container {
+        name: INIT_CONTAINER.to_string(),
+        image: Some(image.to_string()),
+        command: Some(vec![
+            IMAGE_BINARY.to_string(),
+            "install-tools".to_string(),
+            TOOLS_DIR.to_string(),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("10m", "16Mi")),
+            limits: Some(quantities("100m", "64Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NON_ROOT_UID),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: VOLUME_NAME.to_string(),
+            mount_path: TOOLS_DIR.to_string(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+pub fn volume() -> Volume {
+    Volume {
+        name: VOLUME_NAME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("64Mi".to_string())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+pub fn mount() -> VolumeMount {
+    VolumeMount {
+        name: VOLUME_NAME.to_string(),
+        mount_path: TOOLS_DIR.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// Why the pod cannot take the tools, if it cannot.
+pub fn pod_collision(spec: &PodSpec) -> Option<String> {
+    if spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME) {
+        return Some(format!("the pod already has a volume named {VOLUME_NAME}"));
+    }
+    let names = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    names
+        .clone()
+        .any(|c| c.name == INIT_CONTAINER)
+        .then(|| format!("the pod already has a container named {INIT_CONTAINER}"))
+}
+
+/// Why this container cannot mount the tools, if it cannot.
+pub fn container_collision(container: &Container) -> Option<String> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == VOLUME_NAME || m.mount_path.trim_end_matches('/') == TOOLS_DIR)
+        .map(|m| format!("it already mounts {} at {}", m.name, m.mount_path))
+}
+
+/// `-XX:OnOutOfMemoryError` running the rotation after HotSpot wrote the dump. HotSpot runs
+/// the value with `/bin/sh -c`; it is quoted so JAVA_TOOL_OPTIONS keeps it one option (every
+/// HotSpot since JDK 9 honours quotes there). The path, keep count and container name contain
+/// no spaces or quotes (validated).
+pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
+    format!(
+        "-XX:OnOutOfMemoryError=\"{TOOLS_BINARY} rotate-dumps --dir {dump_dir} --keep {keep} --container {container}\""
+    )
+}
+
+/// What an image runs: its ENTRYPOINT and CMD.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+/// The container's new `command` (and `args`, when they must be set) running it under the
+/// rlimit wrapper, following Kubernetes semantics: a `command` replaces the ENTRYPOINT and
+/// drops the CMD; `args` replace the CMD. Without `command` the image's must be known
+/// (`image`, from a registry lookup); `Err` says why it is not.
+pub fn wrapped_command(
+    container: &Container,
+    image: Option<&ImageCommand>,
+    limits: &[Rlimit],
+) -> Result<(Vec<String>, Option<Vec<String>>), String> {
+    let mut command = vec![TOOLS_BINARY.to_string(), "exec".to_string()];
+    for limit in limits {
+        command.push("--rlimit".to_string());
+        command.push(limit.to_string());
+    }
+    command.push("--".to_string());
+    match (&container.command, image) {
+        (Some(original), _) if !original.is_empty() => {
+            command.extend(original.iter().cloned());
+            Ok((command, None))
+        }
+        (_, Some(image)) => {
+            command.extend(image.entrypoint.iter().cloned());
+            let args = container.args.is_none().then(|| image.cmd.clone());
+            Ok((command, args))
+        }
+        (_, None) => Err(
+            "no command, and the image ENTRYPOINT is unknown; set command to wrap it".to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Container {
+            name: "app".into(),
+            command: command.map(strings),
+            args: args.map(strings),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn wraps_following_kubernetes_semantics() {
+        let limits = vec!["nofile=65536".parse().unwrap()];
+        let prefix = [TOOLS_BINARY, "exec", "--rlimit", "nofile=65536:65536", "--"];
+        let image = ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec!["-jar".into(), "app.jar".into()],
+        };
+        let with = |c: &[&str]| {
+            prefix
+                .iter()
+                .chain(c)
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        };
+
+        let c = container(Some(&["java", "-jar", "x.jar"]), Some(&["--port=1"]));
+        assert_eq!(
+            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            (with(&["java", "-jar", "x.jar"]), None)
+        );
+
+        let c = container(None, None);
+        assert_eq!(
+            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            (with(&["java"]), Some(vec!["-jar".into(), "app.jar".into()]))
+        );
+
+        let c = container(None, Some(&["-jar", "other.jar"]));
+        assert_eq!(
+            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            (with(&["java"]), None)
+        );
+
+        assert!(wrapped_command(&container(None, None), None, &limits).is_err());
+    }
+}

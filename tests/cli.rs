@@ -1,0 +1,163 @@
+//! The `jvm-guard mutate` binary as users run it: exit codes, stdout, stderr.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn jvm_guard(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jvm-guard"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("stdin written");
+    drop(pipe);
+    child.wait_with_output().expect("the binary finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn previews_the_example_deployment() {
+    let out = jvm_guard(
+        &[
+            "mutate",
+            "-f",
+            "examples/deployment.yaml",
+            "--namespace",
+            "examples/namespace.yaml",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs: Vec<Value> = jvm_guard::manifest::parse_documents(&text(&out.stdout)).unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["kind"], "Deployment");
+    let container = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+    let jto = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "JAVA_TOOL_OPTIONS")
+        .and_then(|e| e["value"].as_str())
+        .unwrap();
+    // 2Gi limit, 512Mi reserve from the example namespace: floor(75) = 75.
+    assert!(jto.starts_with("-XX:MaxRAMPercentage=75.0 "), "{jto}");
+    assert!(jto.ends_with(" -Dspring.profiles.active=prod"), "{jto}");
+    assert_eq!(
+        container["startupProbe"]["httpGet"]["path"],
+        "/actuator/health/liveness"
+    );
+    assert_eq!(
+        docs[0]["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"],
+        "4Gi"
+    );
+}
+
+#[test]
+fn garbage_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "kind: Pod\nspec: [unclosed\n").unwrap();
+    let out = jvm_guard(&["mutate", "-f", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    assert!(stderr.contains("not valid YAML or JSON"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let out = jvm_guard(&["mutate", "-f", "-"], Some("just a string\n"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("<stdin>: document 1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let missing = jvm_guard(&["mutate", "-f", "no/such/file.yaml"], None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no/such/file.yaml"));
+
+    let bad_pod =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: 1}]}\n";
+    let out = jvm_guard(&["mutate", "-f", "-"], Some(bad_pod));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("Pod/x"), "{}", text(&out.stderr));
+}
+
+const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api"},
+  "spec": {"containers": [{"name": "api", "image": "eclipse-temurin:21-jre"}]}}"#;
+
+#[test]
+fn patch_output_applies_to_the_pod() {
+    let out = jvm_guard(&["mutate", "-f", "-", "-o", "patch"], Some(POD));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let patch: json_patch::Patch = serde_json::from_slice(&out.stdout).expect("a JSONPatch");
+    let mut pod: Value = serde_json::from_str(POD).unwrap();
+    json_patch::patch(&mut pod, &patch).expect("applies");
+    assert!(pod["metadata"]["annotations"]["jvm-guard.io/status"].is_string());
+    // No memory limit: one warning line on stderr.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: Pod/api: jvm-guard: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no memory limit"), "{stderr}");
+
+    let out = jvm_guard(
+        &["mutate", "-f", "examples/deployment.yaml", "-o", "patch"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("-o patch needs exactly one Pod document"));
+}
+
+#[test]
+fn json_output_of_several_documents_is_a_list() {
+    let input = format!("{POD}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n");
+    let out = jvm_guard(&["mutate", "-f", "-", "-o", "json"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(
+        list["items"][1],
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    );
+}
+
+#[test]
+fn defaults_file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = dir.path().join("defaults.yaml");
+    std::fs::write(&defaults, "probes: sometimes\n").unwrap();
+    let out = jvm_guard(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--defaults",
+            defaults.to_str().unwrap(),
+        ],
+        Some(POD),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("defaults.yaml") && stderr.contains("probes"),
+        "{stderr}"
+    );
+    assert!(Path::new(&defaults).exists());
+}
