@@ -9,6 +9,7 @@ pub mod exec;
 pub mod jvm;
 pub mod manifest;
 pub mod mutate;
+pub mod namespace_cache;
 pub mod namespaces;
 pub mod patch;
 pub mod probes;

@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::config::{Defaults, NamespaceConfig, INJECT_LABEL};
 use crate::manifest::{self, ManifestError};
 
-/// Where the handler finds a namespace's configuration. The kube reflector cache will be the
-/// other implementation; per-request lookups must not do I/O.
+/// Where the handler finds a namespace's configuration: [`StaticNamespaces`] here, or the kube
+/// reflector cache ([`crate::namespace_cache::KubeNamespaces`]). Lookups must not do I/O.
 pub trait NamespaceLookup: Send + Sync {
     /// The configuration of `name` if it opted in, else `None` (the pod is left alone).
     fn get(&self, name: &str) -> Option<Arc<NamespaceConfig>>;
@@ -53,12 +53,12 @@ pub enum NamespacesFileError {
     },
 }
 
-fn is_opted_in(ns: &Namespace) -> bool {
+pub(crate) fn is_opted_in(ns: &Namespace) -> bool {
     let labels = ns.metadata.labels.as_ref();
     labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("enabled")
 }
 
-fn config(name: &str, ns: &Namespace, defaults: &Defaults) -> Arc<NamespaceConfig> {
+pub(crate) fn config(name: &str, ns: &Namespace, defaults: &Defaults) -> Arc<NamespaceConfig> {
     Arc::new(NamespaceConfig::new(
         name,
         ns.metadata.annotations.as_ref(),
