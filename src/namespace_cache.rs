@@ -21,8 +21,11 @@ pub struct KubeNamespaces {
     defaults: Defaults,
     /// The stored object a configuration was resolved from; a new object (any change) is a new
     /// `Arc` in the store, so pointer equality says whether the memo is current.
-    resolved: Mutex<HashMap<String, (Arc<Namespace>, Arc<NamespaceConfig>)>>,
+    resolved: Mutex<HashMap<String, Resolved>>,
 }
+
+/// A namespace object and the configuration resolved from it.
+type Resolved = (Arc<Namespace>, Arc<NamespaceConfig>);
 
 impl KubeNamespaces {
     /// Starts watching the namespaces labelled `jvm-guard.io/inject=enabled` (only those are
