@@ -8,6 +8,7 @@ pub mod dumps;
 pub mod exec;
 pub mod jvm;
 pub mod manifest;
+pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
 pub mod patch;
