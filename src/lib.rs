@@ -2,6 +2,7 @@
 //! to debug. The mutation is a pure function ([`mutate::mutate`]); everything else feeds it.
 
 pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod dumps;
@@ -16,9 +17,11 @@ pub mod probes;
 pub mod quantity;
 pub mod rlimit;
 pub mod rotate;
+pub mod serve;
 pub mod server;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod tools;
 pub mod warnings;
 
