@@ -5,14 +5,14 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -44,7 +44,6 @@ pub fn router(state: AppState) -> Router {
     // Route layers: other paths get a plain 404 and are not counted.
     Router::new()
         .route("/mutate", post(mutate))
-        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(CatchPanicLayer::custom(panic_response))
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -71,14 +70,40 @@ async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Nex
     response
 }
 
-async fn mutate(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+/// Bodies up to this are read to the end even when over [`MAX_BODY_BYTES`], so that a client
+/// still sending reads our 413 instead of a connection reset; larger ones are cut short.
+const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
+
+/// The request body, at most [`MAX_BODY_BYTES`].
+async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+    if body.size_hint().lower() > DRAIN_LIMIT {
+        return Err(ApiError::TooLarge);
+    }
+    let mut data = Vec::new();
+    let mut size = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(ApiError::Body)?.into_data() else {
+            continue; // trailers
+        };
+        size += chunk.len() as u64;
+        if size <= MAX_BODY_BYTES as u64 {
+            data.extend_from_slice(&chunk);
+        } else if size > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if size > MAX_BODY_BYTES as u64 {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(data.into())
+}
+
+async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body).await?;
     // The review is pure and takes microseconds: run it here rather than on a blocking pool.
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, outcome = Empty);
     span.in_scope(|| {
-        let reviewed = admission::review(&body?, state.namespaces.as_ref(), &state.settings)?;
+        let reviewed = admission::review(&body, state.namespaces.as_ref(), &state.settings)?;
         let uid = reviewed.review.response.as_ref().map(|r| r.uid.as_str());
         span.record("uid", uid.unwrap_or_default());
         span.record(
@@ -101,8 +126,10 @@ async fn mutate(
 enum ApiError {
     #[error(transparent)]
     Review(#[from] ReviewError),
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
     #[error("cannot read the request body: {0}")]
-    Body(#[from] BytesRejection),
+    Body(axum::Error),
     #[error("cannot encode the response: {0}")]
     Encode(serde_json::Error),
     #[error("handler panicked: {0}")]
@@ -117,12 +144,16 @@ impl IntoResponse for ApiError {
                 RequestOutcome::BadRequest,
                 e.to_string(),
             ),
-            ApiError::Body(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => (
+            ApiError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 RequestOutcome::TooLarge,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                self.to_string(),
             ),
-            ApiError::Body(e) => (e.status(), RequestOutcome::Rejected, self.to_string()),
+            ApiError::Body(_) => (
+                StatusCode::BAD_REQUEST,
+                RequestOutcome::Rejected,
+                self.to_string(),
+            ),
             ApiError::Encode(_) | ApiError::Panic(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 RequestOutcome::Failed,

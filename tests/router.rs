@@ -146,6 +146,11 @@ async fn a_body_over_4_mib_is_413() {
     body.resize(MAX_BODY_BYTES, b' ');
     let (status, _) = post(dev_app(), body).await;
     assert_eq!(status, StatusCode::OK, "exactly 4 MiB is allowed");
+
+    // Far over the limit: refused from its Content-Length, without reading it.
+    let body = vec![b' '; 17 * 1024 * 1024];
+    let (status, _) = post(dev_app(), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
@@ -190,9 +195,12 @@ async fn a_body_over_4_mib_is_413_over_a_socket() {
     let response = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let limit = Some(std::time::Duration::from_secs(20));
+        stream.set_read_timeout(limit).unwrap();
+        stream.set_write_timeout(limit).unwrap();
         let body = vec![b' '; 5 * 1024 * 1024];
         let head = format!(
-            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();
