@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,15 +38,54 @@ async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) ->
     }
 }
 
+/// Runs a command to its end, killing it if it takes more than `seconds`.
+fn run_bounded(command: &mut Command, seconds: u64) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut text).unwrap();
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {seconds} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 /// Runs `jvm-guard certs --out DIR ARGS...`.
 fn certs(dir: &Path, args: &[&str]) {
-    let out = Command::new(BIN)
-        .arg("certs")
-        .arg("--out")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run_bounded(
+        Command::new(BIN)
+            .arg("certs")
+            .arg("--out")
+            .arg(dir)
+            .args(args),
+        30,
+    );
     assert!(
         out.status.success(),
         "jvm-guard certs: {}",
@@ -999,13 +1038,13 @@ fn refuses_to_start(#[case] args: &[&str], #[case] code: i32, #[case] message: &
         "NS" => ns.display().to_string(),
         other => other.to_string(),
     };
-    let out = Command::new(BIN)
-        .arg("serve")
-        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(args.iter().map(substitute))
-        .env_remove("JVM_GUARD_TLS_CERT")
-        .output()
-        .unwrap();
+    let out = run_bounded(
+        Command::new(BIN)
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(args.iter().map(substitute)),
+        30,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert!(stderr.contains(message), "{stderr}");
