@@ -9,8 +9,18 @@ if ! command -v javac >/dev/null; then
     exit 1
 fi
 scripts/install-jdks.sh
-# The static tools binary (tests/musl.rs checks it).
+# The static tools binary (tests/musl.rs checks it). ring, the TLS crypto, compiles C for the
+# musl target with musl-gcc: Debian's musl-tools.
 rustup target add x86_64-unknown-linux-musl >/dev/null
+if ! command -v musl-gcc >/dev/null; then
+    echo "installing musl-tools (musl-gcc, for the static build)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq musl-tools; } >&2; then
+        echo "error: musl-gcc not found and musl-tools could not be installed (apt-get install musl-tools)" >&2
+        exit 1
+    fi
+fi
 cargo build --locked --release --target x86_64-unknown-linux-musl
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.

@@ -1,6 +1,7 @@
 //! The AdmissionReview protocol around [`mutate`]: a request body in, the response review and
 //! what happened out. No HTTP here; the server maps [`ReviewError`] to status codes.
 
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use base64::Engine as _;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use crate::config::{NamespaceConfig, Settings};
 use crate::mutate::{mutate, Mutation};
 use crate::namespaces::NamespaceLookup;
+use crate::status::Feature;
 use crate::warnings::Warnings;
 
 /// What the webhook did with a request; one label value each, for logs and metrics.
@@ -45,6 +47,8 @@ pub struct Reviewed {
     pub outcome: Outcome,
     /// The request's namespace, for logs.
     pub namespace: Option<String>,
+    /// The features applied to at least one container when [`Outcome::Mutated`], else empty.
+    pub applied: BTreeSet<Feature>,
 }
 
 /// A body that is not an AdmissionReview request; the apiserver never sends one.
@@ -90,11 +94,12 @@ fn review_with(
         serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let (response, outcome) = respond(&request, object, namespaces, settings, mutate);
+    let (response, outcome, applied) = respond(&request, object, namespaces, settings, mutate);
     Ok(Reviewed {
         review: response.into_review(),
         outcome,
         namespace: request.namespace,
+        applied,
     })
 }
 
@@ -106,19 +111,26 @@ fn is_pod_create(request: &AdmissionRequest<DynamicObject>) -> bool {
         && request.sub_resource.as_deref().is_none_or(str::is_empty)
 }
 
+/// The response, what happened, and the features its patch applies.
+type Answer = (AdmissionResponse, Outcome, BTreeSet<Feature>);
+
+fn unpatched(response: AdmissionResponse, outcome: Outcome) -> Answer {
+    (response, outcome, BTreeSet::new())
+}
+
 fn respond(
     request: &AdmissionRequest<DynamicObject>,
     object: Option<Value>,
     namespaces: &dyn NamespaceLookup,
     settings: &Settings,
     mutate: MutateFn,
-) -> (AdmissionResponse, Outcome) {
+) -> Answer {
     let mut response = AdmissionResponse::from(request);
     if !is_pod_create(request) {
-        return (response, Outcome::Skipped);
+        return unpatched(response, Outcome::Skipped);
     }
     let Some(ns) = request.namespace.as_deref().and_then(|n| namespaces.get(n)) else {
-        return (response, Outcome::Skipped);
+        return unpatched(response, Outcome::Skipped);
     };
     let pod: Pod = match object.map(serde_json::from_value) {
         Some(Ok(pod)) => pod,
@@ -131,7 +143,9 @@ fn respond(
         None => return internal_error(response, "the request has no pod; nothing injected"),
     };
     let Ok(Mutation {
-        patch, warnings, ..
+        patch,
+        warnings,
+        status,
     }) = catch_unwind(AssertUnwindSafe(|| mutate(&pod, &ns, settings)))
     else {
         return internal_error(response, "internal error; nothing injected");
@@ -140,19 +154,19 @@ fn respond(
         response.warnings = Some(warnings);
     }
     if patch.0.is_empty() {
-        return (response, Outcome::Unchanged);
+        return unpatched(response, Outcome::Unchanged);
     }
     match response.clone().with_patch(patch) {
-        Ok(patched) => (patched, Outcome::Mutated),
+        Ok(patched) => {
+            let applied = status.map(|s| s.applied()).unwrap_or_default();
+            (patched, Outcome::Mutated, applied)
+        }
         Err(e) => internal_error(response, format!("internal error ({e}); nothing injected")),
     }
 }
 
 /// Admits unchanged, keeping earlier warnings, and says why.
-fn internal_error(
-    mut response: AdmissionResponse,
-    message: impl Into<String>,
-) -> (AdmissionResponse, Outcome) {
+fn internal_error(mut response: AdmissionResponse, message: impl Into<String>) -> Answer {
     let mut warnings = Warnings::default();
     for w in response.warnings.take().into_iter().flatten() {
         warnings.push(w);
@@ -160,7 +174,7 @@ fn internal_error(
     warnings.push(message);
     response.warnings = Some(warnings.into_vec());
     response.patch = None;
-    (response, Outcome::InternalError)
+    unpatched(response, Outcome::InternalError)
 }
 
 /// Serializes a review for the wire. The patch goes out base64-encoded, as the API documents
@@ -335,6 +349,15 @@ mod tests {
         }
 
         assert_eq!(outcome == Outcome::Mutated, response.get("patch").is_some());
+        assert_eq!(outcome == Outcome::Mutated, !reviewed.applied.is_empty());
+        if outcome == Outcome::Mutated {
+            let applied: Vec<_> = reviewed.applied.iter().map(|f| f.name()).collect();
+            assert_eq!(
+                applied,
+                ["memory", "heap-dump", "exit-on-oom"],
+                "the features of a pod with a memory limit and no tools"
+            );
+        }
         if outcome == Outcome::Mutated {
             assert_eq!(response["patchType"], "JSONPatch");
             let bytes = base64::engine::general_purpose::STANDARD

@@ -2,12 +2,14 @@
 //! to debug. The mutation is a pure function ([`mutate::mutate`]); everything else feeds it.
 
 pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod dumps;
 pub mod exec;
 pub mod jvm;
 pub mod manifest;
+pub mod metrics;
 pub mod mutate;
 pub mod namespace_cache;
 pub mod namespaces;
@@ -16,9 +18,11 @@ pub mod probes;
 pub mod quantity;
 pub mod rlimit;
 pub mod rotate;
+pub mod serve;
 pub mod server;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod tools;
 pub mod warnings;
 

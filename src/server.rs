@@ -1,51 +1,109 @@
 //! The webhook's HTTP surface: an axum [`Router`] with `POST /mutate`, and the one place where
-//! errors become HTTP responses. TLS, the listener and the admin port wrap it elsewhere.
+//! errors become HTTP responses. TLS, the listener and the admin port wrap it in `serve`.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
 use crate::admission::{self, ReviewError};
 use crate::config::Settings;
+use crate::metrics::{Metrics, RequestOutcome};
 use crate::namespaces::NamespaceLookup;
 
 /// Bodies above this are refused with 413 (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request still unanswered after this, body upload included, gets a 408: the apiserver
+/// has given up by then (`timeoutSeconds` is at most 30).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every request needs, parsed once at start-up.
 #[derive(Clone)]
 pub struct AppState {
     pub namespaces: Arc<dyn NamespaceLookup>,
     pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only.
+/// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only; every
+/// answer, panics included, is counted by outcome and timed.
 pub fn router(state: AppState) -> Router {
+    // Route layers: other paths get a plain 404 and are not counted.
     Router::new()
         .route("/mutate", post(mutate))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record,
+        ))
         .with_state(state)
 }
 
-async fn mutate(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+/// Counts the request under the outcome the handler left in the response, or one implied by
+/// the status when no handler answered (a panic, a timeout, a wrong method).
+async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let outcome = match response.extensions().get::<RequestOutcome>() {
+        Some(outcome) => *outcome,
+        None if response.status().is_server_error() => RequestOutcome::Failed,
+        None => RequestOutcome::Rejected,
+    };
+    metrics.request(outcome, start.elapsed().as_secs_f64());
+    response
+}
+
+/// Bodies up to this are read to the end even when over [`MAX_BODY_BYTES`], so that a client
+/// still sending reads our 413 instead of a connection reset; larger ones are cut short.
+const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
+
+/// The request body, at most [`MAX_BODY_BYTES`].
+async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+    if body.size_hint().lower() > DRAIN_LIMIT {
+        return Err(ApiError::TooLarge);
+    }
+    let mut data = Vec::new();
+    let mut size = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(ApiError::Body)?.into_data() else {
+            continue; // trailers
+        };
+        size += chunk.len() as u64;
+        if size <= MAX_BODY_BYTES as u64 {
+            data.extend_from_slice(&chunk);
+        } else if size > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if size > MAX_BODY_BYTES as u64 {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(data.into())
+}
+
+async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body).await?;
     // The review is pure and takes microseconds: run it here rather than on a blocking pool.
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, outcome = Empty);
     span.in_scope(|| {
-        let reviewed = admission::review(&body?, state.namespaces.as_ref(), &state.settings)?;
+        let reviewed = admission::review(&body, state.namespaces.as_ref(), &state.settings)?;
         let uid = reviewed.review.response.as_ref().map(|r| r.uid.as_str());
         span.record("uid", uid.unwrap_or_default());
         span.record(
@@ -55,7 +113,11 @@ async fn mutate(
         span.record("outcome", reviewed.outcome.as_str());
         tracing::info!("admission reviewed");
         let json = admission::to_json(&reviewed.review).map_err(ApiError::Encode)?;
-        Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+        state.metrics.mutated(reviewed.applied.iter().copied());
+        let mut response = ([(header::CONTENT_TYPE, "application/json")], json).into_response();
+        let outcome = RequestOutcome::from(reviewed.outcome);
+        response.extensions_mut().insert(outcome);
+        Ok(response)
     })
 }
 
@@ -64,8 +126,10 @@ async fn mutate(
 enum ApiError {
     #[error(transparent)]
     Review(#[from] ReviewError),
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
     #[error("cannot read the request body: {0}")]
-    Body(#[from] BytesRejection),
+    Body(axum::Error),
     #[error("cannot encode the response: {0}")]
     Encode(serde_json::Error),
     #[error("handler panicked: {0}")]
@@ -74,23 +138,36 @@ enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match &self {
-            ApiError::Review(e) => (StatusCode::BAD_REQUEST, e.to_string()),
-            ApiError::Body(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        let (status, outcome, message) = match &self {
+            ApiError::Review(e) => (
+                StatusCode::BAD_REQUEST,
+                RequestOutcome::BadRequest,
+                e.to_string(),
             ),
-            ApiError::Body(e) => (e.status(), self.to_string()),
-            ApiError::Encode(_) | ApiError::Panic(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-            }
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RequestOutcome::TooLarge,
+                self.to_string(),
+            ),
+            ApiError::Body(_) => (
+                StatusCode::BAD_REQUEST,
+                RequestOutcome::Rejected,
+                self.to_string(),
+            ),
+            ApiError::Encode(_) | ApiError::Panic(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                RequestOutcome::Failed,
+                "internal error".into(),
+            ),
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::warn!(error = %self, "request refused");
         }
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        response.extensions_mut().insert(outcome);
+        response
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `jvm-guard.io/status` annotation: which features were applied or skipped, per container.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,16 @@ pub enum Feature {
 }
 
 impl Feature {
+    pub const ALL: [Feature; 7] = [
+        Feature::Memory,
+        Feature::HeapDump,
+        Feature::ExitOnOom,
+        Feature::JvmOptions,
+        Feature::Probes,
+        Feature::Ulimits,
+        Feature::DumpRotation,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Feature::Memory => "memory",
@@ -60,6 +70,12 @@ pub struct Status {
 }
 
 impl Status {
+    /// Every feature applied to at least one container.
+    pub fn applied(&self) -> BTreeSet<Feature> {
+        let containers = self.containers.values();
+        containers.flat_map(|c| c.applied.iter().copied()).collect()
+    }
+
     pub fn new() -> Status {
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -8,6 +8,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use http_body_util::BodyExt;
+use jvm_guard::metrics::Metrics;
 use jvm_guard::namespaces::{NamespaceLookup, StaticNamespaces};
 use jvm_guard::server::{router, AppState, MAX_BODY_BYTES};
 use jvm_guard::{Defaults, NamespaceConfig, Settings};
@@ -21,6 +22,7 @@ fn app(namespaces: Arc<dyn NamespaceLookup>) -> Router {
     router(AppState {
         namespaces,
         settings: Arc::new(Settings::default()),
+        metrics: Arc::new(Metrics::new()),
     })
 }
 
@@ -144,6 +146,11 @@ async fn a_body_over_4_mib_is_413() {
     body.resize(MAX_BODY_BYTES, b' ');
     let (status, _) = post(dev_app(), body).await;
     assert_eq!(status, StatusCode::OK, "exactly 4 MiB is allowed");
+
+    // Far over the limit: refused from its Content-Length, without reading it.
+    let body = vec![b' '; 17 * 1024 * 1024];
+    let (status, _) = post(dev_app(), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
@@ -188,9 +195,12 @@ async fn a_body_over_4_mib_is_413_over_a_socket() {
     let response = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let limit = Some(std::time::Duration::from_secs(20));
+        stream.set_read_timeout(limit).unwrap();
+        stream.set_write_timeout(limit).unwrap();
         let body = vec![b' '; 5 * 1024 * 1024];
         let head = format!(
-            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).unwrap();
@@ -203,4 +213,52 @@ async fn a_body_over_4_mib_is_413_over_a_socket() {
     .unwrap();
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.ends_with(r#"{"error":"request body is larger than 4194304 bytes"}"#));
+}
+
+#[tokio::test]
+async fn every_answer_is_counted_by_outcome() {
+    let metrics = Arc::new(Metrics::new());
+    let every = StaticNamespaces::every(&Defaults::default());
+    let app = router(AppState {
+        namespaces: Arc::new(PanicsOnBoom(every)),
+        settings: Arc::new(Settings::default()),
+        metrics: metrics.clone(),
+    });
+    let mut big = pod_review();
+    big.resize(MAX_BODY_BYTES + 1, b' ');
+    let kube_system = review_in("kube-system");
+    for body in [
+        pod_review(),
+        kube_system,
+        b"{".to_vec(),
+        big,
+        review_in("boom"),
+    ] {
+        post(app.clone(), body).await;
+    }
+    send(app, Method::GET, Body::empty()).await;
+
+    let text = metrics.encode();
+    let value = |series: &str| {
+        let line = text.lines().find(|l| l.starts_with(&format!("{series} ")));
+        let value = line.unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        value.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    for (outcome, count) in [
+        ("mutated", 1.0),
+        ("unchanged", 1.0),
+        ("bad_request", 1.0),
+        ("too_large", 1.0),
+        ("failed", 1.0),
+        ("rejected", 1.0),
+        ("skipped", 0.0),
+        ("internal_error", 0.0),
+    ] {
+        let series = format!("jvm_guard_admission_requests_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(value(&series), count, "{series}");
+    }
+    assert_eq!(value("jvm_guard_admission_duration_seconds_count"), 6.0);
+    assert_eq!(value("jvm_guard_internal_errors_total"), 1.0, "the panic");
+    assert_eq!(value("jvm_guard_mutations_total{feature=\"memory\"}"), 1.0);
+    assert_eq!(value("jvm_guard_mutations_total{feature=\"probes\"}"), 0.0);
 }
