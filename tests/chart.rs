@@ -1274,3 +1274,61 @@ fn notes_tell_how_to_opt_in_and_preview() {
     assert!(notes.contains("get certificate"), "{notes}");
     assert!(!notes.contains("reused on upgrade"), "{notes}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The image the chart runs (built from the Dockerfile where Docker exists)
+
+#[test]
+fn the_image_holds_the_binary_where_the_chart_and_the_init_container_expect_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let builder = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .and_then(|l| l.split_once("-bookworm AS build"))
+        .map(|(version, _)| version)
+        .expect("a rust:<version>-bookworm builder stage");
+    let parse =
+        |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().expect("number")).collect() };
+    assert!(
+        parse(builder) >= parse(env!("CARGO_PKG_RUST_VERSION")),
+        "the builder's Rust {builder} is older than Cargo.toml's rust-version"
+    );
+    assert!(dockerfile.contains(
+        "cargo build --release --locked --target x86_64-unknown-linux-musl --bin jvm-guard"
+    ));
+    let (_, final_stage) = dockerfile.rsplit_once("\nFROM ").expect("two stages");
+    let binary = jvm_guard::tools::IMAGE_BINARY;
+    for expected in [
+        "gcr.io/distroless/static-debian12:nonroot\n".to_string(),
+        format!("COPY --from=build /jvm-guard {binary}\n"),
+        "USER 65532:65532\n".to_string(),
+        format!("ENTRYPOINT [\"{binary}\"]\n"),
+        "CMD [\"serve\"]\n".to_string(),
+    ] {
+        assert!(
+            final_stage.contains(&expected),
+            "{expected:?} in the final stage"
+        );
+    }
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for expected in ["target/", ".git", "certs/*.key"] {
+        assert!(
+            ignore.lines().any(|l| l == expected),
+            "{expected} in .dockerignore"
+        );
+    }
+
+    // The chart's default image is the one this version publishes, and the binary's default
+    // tools image.
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("YAML");
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+    let deployment: Deployment = one(&render_docs("helm"), "Deployment");
+    assert_eq!(
+        pod_spec(&deployment).containers[0].image.as_deref(),
+        Some(jvm_guard::cli::DEFAULT_TOOLS_IMAGE)
+    );
+}
