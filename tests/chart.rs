@@ -1053,7 +1053,9 @@ fn helm_mode_generates_an_ecdsa_chain_for_the_service() {
     );
     assert_eq!(verified.trim(), "tls.crt: OK");
     let ca = openssl(&["x509", "-in", "ca.crt", "-noout", "-text"], dir);
-    assert!(ca.contains("CA:TRUE"), "{ca}");
+    for expected in ["CA:TRUE", "id-ecPublicKey", "prime256v1"] {
+        assert!(ca.contains(expected), "{expected} in\n{ca}");
+    }
     let cert = openssl(&["x509", "-in", "tls.crt", "-noout", "-text"], dir);
     for expected in [
         "id-ecPublicKey",
