@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. On first run it installs, cached outside the repo, what the tests need:
-# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh). Extra arguments go to `cargo test`.
+# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), and helm and kubernetes-validate for
+# the chart tests (scripts/install-chart-tools.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ if ! command -v javac >/dev/null; then
     exit 1
 fi
 scripts/install-jdks.sh
+scripts/install-chart-tools.sh
 # The static tools binary (tests/musl.rs checks it). ring, the TLS crypto, compiles C for the
 # musl target with musl-gcc: Debian's musl-tools.
 rustup target add x86_64-unknown-linux-musl >/dev/null
