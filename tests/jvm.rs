@@ -488,6 +488,17 @@ fn compile_alloc(dir: &Path) {
     );
 }
 
+/// `Alloc` in a 256 MiB "container" with these JAVA_TOOL_OPTIONS: it runs out of heap.
+fn alloc_command(java: &Path, classes: &Path, options: &str) -> Command {
+    let mut cmd = java_command(java);
+    cmd.env("JAVA_TOOL_OPTIONS", options)
+        .arg("-XX:MaxRAM=256m")
+        .arg("-cp")
+        .arg(classes)
+        .arg("Alloc");
+    cmd
+}
+
 fn hprof_files(dir: &Path) -> Vec<(PathBuf, u64)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -527,12 +538,7 @@ fn out_of_memory_dumps_the_heap_and_exits_3_on_every_jdk() {
         }
         // 25% of 256 MiB is a 64 MiB heap (MinRAMPercentage is injected too, see
         // small_containers_keep_their_reserve_on_every_jdk): a second or less per JVM.
-        let mut cmd = java_command(&rt.java);
-        cmd.env("JAVA_TOOL_OPTIONS", &options)
-            .arg("-XX:MaxRAM=256m")
-            .arg("-cp")
-            .arg(classes.path())
-            .arg("Alloc");
+        let cmd = alloc_command(&rt.java, classes.path(), &options);
         let started = Instant::now();
         let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
         let took = started.elapsed();
@@ -656,12 +662,7 @@ fn three_out_of_memory_errors_keep_the_two_newest_dumps_on_every_jdk() {
         let mut problems = Vec::new();
         let mut seen: Vec<Vec<PathBuf>> = Vec::new();
         for round in 1..=3 {
-            let mut cmd = java_command(&rt.java);
-            cmd.env("JAVA_TOOL_OPTIONS", &options)
-                .arg("-XX:MaxRAM=256m")
-                .arg("-cp")
-                .arg(classes.path())
-                .arg("Alloc");
+            let cmd = alloc_command(&rt.java, classes.path(), &options);
             let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
             if out.status.code() != Some(3) {
                 problems.push(format!(
