@@ -45,7 +45,7 @@ build() {
         return
     fi
     if ! command -v go >/dev/null; then
-        echo "error: go not found; the e2e tests build $name from the Go module proxy (install Go 1.26+)" >&2
+        echo "error: go not found; $name is built from the Go module proxy (install Go 1.26+)" >&2
         exit 1
     fi
     echo "$name: building from the Go module proxy (first run only, $estimate)"
@@ -74,10 +74,11 @@ build() {
 
 # kube-apiserver reports the version set here (the release build sets it the same way);
 # without it, `--version` says v0.0.0-master.
+k8s_minor="$(cut -d. -f2 <<<"$KUBERNETES_VERSION")"
 k8s_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
-    k8s_ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION") -X $pkg.gitTreeState=clean"
+    k8s_ldflags+=" -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
 done
 
 build etcd tests/e2e/etcd go.etcd.io/etcd/server/v3 "-s -w" etcd_works "~2 min"
