@@ -354,7 +354,7 @@ fn boot() -> Result<Cluster, String> {
         .build()
         .unwrap();
     let mut attempt = 0;
-    let (port, kubeconfig_yaml) = loop {
+    let kubeconfig_yaml = loop {
         attempt += 1;
         let port = free_port();
         let log = dir.join("kube-apiserver.log");
@@ -386,7 +386,7 @@ fn boot() -> Result<Cluster, String> {
         started.0.push(child);
         let kubeconfig = kubeconfig_yaml(port, &pki.ca, &admin_cert, &admin_key);
         match runtime.block_on(wait_ready(&kubeconfig, started.0.last_mut().unwrap())) {
-            Ok(()) => break (port, kubeconfig),
+            Ok(()) => break kubeconfig,
             Err(e) => {
                 let mut child = started.0.pop().unwrap();
                 let _ = child.kill();
@@ -400,7 +400,6 @@ fn boot() -> Result<Cluster, String> {
         }
     };
     let kubeconfig = write("kubeconfig", &kubeconfig_yaml);
-    let _ = port;
 
     let webhook_certs = dir.join("webhook-certs");
     let out = run_bounded(
@@ -419,7 +418,7 @@ fn boot() -> Result<Cluster, String> {
 
     let serve = Serve::start(&kubeconfig, &webhook_certs, "shared")?;
     started.0.push(serve.take_child());
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         dir,
         kubeconfig,
         kubeconfig_yaml,
@@ -429,10 +428,8 @@ fn boot() -> Result<Cluster, String> {
     };
     runtime.block_on(cluster.register_shared_webhook())?;
     started.keep();
-    Ok(Cluster {
-        boot_time: started_at.elapsed(),
-        ..cluster
-    })
+    cluster.boot_time = started_at.elapsed();
+    Ok(cluster)
 }
 
 fn start_etcd(etcd: &Path, dir: &Path, started: &mut Started) -> Result<String, String> {
