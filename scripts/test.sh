@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. On first run it installs, cached outside the repo, what the tests need:
-# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), and helm and kubernetes-validate for
-# the chart tests (scripts/install-chart-tools.sh). Extra arguments go to `cargo test`.
+# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), helm and kubernetes-validate for the
+# chart tests (scripts/install-chart-tools.sh), and kube-apiserver and etcd for the e2e tests
+# (scripts/install-e2e-tools.sh, which also runs the chart one). Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,8 @@ if ! command -v javac >/dev/null; then
     exit 1
 fi
 scripts/install-jdks.sh
-scripts/install-chart-tools.sh
+# helm and kubernetes-validate, then kube-apiserver and etcd (a cold build: ~10 min on 2 cores).
+scripts/install-e2e-tools.sh
 # The static tools binary (tests/musl.rs checks it). ring, the TLS crypto, compiles C for the
 # musl target with musl-gcc: Debian's musl-tools.
 rustup target add x86_64-unknown-linux-musl >/dev/null

@@ -1,0 +1,882 @@
+//! The e2e harness: one etcd, one kube-apiserver and one `jvm-guard serve` (watching that
+//! apiserver through a kubeconfig) per test binary, on loopback, with the chart's webhook
+//! configuration registered; torn down when the process exits, however it exits.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde_json::{json, Value};
+
+/// Versions built by scripts/install-e2e-tools.sh; keep the two in step.
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+pub const ETCD_VERSION: &str = "v3.6.16";
+pub const HELM_VERSION: &str = "v3.22.0";
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jvm-guard");
+pub const TOOLS_IMAGE: &str = "ghcr.io/jvm-guard/jvm-guard:e2e";
+/// The release namespace the chart excludes; `serve --webhook-namespace`.
+pub const WEBHOOK_NAMESPACE: &str = "jvm-guard";
+/// Name of the shared webhook configuration, rendered from the chart.
+pub const WEBHOOK_CONFIG: &str = "jvm-guard-e2e";
+/// Namespaces of tests that register a webhook of their own: the shared one leaves them alone.
+pub const OWN_WEBHOOK_NAMESPACES: &[&str] = &["e2e-down-ignore", "e2e-down-fail"];
+
+const INSTALL_HINT: &str =
+    "run scripts/install-e2e-tools.sh (scripts/test.sh and .ci/run do) to build it";
+
+/// Every wait ends: a hung apiserver fails the test instead of the CI run.
+pub async fn within<T>(
+    seconds: u64,
+    what: &str,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(Duration::from_secs(seconds), future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: no answer within {seconds} s"),
+    }
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+}
+
+/// Where scripts/install-e2e-tools.sh puts kube-apiserver and etcd.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("JVM_GUARD_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            home().join(".cache/jvm-guard-e2e").join(format!(
+                "{KUBERNETES_VERSION}-etcd{}",
+                ETCD_VERSION.trim_start_matches('v')
+            ))
+        })
+}
+
+/// helm, from scripts/install-chart-tools.sh (which the e2e script runs).
+pub fn helm_bin() -> PathBuf {
+    std::env::var_os("JVM_GUARD_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(format!(".cache/jvm-guard/bin/helm-{HELM_VERSION}")))
+}
+
+/// A required binary, or an error naming the script that builds it. Never a skip.
+fn required(path: PathBuf, what: &str) -> Result<PathBuf, String> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{what} not found at {}: {INSTALL_HINT}",
+            path.display()
+        ))
+    }
+}
+
+/// A port that was free a moment ago. Processes given one retry on a collision.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A command whose process gets SIGKILL when the thread that started it ends (and so when the
+/// test process dies without unwinding), with no proxy between loopback peers.
+fn command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null());
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+}
+
+/// Runs a command to its end, killing it after `seconds`.
+pub fn run_bounded(command: &mut Command, seconds: u64) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stdout.read_to_end(&mut text).unwrap();
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).unwrap();
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {seconds} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn b64(data: impl AsRef<[u8]>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// The cluster's PKI: one CA that signs the apiserver's serving certificate and the admin
+/// client certificate (the apiserver's --client-ca-file).
+struct Pki {
+    ca: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&[(DnType::CommonName, "jvm-guard e2e CA")]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap().pem();
+        Pki {
+            ca,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate and its key, in PEM.
+    fn issue(&self, params: CertificateParams) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn serving(&self) -> (String, String) {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&[(DnType::CommonName, "kube-apiserver")]);
+        params.subject_alt_names = vec![
+            SanType::IpAddress([127, 0, 0, 1].into()),
+            SanType::DnsName("localhost".try_into().unwrap()),
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params)
+    }
+
+    /// `system:masters`: every permission under RBAC.
+    fn admin(&self) -> (String, String) {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&[
+            (DnType::CommonName, "e2e-admin"),
+            (DnType::OrganizationName, "system:masters"),
+        ]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+}
+
+fn dn(entries: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (kind, value) in entries {
+        dn.push(kind.clone(), *value);
+    }
+    dn
+}
+
+/// Processes of the shared cluster, killed (and the directory removed) at process exit.
+static TEARDOWN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static TEARDOWN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn teardown() {
+    let pids = TEARDOWN.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids.iter().rev() {
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            libc::waitpid(*pid as libc::pid_t, std::ptr::null_mut(), 0);
+        }
+    }
+    if let Some(dir) = TEARDOWN_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Children started while the cluster boots: killed if the boot fails.
+struct Started(Vec<Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Started {
+    /// Hands the processes to the exit-time teardown.
+    fn keep(mut self) {
+        let mut pids = TEARDOWN.lock().unwrap();
+        for child in self.0.drain(..) {
+            pids.push(child.id());
+            // The teardown reaps it by pid.
+            std::mem::forget(child);
+        }
+    }
+}
+
+/// The shared cluster. Tests use their own namespaces, so they run in parallel.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    kubeconfig_yaml: String,
+    /// The serving certificate of the webhooks (`jvm-guard certs`): ca.crt, tls.crt, tls.key.
+    pub webhook_certs: PathBuf,
+    pub serve: Serve,
+    pub boot_time: Duration,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// The shared cluster, started by the first test that asks. A boot failure fails every test
+/// with the same message.
+pub fn cluster() -> &'static Cluster {
+    match CLUSTER.get_or_init(start) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("the e2e cluster did not start: {e}"),
+    }
+}
+
+fn start() -> Result<Cluster, String> {
+    let (tx, rx) = mpsc::channel();
+    // PR_SET_PDEATHSIG fires when the *thread* that forked ends, so the cluster is started by
+    // a thread that lives as long as the process, not by the test that came first.
+    std::thread::Builder::new()
+        .name("e2e-cluster".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(boot).unwrap_or_else(|panic| {
+                Err(panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()))
+            });
+            let _ = tx.send(result);
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(300))
+        .unwrap_or_else(|_| Err("no cluster within 300 s".into()))
+}
+
+fn boot() -> Result<Cluster, String> {
+    let started_at = Instant::now();
+    let etcd = required(bin_dir().join("etcd"), "etcd")?;
+    let apiserver = required(bin_dir().join("kube-apiserver"), "kube-apiserver")?;
+    required(helm_bin(), "helm")?;
+
+    let dir = std::env::temp_dir().join(format!("jvm-guard-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TEARDOWN_DIR.set(dir.clone()).unwrap();
+    unsafe { libc::atexit(teardown) };
+
+    let mut started = Started(Vec::new());
+    let etcd_url = start_etcd(&etcd, &dir, &mut started)?;
+
+    let pki = Pki::new();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.crt", &pki.ca);
+    let (serving_cert, serving_key) = pki.serving();
+    let (admin_cert, admin_key) = pki.admin();
+    let sa = KeyPair::generate().unwrap();
+    let sa_key = write("sa.key", &sa.serialize_pem());
+    let sa_pub = write("sa.pub", &sa.public_key_pem());
+    let tls_crt = write("apiserver.crt", &serving_cert);
+    let tls_key = write("apiserver.key", &serving_key);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut attempt = 0;
+    let kubeconfig_yaml = loop {
+        attempt += 1;
+        let port = free_port();
+        let log = dir.join("kube-apiserver.log");
+        let mut cmd = command(&apiserver);
+        cmd.args([
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", tls_crt.display()),
+            format!("--tls-private-key-file={}", tls_key.display()),
+            format!("--client-ca-file={}", ca.display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", sa_pub.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            // No controller-manager: the tests create the default ServiceAccounts the
+            // ServiceAccount admission plugin looks up. PodSecurity checks the mutated pod.
+            "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,PodSecurity".into(),
+            // A loopback address may not go into the `kubernetes` Endpoints.
+            "--endpoint-reconciler-type=none".into(),
+            "--profiling=false".into(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().map_err(|e| format!("kube-apiserver: {e}"))?;
+        started.0.push(child);
+        let kubeconfig = kubeconfig_yaml(port, &pki.ca, &admin_cert, &admin_key);
+        match runtime.block_on(wait_ready(&kubeconfig, started.0.last_mut().unwrap())) {
+            Ok(()) => break kubeconfig,
+            Err(e) => {
+                let mut child = started.0.pop().unwrap();
+                let _ = child.kill();
+                let _ = child.wait();
+                let log_tail = tail(&log, 30);
+                if attempt < 3 && log_tail.contains("address already in use") {
+                    continue;
+                }
+                return Err(format!("kube-apiserver on port {port}: {e}\n{log_tail}"));
+            }
+        }
+    };
+    let kubeconfig = write("kubeconfig", &kubeconfig_yaml);
+
+    let webhook_certs = dir.join("webhook-certs");
+    let out = run_bounded(
+        Command::new(BIN)
+            .arg("certs")
+            .arg("--out")
+            .arg(&webhook_certs),
+        30,
+    );
+    if !out.status.success() {
+        return Err(format!(
+            "jvm-guard certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+
+    let serve = Serve::start(&kubeconfig, &webhook_certs, "shared")?;
+    started.0.push(serve.take_child());
+    let mut cluster = Cluster {
+        dir,
+        kubeconfig,
+        kubeconfig_yaml,
+        webhook_certs,
+        serve,
+        boot_time: Duration::ZERO,
+    };
+    runtime.block_on(cluster.register_shared_webhook())?;
+    started.keep();
+    cluster.boot_time = started_at.elapsed();
+    Ok(cluster)
+}
+
+fn start_etcd(etcd: &Path, dir: &Path, started: &mut Started) -> Result<String, String> {
+    for attempt in 1..=3 {
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = dir.join("etcd.log");
+        let data = dir.join(format!("etcd-{attempt}"));
+        let mut child = command(etcd)
+            .args([
+                "--name=e2e".to_string(),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=e2e={peer_url}"),
+                // Test data: durability is not worth an fsync per write.
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .map_err(|e| format!("etcd: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log_tail = tail(&log, 20);
+                if attempt < 3 && log_tail.contains("address already in use") {
+                    break;
+                }
+                return Err(format!("etcd exited ({status}):\n{log_tail}"));
+            }
+            if etcd_healthy(client) {
+                started.0.push(child);
+                return Ok(client_url);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("etcd not healthy within 30 s:\n{}", tail(&log, 20)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Err("etcd: no free ports after 3 attempts".into())
+}
+
+fn etcd_healthy(port: u16) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+    if tcp
+        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = tcp.read_to_string(&mut response);
+    response.contains("\"health\":\"true\"")
+}
+
+fn kubeconfig_yaml(port: u16, ca: &str, cert: &str, key: &str) -> String {
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": format!("https://127.0.0.1:{port}"),
+            "certificate-authority-data": b64(ca),
+        }}],
+        "users": [{"name": "e2e-admin", "user": {
+            "client-certificate-data": b64(cert),
+            "client-key-data": b64(key),
+        }}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e-admin"}}],
+        "current-context": "e2e",
+    });
+    serde_yaml::to_string(&config).unwrap()
+}
+
+async fn client_from(kubeconfig: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Until /readyz says ok, the process exits, or 120 s pass.
+async fn wait_ready(kubeconfig: &str, child: &mut Child) -> Result<(), String> {
+    let client = client_from(kubeconfig).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("exited ({status})"));
+        }
+        let request = axum::http::Request::get("/readyz")
+            .body(Vec::new())
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
+            Ok(Ok(text)) if text.trim() == "ok" => return Ok(()),
+            Ok(Ok(text)) => last = text,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timeout".into(),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready within 120 s (last: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl Cluster {
+    /// A client for the current test's runtime (a client's connections belong to a runtime).
+    pub async fn client(&self) -> Client {
+        client_from(&self.kubeconfig_yaml).await
+    }
+
+    pub fn webhook_ca(&self) -> String {
+        std::fs::read_to_string(self.webhook_certs.join("ca.crt")).unwrap()
+    }
+
+    /// The chart's MutatingWebhookConfiguration (`helm template`, certificate mode `existing`
+    /// with our CA as caBundle), its `clientConfig.service` replaced by the URL of a server on
+    /// loopback: the chart has no `url` value, and nothing here runs a Service.
+    pub fn chart_webhook(
+        &self,
+        name: &str,
+        url: &str,
+        values: Value,
+    ) -> MutatingWebhookConfiguration {
+        let mut all = json!({
+            "fullnameOverride": name,
+            "certs": {"mode": "existing", "existing": {
+                "secretName": "unused-in-e2e",
+                "caBundle": b64(self.webhook_ca()),
+            }},
+        });
+        merge(&mut all, values);
+        let values_file = self.dir.join(format!("values-{name}.yaml"));
+        std::fs::write(&values_file, serde_yaml::to_string(&all).unwrap()).unwrap();
+        let out = run_bounded(
+            Command::new(helm_bin())
+                .args([
+                    "template",
+                    "e2e",
+                    &chart_dir(),
+                    "--namespace",
+                    WEBHOOK_NAMESPACE,
+                ])
+                .args(["--show-only", "templates/webhook.yaml", "-f"])
+                .arg(&values_file)
+                .envs(helm_env(&self.dir)),
+            60,
+        );
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: MutatingWebhookConfiguration = serde_yaml::from_slice(&out.stdout).unwrap();
+        for webhook in config.webhooks.iter_mut().flatten() {
+            assert!(
+                webhook.client_config.service.is_some(),
+                "the chart's webhook calls a Service"
+            );
+            webhook.client_config.service = None;
+            webhook.client_config.url = Some(url.to_string());
+        }
+        config
+    }
+
+    async fn register_shared_webhook(&self) -> Result<(), String> {
+        let values: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(Path::new(&chart_dir()).join("values.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut exclude: Vec<Value> = values["webhook"]["excludeNamespaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        exclude.extend(OWN_WEBHOOK_NAMESPACES.iter().map(|n| json!(n)));
+        let config = self.chart_webhook(
+            WEBHOOK_CONFIG,
+            &self.serve.url(),
+            json!({"webhook": {"excludeNamespaces": exclude}}),
+        );
+        let client = self.client().await;
+        let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        api.create(&PostParams::default(), &config)
+            .await
+            .map_err(|e| format!("registering the webhook: {e}"))?;
+        // The apiserver picks the configuration up from its informer: wait until it calls us.
+        let ns = "e2e-webhook-probe";
+        create_namespace(&client, ns, &[("jvm-guard.io/inject", "enabled")], &[]).await;
+        wait_mutated(&client, ns, 30).await;
+        Ok(())
+    }
+}
+
+fn chart_dir() -> String {
+    format!("{}/charts/jvm-guard", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// helm keeps its caches and repositories under the cluster's directory.
+pub fn helm_env(dir: &Path) -> Vec<(String, PathBuf)> {
+    ["HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"]
+        .iter()
+        .map(|var| (var.to_string(), dir.join("helm").join(var.to_lowercase())))
+        .collect()
+}
+
+/// Deep-merges `patch` into `base` (objects key by key, anything else replaced).
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
+/// A namespace with labels and annotations, and the `default` ServiceAccount the
+/// ServiceAccount admission plugin needs (there is no controller-manager to make it).
+pub async fn create_namespace(
+    client: &Client,
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.into());
+    ns.metadata.labels = Some(map(labels));
+    ns.metadata.annotations = Some(map(annotations));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    within(
+        30,
+        "create namespace",
+        namespaces.create(&PostParams::default(), &ns),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
+    create_default_service_account(client, name).await;
+}
+
+pub async fn create_default_service_account(client: &Client, namespace: &str) {
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("default".into());
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match within(
+        30,
+        "create service account",
+        api.create(&PostParams::default(), &sa),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("default ServiceAccount in {namespace}: {e}"),
+    }
+}
+
+/// A minimal JVM pod: one container with a command and a memory limit.
+pub fn jvm_pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "app",
+            "image": "eclipse-temurin:21-jre",
+            "command": ["java", "-jar", "/app/app.jar"],
+            "resources": {"limits": {"memory": "1Gi"}},
+        }]},
+    })
+}
+
+pub fn is_mutated(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("jvm-guard.io/status"))
+}
+
+/// Dry-run creates a pod in `ns` until it comes back mutated: a webhook configuration
+/// just created takes effect when the apiserver's informer has it.
+pub async fn wait_mutated(client: &Client, ns: &str, seconds: u64) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let pod = serde_json::from_value(jvm_pod("probe")).unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let created = within(30, "dry-run create", pods.create(&dry_run, &pod)).await;
+        if created.as_ref().is_ok_and(is_mutated) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no webhook mutated a pod in {ns} within {seconds} s (last: {created:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A running `jvm-guard serve` with a kubeconfig (the reflector path). A test's own server
+/// is killed when dropped; the shared one at process exit.
+pub struct Serve {
+    child: Mutex<Option<Child>>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Serve {
+    pub fn start(kubeconfig: &Path, certs: &Path, what: &str) -> Result<Serve, String> {
+        let mut child = command(Path::new(BIN))
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.join("tls.key"))
+            .args(["--tools-image", TOOLS_IMAGE])
+            .args(["--webhook-namespace", WEBHOOK_NAMESPACE])
+            .args(["--log-format", "json", "--shutdown-delay", "0"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("jvm-guard serve: {e}"))?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
+                let _ = lines_tx.send(line);
+            }
+        });
+        let failed = |child: &mut Child, why: &str| {
+            let _ = child.kill();
+            let _ = child.wait();
+            format!(
+                "jvm-guard serve ({what}) {why}:\n{}",
+                logs.lock().unwrap().join("\n")
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listening = loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if entry["message"] == "listening" {
+                        break entry;
+                    }
+                }
+                Err(_) => return Err(failed(&mut child, "did not start")),
+            }
+        };
+        let address = |field: &str| listening[field].as_str().unwrap().parse().unwrap();
+        let serve = Serve {
+            addr: address("addr"),
+            admin: address("admin_addr"),
+            child: Mutex::new(None),
+            logs: logs.clone(),
+        };
+        // Ready once the reflector has listed the namespaces.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while admin_status(serve.admin, "/readyz") != Some(200) {
+            if Instant::now() > deadline {
+                return Err(failed(&mut child, "not ready within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *serve.child.lock().unwrap() = Some(child);
+        Ok(serve)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/mutate", self.addr.port())
+    }
+
+    fn take_child(&self) -> Child {
+        self.child.lock().unwrap().take().unwrap()
+    }
+
+    /// Kills the process (the webhook goes away without a goodbye).
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The `admission reviewed` log entries of requests for `namespace`: their outcomes.
+    pub fn outcomes(&self, namespace: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["message"] == "admission reviewed")
+            .filter_map(|entry| {
+                let span = entry.get("span")?;
+                (span["namespace"] == namespace)
+                    .then(|| span["outcome"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+/// Status of a plain-HTTP GET on the admin port.
+fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
+    let mut tcp = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
