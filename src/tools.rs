@@ -161,7 +161,7 @@ pub fn wrapped_command(
             }
             command.extend(image.entrypoint.iter().cloned());
             // With our command set, the runtime no longer adds the image CMD: args carry it.
-            let args = (!has_args).then(|| image.cmd.clone());
+            let args = (!has_args && !image.cmd.is_empty()).then(|| image.cmd.clone());
             Ok((command, args))
         }
         (_, None) => Err(
@@ -245,6 +245,16 @@ mod tests {
             .unwrap(),
             (with(&[]), None),
             "args replace the CMD and, without ENTRYPOINT, run as the program"
+        );
+
+        let entrypoint_only = ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec![],
+        };
+        assert_eq!(
+            wrapped_command(&container(None, None), Some(&entrypoint_only), &limits).unwrap(),
+            (with(&["java"]), None),
+            "no CMD, no args to set"
         );
 
         let nothing = ImageCommand::default();
