@@ -601,6 +601,51 @@ mod tests {
         assert_eq!(settings.tools_image, None);
         assert!(!settings.allow_host_path);
         assert_eq!(settings.webhook_namespace, None);
+        // Image lookups on, anonymous, HTTPS only, 1.5 s per pod.
+        assert!(!args.image_pull_secrets);
+        let registry = args.registry.config(None).expect("lookups on by default");
+        assert!(registry.insecure.is_empty());
+        assert_eq!(registry.budget, crate::registry::DEFAULT_BUDGET);
+        assert!(registry.secrets.is_none());
+    }
+
+    #[test]
+    fn registry_flags() {
+        let args = serve(&[
+            "--dev",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+            "--insecure-registry=registry.local:5000",
+            "--registry-timeout",
+            "800ms",
+            "--image-pull-secrets",
+        ]);
+        assert!(args.image_pull_secrets);
+        let registry = args.registry.config(None).unwrap();
+        assert_eq!(registry.insecure, ["127.0.0.1:5000", "registry.local:5000"]);
+        assert_eq!(registry.budget, Duration::from_millis(800));
+        assert!(serve(&["--dev", "--offline"])
+            .registry
+            .config(None)
+            .is_none());
+
+        let argv = ["jvm-guard", "mutate", "-f", "-", "--offline"];
+        let Command::Mutate(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not mutate");
+        };
+        assert!(args.registry.config(None).is_none(), "mutate --offline");
+        let argv = [
+            "jvm-guard",
+            "mutate",
+            "-f",
+            "-",
+            "--insecure-registry",
+            "h:1",
+        ];
+        let Command::Mutate(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not mutate");
+        };
+        assert_eq!(args.registry.config(None).unwrap().insecure, ["h:1"]);
     }
 
     #[test]

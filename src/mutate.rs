@@ -629,3 +629,103 @@ impl ContainerMutation<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Defaults;
+
+    fn pod(annotations: Value, containers: Value, node_selector: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": annotations},
+            "spec": {"containers": containers, "nodeSelector": node_selector},
+        }))
+        .unwrap()
+    }
+
+    fn settings(tools: bool) -> Settings {
+        Settings {
+            tools_image: tools.then(|| "tools:1".to_string()),
+            ..Settings::default()
+        }
+    }
+
+    const ULIMITS: &str = "jvm-guard.io/ulimits";
+
+    #[rstest]
+    #[case::wrapped(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), true, &["app:1"])]
+    #[case::no_ulimits(json!({}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &[])]
+    #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &[])]
+    #[case::empty_command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": []}]), true, &["app:1"])]
+    #[case::already_mutated(json!({ULIMITS: "nofile=1024", "jvm-guard.io/status": "{}"}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::only_targets(
+        json!({ULIMITS: "nofile=1024"}),
+        json!([{"name": "istio-proxy", "image": "proxy:1"}, {"name": "a", "image": "app:1"}]),
+        true,
+        &["app:1"]
+    )]
+    #[case::once_per_image(
+        json!({ULIMITS: "nofile=1024", "jvm-guard.io/containers": "*"}),
+        json!([{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c", "image": "app:1", "command": ["x"]}]),
+        true,
+        &["app:1"]
+    )]
+    fn images_to_resolve_only_for_wrapped_targets(
+        #[case] annotations: Value,
+        #[case] containers: Value,
+        #[case] tools: bool,
+        #[case] expected: &[&str],
+    ) {
+        let pod = pod(annotations, containers, Value::Null);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let images: Vec<String> = images_to_resolve(&pod, &ns, &settings(tools))
+            .into_iter()
+            .map(|r| r.image)
+            .collect();
+        assert_eq!(images, expected);
+    }
+
+    #[test]
+    fn the_platform_comes_from_the_node_selector() {
+        let containers = json!([{"name": "a", "image": "app:1"}]);
+        let selector = json!({"kubernetes.io/arch": "arm64"});
+        let pod = pod(json!({ULIMITS: "nofile=1024"}), containers, selector);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let requests = images_to_resolve(&pod, &ns, &settings(true));
+        assert_eq!(
+            requests[0].platform,
+            Platform {
+                os: "linux".into(),
+                architecture: "arm64".into()
+            }
+        );
+        assert_eq!(Platform::default().architecture, "amd64");
+
+        // What the lookup said reaches the container, an unknown image says why.
+        let command = |result: Result<ImageCommand, String>| {
+            let mut images = ResolvedImages::default();
+            images.insert(requests[0].clone(), result);
+            let m = mutate_with(&pod, &ns, &settings(true), &images);
+            (serde_json::to_value(&m.patch).unwrap(), m.warnings)
+        };
+        let (patch, _) = command(Ok(ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec!["-version".into()],
+        }));
+        let ops = patch.as_array().unwrap();
+        assert!(ops.iter().any(
+            |op| op["path"] == "/spec/containers/0/args" && op["value"] == json!(["-version"])
+        ));
+        let (_, warnings) = command(Err("registry down".into()));
+        assert!(
+            warnings.iter().any(|w| w.contains(
+                "no command, and the image ENTRYPOINT is unknown (registry down); set command to wrap it"
+            )),
+            "{warnings:?}"
+        );
+    }
+}
