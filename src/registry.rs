@@ -547,6 +547,9 @@ impl Resolver {
             }
         });
         for (request, outcome) in futures_util::future::join_all(lookups).await {
+            if let Err(e) = &outcome {
+                tracing::info!(image = %request.image, error = %e, "image ENTRYPOINT unresolved");
+            }
             resolved.insert(request, outcome);
         }
         resolved
