@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. On first run it installs, cached outside the repo, what the tests need:
 # the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), helm and kubernetes-validate for the
-# chart tests (scripts/install-chart-tools.sh), and kube-apiserver and etcd for the e2e tests
-# (scripts/install-e2e-tools.sh, which also runs the chart one). Extra arguments go to
-# `cargo test`.
+# chart tests (scripts/install-chart-tools.sh), kube-apiserver and etcd for the e2e tests
+# (scripts/install-e2e-tools.sh, which also runs the chart one), and Debian's docker-registry
+# for the registry tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,18 +14,24 @@ fi
 scripts/install-jdks.sh
 # helm and kubernetes-validate, then kube-apiserver and etcd (a cold build: ~10 min on 2 cores).
 scripts/install-e2e-tools.sh
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+# A Debian package, installed once: COMMAND PACKAGE WHY.
+need() {
+    command -v "$1" >/dev/null && return
+    echo "installing $2 ($1, $3)" >&2
+    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$2"; } >&2; then
+        echo "error: $1 not found and $2 could not be installed (apt-get install $2)" >&2
+        exit 1
+    fi
+}
 # The static tools binary (tests/musl.rs checks it). ring, the TLS crypto, compiles C for the
 # musl target with musl-gcc: Debian's musl-tools.
 rustup target add x86_64-unknown-linux-musl >/dev/null
-if ! command -v musl-gcc >/dev/null; then
-    echo "installing musl-tools (musl-gcc, for the static build)" >&2
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq musl-tools; } >&2; then
-        echo "error: musl-gcc not found and musl-tools could not be installed (apt-get install musl-tools)" >&2
-        exit 1
-    fi
-fi
+need musl-gcc musl-tools "for the static build"
+# tests/registry.rs starts the CNCF Distribution registry on loopback. The package may try to
+# start its own service on install; the tests run their own instances.
+need docker-registry docker-registry "for the registry tests"
 cargo build --locked --release --target x86_64-unknown-linux-musl
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.

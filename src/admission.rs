@@ -1,8 +1,10 @@
-//! The AdmissionReview protocol around [`mutate`]: a request body in, the response review and
-//! what happened out. No HTTP here; the server maps [`ReviewError`] to status codes.
+//! The AdmissionReview protocol around [`mutate_with`]: a request body in, the response review
+//! and what happened out. No HTTP and no registry here: the server resolves the images that
+//! [`Parsed::images`] names and passes them in; it maps [`ReviewError`] to status codes.
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
@@ -11,8 +13,9 @@ use kube_core::DynamicObject;
 use serde_json::Value;
 
 use crate::config::{NamespaceConfig, Settings};
-use crate::mutate::{mutate, Mutation};
+use crate::mutate::{images_to_resolve, mutate_with, Mutation, ResolvedImages};
 use crate::namespaces::NamespaceLookup;
+use crate::registry::PodImages;
 use crate::status::Feature;
 use crate::warnings::Warnings;
 
@@ -62,27 +65,34 @@ pub enum ReviewError {
     InvalidRequest(#[source] serde_json::Error),
 }
 
-/// Answers the AdmissionReview in `body`. Every well-formed request is allowed; only a pod
-/// CREATE in an opted-in namespace can be patched.
+/// Answers the AdmissionReview in `body`, knowing no image's ENTRYPOINT. Every well-formed
+/// request is allowed; only a pod CREATE in an opted-in namespace can be patched.
 pub fn review(
     body: &[u8],
     namespaces: &dyn NamespaceLookup,
     settings: &Settings,
 ) -> Result<Reviewed, ReviewError> {
-    review_with(body, namespaces, settings, mutate)
+    let parsed = parse(body)?;
+    Ok(answer(
+        parsed,
+        namespaces,
+        settings,
+        &ResolvedImages::default(),
+    ))
 }
 
-type MutateFn = fn(&Pod, &NamespaceConfig, &Settings) -> Mutation;
+/// An AdmissionReview request, read but not answered yet.
+#[derive(Debug)]
+pub struct Parsed {
+    request: AdmissionRequest<DynamicObject>,
+    /// The object, taken out of the envelope: a pod we cannot read must be a warning on an
+    /// allowed response, not a 400 that the apiserver would drop silently.
+    object: Option<Value>,
+}
 
-fn review_with(
-    body: &[u8],
-    namespaces: &dyn NamespaceLookup,
-    settings: &Settings,
-    mutate: MutateFn,
-) -> Result<Reviewed, ReviewError> {
+/// Reads the AdmissionReview in `body`.
+pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
     let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
-    // The objects are taken out of the envelope: a pod we cannot read must be a warning on an
-    // allowed response, not a 400 that the apiserver would drop silently.
     let object = match value.get_mut("request") {
         None | Some(Value::Null) => return Err(ReviewError::NoRequest),
         Some(request) => request.as_object_mut().and_then(|r| {
@@ -94,13 +104,82 @@ fn review_with(
         serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let (response, outcome, applied) = respond(&request, object, namespaces, settings, mutate);
-    Ok(Reviewed {
+    Ok(Parsed { request, object })
+}
+
+impl Parsed {
+    /// The pod to mutate and its namespace's configuration, if this request is one to mutate.
+    fn pod(
+        &self,
+        namespaces: &dyn NamespaceLookup,
+    ) -> Option<(Arc<NamespaceConfig>, Result<Pod, String>)> {
+        if !is_pod_create(&self.request) {
+            return None;
+        }
+        let ns = namespaces.get(self.request.namespace.as_deref()?)?;
+        let pod = match self.object.clone().map(serde_json::from_value::<Pod>) {
+            Some(Ok(pod)) => Ok(pod),
+            Some(Err(e)) => Err(format!("cannot read the pod ({e}); nothing injected")),
+            None => Err("the request has no pod; nothing injected".to_string()),
+        };
+        Some((ns, pod))
+    }
+
+    /// The images whose ENTRYPOINT the mutation would use, with what the registry lookup needs
+    /// of the pod; `None` when there are none.
+    pub fn images(
+        &self,
+        namespaces: &dyn NamespaceLookup,
+        settings: &Settings,
+    ) -> Option<PodImages> {
+        let (ns, Ok(pod)) = self.pod(namespaces)? else {
+            return None;
+        };
+        let requests = images_to_resolve(&pod, &ns, settings);
+        if requests.is_empty() {
+            return None;
+        }
+        let spec = pod.spec.as_ref()?;
+        Some(PodImages {
+            namespace: self.request.namespace.clone().unwrap_or_default(),
+            pull_secrets: spec
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            requests,
+        })
+    }
+}
+
+/// Answers a parsed request with the image commands resolved for it.
+pub fn answer(
+    parsed: Parsed,
+    namespaces: &dyn NamespaceLookup,
+    settings: &Settings,
+    images: &ResolvedImages,
+) -> Reviewed {
+    answer_with(parsed, namespaces, settings, images, mutate_with)
+}
+
+type MutateFn = fn(&Pod, &NamespaceConfig, &Settings, &ResolvedImages) -> Mutation;
+
+fn answer_with(
+    parsed: Parsed,
+    namespaces: &dyn NamespaceLookup,
+    settings: &Settings,
+    images: &ResolvedImages,
+    mutate: MutateFn,
+) -> Reviewed {
+    let (response, outcome, applied) = respond(&parsed, namespaces, settings, images, mutate);
+    Reviewed {
         review: response.into_review(),
         outcome,
-        namespace: request.namespace,
+        namespace: parsed.request.namespace,
         applied,
-    })
+    }
 }
 
 fn is_pod_create(request: &AdmissionRequest<DynamicObject>) -> bool {
@@ -119,34 +198,25 @@ fn unpatched(response: AdmissionResponse, outcome: Outcome) -> Answer {
 }
 
 fn respond(
-    request: &AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
+    parsed: &Parsed,
     namespaces: &dyn NamespaceLookup,
     settings: &Settings,
+    images: &ResolvedImages,
     mutate: MutateFn,
 ) -> Answer {
-    let mut response = AdmissionResponse::from(request);
-    if !is_pod_create(request) {
-        return unpatched(response, Outcome::Skipped);
-    }
-    let Some(ns) = request.namespace.as_deref().and_then(|n| namespaces.get(n)) else {
+    let mut response = AdmissionResponse::from(&parsed.request);
+    let Some((ns, pod)) = parsed.pod(namespaces) else {
         return unpatched(response, Outcome::Skipped);
     };
-    let pod: Pod = match object.map(serde_json::from_value) {
-        Some(Ok(pod)) => pod,
-        Some(Err(e)) => {
-            return internal_error(
-                response,
-                format!("cannot read the pod ({e}); nothing injected"),
-            )
-        }
-        None => return internal_error(response, "the request has no pod; nothing injected"),
+    let pod = match pod {
+        Ok(pod) => pod,
+        Err(message) => return internal_error(response, message),
     };
     let Ok(Mutation {
         patch,
         warnings,
         status,
-    }) = catch_unwind(AssertUnwindSafe(|| mutate(&pod, &ns, settings)))
+    }) = catch_unwind(AssertUnwindSafe(|| mutate(&pod, &ns, settings, images)))
     else {
         return internal_error(response, "internal error; nothing injected");
     };
@@ -395,11 +465,13 @@ mod tests {
 
     #[test]
     fn a_panic_while_mutating_admits_with_a_warning() {
-        fn panics(_: &Pod, _: &NamespaceConfig, _: &Settings) -> Mutation {
+        fn panics(_: &Pod, _: &NamespaceConfig, _: &Settings, _: &ResolvedImages) -> Mutation {
             panic!("bug")
         }
         let body = body("CREATE", "pods", "shop", pod(), false);
-        let reviewed = review_with(&body, &namespaces(), &Settings::default(), panics).unwrap();
+        let parsed = parse(&body).unwrap();
+        let images = ResolvedImages::default();
+        let reviewed = answer_with(parsed, &namespaces(), &Settings::default(), &images, panics);
         assert_eq!(reviewed.outcome, Outcome::InternalError);
         let out = wire(&reviewed);
         assert_eq!(out["response"]["uid"], UID);

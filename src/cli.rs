@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Defaults, Settings};
 use crate::manifest::{self, ManifestError, Preview};
+use crate::mutate::ResolvedImages;
 use crate::rlimit::Rlimit;
 
 #[derive(Debug, Parser)]
@@ -97,6 +98,53 @@ pub struct ServeArgs {
     /// loopback addresses, and every namespace opted in unless --namespaces-file is given.
     #[arg(long, env = "JVM_GUARD_DEV")]
     pub dev: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Read the pod's imagePullSecrets (kubernetes.io/dockerconfigjson) to look up private
+    /// images; needs `get` on Secrets.
+    #[arg(long, env = "JVM_GUARD_IMAGE_PULL_SECRETS")]
+    pub image_pull_secrets: bool,
+}
+
+/// How image ENTRYPOINT and CMD are looked up (SPEC §7), for `serve` and `mutate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// Never contact a registry: containers without command are not wrapped.
+    #[arg(long, env = "JVM_GUARD_OFFLINE")]
+    pub offline: bool,
+    /// A registry reached over plain HTTP instead of HTTPS; repeatable (comma-separated in
+    /// the variable).
+    #[arg(
+        long = "insecure-registry",
+        env = "JVM_GUARD_INSECURE_REGISTRY",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// The time all image lookups of one pod may take together; after it the pod is
+    /// admitted with its unresolved containers unwrapped, and a warning.
+    #[arg(
+        long,
+        env = "JVM_GUARD_REGISTRY_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "1.5s",
+        value_parser = parse_duration
+    )]
+    pub registry_timeout: Duration,
+}
+
+impl RegistryArgs {
+    /// The resolver's configuration, `None` when offline.
+    pub fn config(
+        &self,
+        secrets: Option<std::sync::Arc<dyn crate::registry::SecretSource>>,
+    ) -> Option<crate::registry::RegistryConfig> {
+        (!self.offline).then(|| crate::registry::RegistryConfig {
+            insecure: self.insecure_registries.clone(),
+            budget: self.registry_timeout,
+            secrets,
+        })
+    }
 }
 
 pub const DEFAULT_ADDR: &str = "0.0.0.0:8443";
@@ -281,6 +329,8 @@ pub struct MutateArgs {
     pub tools_image: String,
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// An error that names the file it came from; printed as one line, exit code 2.
@@ -348,7 +398,20 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
         };
         return Err(in_file(&args.file)(ManifestError::PatchNeedsOnePod(found)));
     }
-    let out = preview.run(docs).map_err(in_file(&args.file))?;
+    let images = match args.registry.config(None) {
+        Some(config) => {
+            resolve_images(config, preview.images_to_resolve(&docs)).map_err(|message| {
+                InputError {
+                    file: args.file.display().to_string(),
+                    message,
+                }
+            })?
+        }
+        None => ResolvedImages::default(),
+    };
+    let out = preview
+        .run_with(docs, &images)
+        .map_err(in_file(&args.file))?;
     let warnings = out
         .warnings
         .iter()
@@ -362,6 +425,31 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
         }
     };
     Ok((rendered, warnings))
+}
+
+/// Looks the images up on a runtime made for this call only: `mutate` is otherwise plain.
+fn resolve_images(
+    config: crate::registry::RegistryConfig,
+    requests: Vec<crate::mutate::ImageRequest>,
+) -> Result<ResolvedImages, String> {
+    if requests.is_empty() {
+        return Ok(ResolvedImages::default());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime for registry lookups: {e}"))?;
+    let images = runtime.block_on(async {
+        let resolver = crate::registry::Resolver::new(config);
+        let pod = crate::registry::PodImages {
+            requests,
+            ..Default::default()
+        };
+        resolver.resolve(&pod).await
+    });
+    // Lookups past the budget go on in the background; they must not hold the exit.
+    runtime.shutdown_background();
+    Ok(images)
 }
 
 /// Copies the running binary into `dir` atomically: a half-copied tool is never visible.
@@ -513,6 +601,51 @@ mod tests {
         assert_eq!(settings.tools_image, None);
         assert!(!settings.allow_host_path);
         assert_eq!(settings.webhook_namespace, None);
+        // Image lookups on, anonymous, HTTPS only, 1.5 s per pod.
+        assert!(!args.image_pull_secrets);
+        let registry = args.registry.config(None).expect("lookups on by default");
+        assert!(registry.insecure.is_empty());
+        assert_eq!(registry.budget, crate::registry::DEFAULT_BUDGET);
+        assert!(registry.secrets.is_none());
+    }
+
+    #[test]
+    fn registry_flags() {
+        let args = serve(&[
+            "--dev",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+            "--insecure-registry=registry.local:5000",
+            "--registry-timeout",
+            "800ms",
+            "--image-pull-secrets",
+        ]);
+        assert!(args.image_pull_secrets);
+        let registry = args.registry.config(None).unwrap();
+        assert_eq!(registry.insecure, ["127.0.0.1:5000", "registry.local:5000"]);
+        assert_eq!(registry.budget, Duration::from_millis(800));
+        assert!(serve(&["--dev", "--offline"])
+            .registry
+            .config(None)
+            .is_none());
+
+        let argv = ["jvm-guard", "mutate", "-f", "-", "--offline"];
+        let Command::Mutate(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not mutate");
+        };
+        assert!(args.registry.config(None).is_none(), "mutate --offline");
+        let argv = [
+            "jvm-guard",
+            "mutate",
+            "-f",
+            "-",
+            "--insecure-registry",
+            "h:1",
+        ];
+        let Command::Mutate(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not mutate");
+        };
+        assert_eq!(args.registry.config(None).unwrap().insecure, ["h:1"]);
     }
 
     #[test]

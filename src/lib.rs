@@ -16,6 +16,7 @@ pub mod namespaces;
 pub mod patch;
 pub mod probes;
 pub mod quantity;
+pub mod registry;
 pub mod rlimit;
 pub mod rotate;
 pub mod serve;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, Settings, INJECT_LABEL};
-use crate::mutate::mutate;
+use crate::mutate::{images_to_resolve, mutate_with, ImageRequest, ResolvedImages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -126,19 +126,58 @@ impl Preview {
         (config, notes)
     }
 
+    /// Previews the documents knowing no image's ENTRYPOINT.
     pub fn run(&self, docs: Vec<Value>) -> Result<Output, ManifestError> {
+        self.run_with(docs, &ResolvedImages::default())
+    }
+
+    /// Previews the documents with the image commands looked up for
+    /// [`images_to_resolve`](Preview::images_to_resolve).
+    pub fn run_with(
+        &self,
+        docs: Vec<Value>,
+        images: &ResolvedImages,
+    ) -> Result<Output, ManifestError> {
         let mut out = Output::default();
         for (i, doc) in docs.into_iter().enumerate() {
-            let doc = self.document(i + 1, doc, &mut out)?;
+            let doc = self.document(i + 1, doc, images, &mut out)?;
             out.documents.push(doc);
         }
         Ok(out)
+    }
+
+    /// The images whose ENTRYPOINT the preview of these documents would use; documents that
+    /// are not valid are left to [`run_with`](Preview::run_with) to report.
+    pub fn images_to_resolve(&self, docs: &[Value]) -> Vec<ImageRequest> {
+        let mut requests = Vec::new();
+        for doc in docs {
+            if doc.get("kind").and_then(Value::as_str) == Some("List") {
+                let items = doc.get("items").and_then(Value::as_array);
+                requests.extend(self.images_to_resolve(items.map_or(&[], Vec::as_slice)));
+                continue;
+            }
+            let Some(Ok(pod_value)) = pod_of(doc) else {
+                continue;
+            };
+            let Ok(pod) = serde_json::from_value::<Pod>(pod_value) else {
+                continue;
+            };
+            let doc_ns = doc.pointer("/metadata/namespace").and_then(Value::as_str);
+            let (ns, _) = self.namespace_config(doc_ns);
+            for request in images_to_resolve(&pod, &ns, &self.settings) {
+                if !requests.contains(&request) {
+                    requests.push(request);
+                }
+            }
+        }
+        requests
     }
 
     fn document(
         &self,
         index: usize,
         mut doc: Value,
+        images: &ResolvedImages,
         out: &mut Output,
     ) -> Result<Value, ManifestError> {
         if !doc.is_object() || doc.get("kind").and_then(Value::as_str).is_none() {
@@ -154,7 +193,7 @@ impl Preview {
         if kind == "List" {
             let items = doc.get_mut("items").and_then(Value::as_array_mut);
             for item in items.into_iter().flatten() {
-                *item = self.document(index, item.take(), out)?;
+                *item = self.document(index, item.take(), images, out)?;
             }
             return Ok(doc);
         }
@@ -162,23 +201,9 @@ impl Preview {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let pod_value = if kind == "Pod" {
-            doc.clone()
-        } else if let Some(path) = template_path(&kind) {
-            let mut template = &doc;
-            for key in path {
-                template = template
-                    .get(key)
-                    .ok_or_else(|| invalid(format!("has no {}", path.join("."))))?;
-            }
-            json!({
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                "spec": template.get("spec").cloned().unwrap_or(Value::Null),
-            })
-        } else {
-            return Ok(doc);
+        let pod_value = match pod_of(&doc) {
+            None => return Ok(doc),
+            Some(pod) => pod.map_err(invalid)?,
         };
         let pod: Pod = serde_json::from_value(pod_value.clone()).map_err(|e| {
             invalid(format!(
@@ -187,7 +212,7 @@ impl Preview {
             ))
         })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
-        let mutation = mutate(&pod, &ns, &self.settings);
+        let mutation = mutate_with(&pod, &ns, &self.settings, images);
         for w in notes.into_iter().chain(mutation.warnings) {
             out.warnings.push((object.clone(), w));
         }
@@ -209,6 +234,28 @@ impl Preview {
         }
         Ok(doc)
     }
+}
+
+/// The pod a document is or stamps out, as a Pod object; `None` for other kinds.
+fn pod_of(doc: &Value) -> Option<Result<Value, String>> {
+    let kind = doc.get("kind").and_then(Value::as_str)?;
+    if kind == "Pod" {
+        return Some(Ok(doc.clone()));
+    }
+    let path = template_path(kind)?;
+    let mut template = doc;
+    for key in path {
+        match template.get(key) {
+            Some(inner) => template = inner,
+            None => return Some(Err(format!("has no {}", path.join(".")))),
+        }
+    }
+    Some(Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+    })))
 }
 
 /// Renders documents as YAML, separated by `---`.

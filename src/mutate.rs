@@ -1,6 +1,8 @@
 //! The mutation itself: a pure function from a Pod and its configuration to a JSONPatch, the
 //! warnings and the status report. No I/O; the server, the CLI and the tests all call it.
 
+use std::collections::HashMap;
+
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use serde_json::Value;
@@ -16,8 +18,66 @@ use crate::probes;
 use crate::quantity::Quantity;
 use crate::status::{ContainerStatus, Feature, Status};
 use crate::targets;
-use crate::tools;
+use crate::tools::{self, ImageCommand};
 use crate::warnings::Warnings;
+
+/// The node labels that pick the image of a multi-arch index (SPEC §7).
+pub const ARCH_LABEL: &str = "kubernetes.io/arch";
+pub const OS_LABEL: &str = "kubernetes.io/os";
+
+/// The platform a pod's images run on: its `kubernetes.io/os` and `kubernetes.io/arch` node
+/// selector, else linux/amd64.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+        }
+    }
+}
+
+impl Platform {
+    pub fn of(spec: &PodSpec) -> Platform {
+        let selector = spec.node_selector.as_ref();
+        let label = |key: &str| selector.and_then(|s| s.get(key)).cloned();
+        let default = Platform::default();
+        Platform {
+            os: label(OS_LABEL).unwrap_or(default.os),
+            architecture: label(ARCH_LABEL).unwrap_or(default.architecture),
+        }
+    }
+}
+
+/// An image whose ENTRYPOINT and CMD the mutation needs: as written in the pod, for the pod's
+/// platform.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRequest {
+    pub image: String,
+    pub platform: Platform,
+}
+
+/// What the registry said about each requested image: its command, or why it is unknown.
+/// The mutation's only view of registries; empty when nothing was looked up (offline).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedImages(pub HashMap<ImageRequest, Result<ImageCommand, String>>);
+
+impl ResolvedImages {
+    pub fn get(&self, request: &ImageRequest) -> Option<Result<&ImageCommand, &str>> {
+        self.0
+            .get(request)
+            .map(|r| r.as_ref().map_err(String::as_str))
+    }
+
+    pub fn insert(&mut self, request: ImageRequest, result: Result<ImageCommand, String>) {
+        self.0.insert(request, result);
+    }
+}
 
 /// What a mutation decided. An empty patch means "admit unchanged".
 #[derive(Debug, Clone)]
@@ -85,8 +145,61 @@ fn tools_image<'a>(
     }
 }
 
-/// Mutates `pod`, created in namespace `ns`.
+/// The images whose ENTRYPOINT and CMD [`mutate_with`] would use: those of the targets that
+/// get the rlimit wrapper and have no `command`. Empty when the pod needs no lookup.
+pub fn images_to_resolve(
+    pod: &Pod,
+    ns: &NamespaceConfig,
+    settings: &Settings,
+) -> Vec<ImageRequest> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let (None, Some(spec)) = (excluded(pod, ns, settings), pod.spec.as_ref()) else {
+        return Vec::new();
+    };
+    if annotations.is_some_and(|a| a.contains_key(STATUS_ANNOTATION)) {
+        return Vec::new();
+    }
+    // The warnings are the mutation's to give; here they would be said twice.
+    let mut unheard = Warnings::default();
+    let config = Config::resolve(ns, annotations, settings, &mut unheard);
+    if !matches!(config.ulimits, Setting::On(_)) || tools_image(spec, &config, settings).is_err() {
+        return Vec::new();
+    }
+    let platform = Platform::of(spec);
+    let mut requests: Vec<ImageRequest> = Vec::new();
+    for index in targets::select(pod, &config.targets, &mut unheard) {
+        let container = &spec.containers[index];
+        let has_command = container.command.as_ref().is_some_and(|c| !c.is_empty());
+        if has_command || tools::container_collision(container).is_some() {
+            continue;
+        }
+        let Some(image) = container.image.as_ref().filter(|i| !i.is_empty()) else {
+            continue;
+        };
+        let request = ImageRequest {
+            image: image.clone(),
+            platform: platform.clone(),
+        };
+        if !requests.contains(&request) {
+            requests.push(request);
+        }
+    }
+    requests
+}
+
+/// Mutates `pod`, created in namespace `ns`, knowing no image's ENTRYPOINT.
 pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Mutation {
+    mutate_with(pod, ns, settings, &ResolvedImages::default())
+}
+
+/// Mutates `pod`, created in namespace `ns`, with the image commands looked up for
+/// [`images_to_resolve`].
+pub fn mutate_with(
+    pod: &Pod,
+    ns: &NamespaceConfig,
+    settings: &Settings,
+    images: &ResolvedImages,
+) -> Mutation {
     let mut warnings = Warnings::default();
     if let Some(reason) = excluded(pod, ns, settings) {
         warnings.push(reason);
@@ -120,11 +233,25 @@ pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &Settings) -> Mutation 
         tools: tools_image(spec, &config, settings),
     };
     let mut uses = Uses::default();
+    let platform = Platform::of(spec);
     for index in targets {
         let container = &spec.containers[index];
+        // A `command` replaces the ENTRYPOINT: the image's is of no use then.
+        let has_command = container.command.as_ref().is_some_and(|c| !c.is_empty());
+        let image = container
+            .image
+            .as_ref()
+            .filter(|_| !has_command)
+            .and_then(|image| {
+                images.get(&ImageRequest {
+                    image: image.clone(),
+                    platform: platform.clone(),
+                })
+            });
         let mut ctx = ContainerMutation {
             index,
             container,
+            image,
             config: &config,
             pod: &pod_plan,
             patch: &mut patch,
@@ -222,6 +349,8 @@ enum State {
 struct ContainerMutation<'a> {
     index: usize,
     container: &'a Container,
+    /// The registry's answer for the container's image, when it was looked up.
+    image: Option<Result<&'a ImageCommand, &'a str>>,
     config: &'a Config,
     pod: &'a PodPlan<'a>,
     patch: &'a mut PatchBuilder,
@@ -474,10 +603,12 @@ impl ContainerMutation<'_> {
             }
             Setting::On(limits) => limits,
         };
-        // The image's own ENTRYPOINT is not known here yet (registry lookup: SPEC §7).
-        let wrapped = self
-            .tools()
-            .and_then(|()| tools::wrapped_command(self.container, None, limits));
+        let wrapped = self.tools().and_then(|()| match self.image {
+            Some(Err(why)) => Err(format!(
+                "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
+            )),
+            image => tools::wrapped_command(self.container, image.and_then(Result::ok), limits),
+        });
         match wrapped {
             Err(reason) => {
                 self.warnings.push(format!(
@@ -496,5 +627,105 @@ impl ContainerMutation<'_> {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Defaults;
+
+    fn pod(annotations: Value, containers: Value, node_selector: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": annotations},
+            "spec": {"containers": containers, "nodeSelector": node_selector},
+        }))
+        .unwrap()
+    }
+
+    fn settings(tools: bool) -> Settings {
+        Settings {
+            tools_image: tools.then(|| "tools:1".to_string()),
+            ..Settings::default()
+        }
+    }
+
+    const ULIMITS: &str = "jvm-guard.io/ulimits";
+
+    #[rstest]
+    #[case::wrapped(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), true, &["app:1"])]
+    #[case::no_ulimits(json!({}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &[])]
+    #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &[])]
+    #[case::empty_command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": []}]), true, &["app:1"])]
+    #[case::already_mutated(json!({ULIMITS: "nofile=1024", "jvm-guard.io/status": "{}"}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::only_targets(
+        json!({ULIMITS: "nofile=1024"}),
+        json!([{"name": "istio-proxy", "image": "proxy:1"}, {"name": "a", "image": "app:1"}]),
+        true,
+        &["app:1"]
+    )]
+    #[case::once_per_image(
+        json!({ULIMITS: "nofile=1024", "jvm-guard.io/containers": "*"}),
+        json!([{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c", "image": "app:1", "command": ["x"]}]),
+        true,
+        &["app:1"]
+    )]
+    fn images_to_resolve_only_for_wrapped_targets(
+        #[case] annotations: Value,
+        #[case] containers: Value,
+        #[case] tools: bool,
+        #[case] expected: &[&str],
+    ) {
+        let pod = pod(annotations, containers, Value::Null);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let images: Vec<String> = images_to_resolve(&pod, &ns, &settings(tools))
+            .into_iter()
+            .map(|r| r.image)
+            .collect();
+        assert_eq!(images, expected);
+    }
+
+    #[test]
+    fn the_platform_comes_from_the_node_selector() {
+        let containers = json!([{"name": "a", "image": "app:1"}]);
+        let selector = json!({"kubernetes.io/arch": "arm64"});
+        let pod = pod(json!({ULIMITS: "nofile=1024"}), containers, selector);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let requests = images_to_resolve(&pod, &ns, &settings(true));
+        assert_eq!(
+            requests[0].platform,
+            Platform {
+                os: "linux".into(),
+                architecture: "arm64".into()
+            }
+        );
+        assert_eq!(Platform::default().architecture, "amd64");
+
+        // What the lookup said reaches the container, an unknown image says why.
+        let command = |result: Result<ImageCommand, String>| {
+            let mut images = ResolvedImages::default();
+            images.insert(requests[0].clone(), result);
+            let m = mutate_with(&pod, &ns, &settings(true), &images);
+            (serde_json::to_value(&m.patch).unwrap(), m.warnings)
+        };
+        let (patch, _) = command(Ok(ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec!["-version".into()],
+        }));
+        let ops = patch.as_array().unwrap();
+        assert!(ops.iter().any(
+            |op| op["path"] == "/spec/containers/0/args" && op["value"] == json!(["-version"])
+        ));
+        let (_, warnings) = command(Err("registry down".into()));
+        assert!(
+            warnings.iter().any(|w| w.contains(
+                "no command, and the image ENTRYPOINT is unknown (registry down); set command to wrap it"
+            )),
+            "{warnings:?}"
+        );
     }
 }

@@ -30,6 +30,7 @@ use crate::config::Defaults;
 use crate::metrics::{self, Metrics};
 use crate::namespace_cache::KubeNamespaces;
 use crate::namespaces::{NamespaceLookup, StaticNamespaces};
+use crate::registry::{KubeSecrets, Resolver, SecretSource};
 use crate::server::{self, AppState};
 use crate::tls::{self, Reload, ServingCert};
 
@@ -95,6 +96,25 @@ pub async fn namespace_source(
             Ok(Arc::new(KubeNamespaces::spawn(client, defaults.clone())))
         }
     }
+}
+
+/// The image lookups (SPEC §7), with the kube client for imagePullSecrets when enabled;
+/// `None` with `--offline`.
+pub async fn registry(args: &ServeArgs) -> anyhow::Result<Option<Arc<Resolver>>> {
+    let secrets: Option<Arc<dyn SecretSource>> =
+        if args.image_pull_secrets && !args.registry.offline {
+            let client = kube::Client::try_default().await.context(
+                "--image-pull-secrets needs a Kubernetes client configuration (in-cluster service \
+             account or kubeconfig)",
+            )?;
+            Some(Arc::new(KubeSecrets(client)))
+        } else {
+            None
+        };
+    Ok(args
+        .registry
+        .config(secrets)
+        .map(|config| Arc::new(Resolver::new(config))))
 }
 
 fn load_defaults(args: &ServeArgs) -> anyhow::Result<Defaults> {
@@ -199,6 +219,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let defaults = load_defaults(&args)?;
     let namespaces = namespace_source(&args, &defaults).await?;
     let settings = Arc::new(args.settings());
+    let registry = registry(&args).await?;
     if settings.tools_image.is_none() {
         tracing::warn!(
             "no --tools-image: pods get no tools init container, so no ulimits and no heap-dump \
@@ -221,6 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         namespaces,
         settings,
         metrics: metrics.clone(),
+        registry: registry.clone(),
     });
     if cert.files().is_some() {
         tokio::spawn(watch_certificate(cert.clone(), metrics.clone()));
@@ -229,6 +251,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr = %webhook.local_addr()?,
         admin_addr = %admin.local_addr()?,
         dev = args.dev,
+        image_lookups = registry.is_some(),
+        image_pull_secrets = registry.as_ref().is_some_and(|r| r.config().secrets.is_some()),
         certificate_expires = %rfc3339(cert.not_after()),
         "listening"
     );

@@ -17,11 +17,14 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
+use tracing::Instrument as _;
 
 use crate::admission::{self, ReviewError};
 use crate::config::Settings;
 use crate::metrics::{Metrics, RequestOutcome};
+use crate::mutate::ResolvedImages;
 use crate::namespaces::NamespaceLookup;
+use crate::registry::Resolver;
 
 /// Bodies above this are refused with 413 (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub namespaces: Arc<dyn NamespaceLookup>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// Image ENTRYPOINT/CMD lookups (SPEC §7); `None`: never contact a registry.
+    pub registry: Option<Arc<Resolver>>,
 }
 
 /// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only; every
@@ -100,10 +105,17 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    // The review is pure and takes microseconds: run it here rather than on a blocking pool.
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, outcome = Empty);
+    let parsed = span.in_scope(|| admission::parse(&body))?;
+    let namespaces = state.namespaces.as_ref();
+    // The one wait on the way: the images of containers without command, within the budget.
+    let images = match (&state.registry, parsed.images(namespaces, &state.settings)) {
+        (Some(registry), Some(pod)) => registry.resolve(&pod).instrument(span.clone()).await,
+        _ => ResolvedImages::default(),
+    };
+    // The answer is pure and takes microseconds: run it here rather than on a blocking pool.
     span.in_scope(|| {
-        let reviewed = admission::review(&body, state.namespaces.as_ref(), &state.settings)?;
+        let reviewed = admission::answer(parsed, namespaces, &state.settings, &images);
         let uid = reviewed.review.response.as_ref().map(|r| r.uid.as_str());
         span.record("uid", uid.unwrap_or_default());
         span.record(

@@ -133,7 +133,8 @@ pub struct ImageCommand {
 /// The container's new `command` (and `args`, when they must be set) running it under the
 /// rlimit wrapper, following Kubernetes semantics: a `command` replaces the ENTRYPOINT and
 /// drops the CMD; `args` replace the CMD. Without `command` the image's must be known
-/// (`image`, from a registry lookup); `Err` says why it is not.
+/// (`image`, from a registry lookup); `Err` says why it is not. Empty lists count as absent,
+/// as the container runtime reads them.
 pub fn wrapped_command(
     container: &Container,
     image: Option<&ImageCommand>,
@@ -151,8 +152,16 @@ pub fn wrapped_command(
             Ok((command, None))
         }
         (_, Some(image)) => {
+            let has_args = container.args.as_ref().is_some_and(|a| !a.is_empty());
+            if image.entrypoint.is_empty() && image.cmd.is_empty() && !has_args {
+                return Err(
+                    "the image has neither ENTRYPOINT nor CMD, and there is no command or args"
+                        .to_string(),
+                );
+            }
             command.extend(image.entrypoint.iter().cloned());
-            let args = container.args.is_none().then(|| image.cmd.clone());
+            // With our command set, the runtime no longer adds the image CMD: args carry it.
+            let args = (!has_args && !image.cmd.is_empty()).then(|| image.cmd.clone());
             Ok((command, args))
         }
         (_, None) => Err(
@@ -209,6 +218,47 @@ mod tests {
             (with(&["java"]), None)
         );
 
+        let c = container(None, Some(&[]));
+        assert_eq!(
+            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            (with(&["java"]), Some(vec!["-jar".into(), "app.jar".into()])),
+            "empty args are absent: the image CMD still runs"
+        );
+
+        let cmd_only = ImageCommand {
+            entrypoint: vec![],
+            cmd: vec!["java".into(), "-jar".into(), "app.jar".into()],
+        };
+        assert_eq!(
+            wrapped_command(&container(None, None), Some(&cmd_only), &limits).unwrap(),
+            (
+                with(&[]),
+                Some(vec!["java".into(), "-jar".into(), "app.jar".into()])
+            )
+        );
+        assert_eq!(
+            wrapped_command(
+                &container(None, Some(&["run.sh"])),
+                Some(&cmd_only),
+                &limits
+            )
+            .unwrap(),
+            (with(&[]), None),
+            "args replace the CMD and, without ENTRYPOINT, run as the program"
+        );
+
+        let entrypoint_only = ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec![],
+        };
+        assert_eq!(
+            wrapped_command(&container(None, None), Some(&entrypoint_only), &limits).unwrap(),
+            (with(&["java"]), None),
+            "no CMD, no args to set"
+        );
+
+        let nothing = ImageCommand::default();
+        assert!(wrapped_command(&container(None, None), Some(&nothing), &limits).is_err());
         assert!(wrapped_command(&container(None, None), None, &limits).is_err());
     }
 }

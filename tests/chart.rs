@@ -1245,3 +1245,105 @@ fn the_image_holds_the_binary_where_the_chart_and_the_init_container_expect_it()
         Some(jvm_guard::cli::DEFAULT_TOOLS_IMAGE)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Image resolution (SPEC §7)
+
+/// The container's args as `jvm-guard serve` reads them.
+fn serve_args(docs: &[Value]) -> jvm_guard::cli::ServeArgs {
+    use clap::Parser as _;
+    let deployment: Deployment = one(docs, "Deployment");
+    let c = &pod_spec(&deployment).containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    // $(POD_NAMESPACE) is expanded by the kubelet.
+    let argv = std::iter::once("jvm-guard".to_string()).chain(
+        args.into_iter()
+            .map(|a| a.replace("$(POD_NAMESPACE)", "jvm-guard")),
+    );
+    match jvm_guard::cli::Cli::try_parse_from(argv) {
+        Ok(jvm_guard::cli::Cli {
+            command: jvm_guard::cli::Command::Serve(args),
+        }) => args,
+        other => panic!("the chart's args are not a serve command line: {other:?}"),
+    }
+}
+
+fn grants_secrets(docs: &[Value]) -> bool {
+    let role: ClusterRole = one(docs, "ClusterRole");
+    role.rules
+        .iter()
+        .flatten()
+        .any(|r| r.resources.iter().flatten().any(|res| res == "secrets"))
+}
+
+#[test]
+fn image_resolution_values_become_flags_and_pull_secrets_get_on_secrets() {
+    // Default: lookups on, anonymous, no secrets read or granted.
+    let docs = render_docs("helm");
+    let args = serve_args(&docs);
+    assert!(!args.registry.offline);
+    assert!(!args.image_pull_secrets);
+    assert!(args.registry.insecure_registries.is_empty());
+    assert!(!grants_secrets(&docs), "no access to Secrets by default");
+
+    let docs = render_docs("every-option");
+    let args = serve_args(&docs);
+    assert!(args.image_pull_secrets);
+    assert_eq!(
+        args.registry.insecure_registries,
+        ["registry.example.com:5000", "registry.local:5000"]
+    );
+    assert_eq!(
+        args.registry.registry_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    assert!(grants_secrets(&docs));
+    let role: ClusterRole = one(&docs, "ClusterRole");
+    let secrets = role
+        .rules
+        .iter()
+        .flatten()
+        .find(|r| r.resources.iter().flatten().any(|res| res == "secrets"))
+        .expect("secrets rule");
+    assert_eq!(secrets.verbs, ["get"], "get only: no list, no watch");
+    assert_eq!(
+        secrets.resources.as_deref(),
+        Some(&["secrets".to_string()][..])
+    );
+
+    // Off: never contact a registry, and no Secrets whatever pullSecrets says.
+    let off = documents(
+        &template(&[
+            "--set",
+            "imageResolution.enabled=false",
+            "--set",
+            "imageResolution.pullSecrets.enabled=true",
+        ])
+        .expect("renders"),
+    );
+    let args = serve_args(&off);
+    assert!(args.registry.offline);
+    assert!(!args.image_pull_secrets);
+    assert!(!grants_secrets(&off));
+
+    for (set, expected) in [
+        (
+            "imageResolution.timeout=soon",
+            "at '/imageResolution/timeout'",
+        ),
+        (
+            "imageResolution.insecureRegistries={http://registry.local:5000}",
+            "at '/imageResolution/insecureRegistries/0'",
+        ),
+        (
+            "imageResolution.pullSecret.enabled=true",
+            "additional properties 'pullSecret' not allowed",
+        ),
+    ] {
+        let err = template(&["--set", set]).expect_err(set);
+        assert!(
+            err.contains(expected),
+            "{set}: expected {expected:?} in:\n{err}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ fn app(namespaces: Arc<dyn NamespaceLookup>) -> Router {
         namespaces,
         settings: Arc::new(Settings::default()),
         metrics: Arc::new(Metrics::new()),
+        registry: None,
     })
 }
 
@@ -223,6 +224,7 @@ async fn every_answer_is_counted_by_outcome() {
         namespaces: Arc::new(PanicsOnBoom(every)),
         settings: Arc::new(Settings::default()),
         metrics: metrics.clone(),
+        registry: None,
     });
     let mut big = pod_review();
     big.resize(MAX_BODY_BYTES + 1, b' ');
