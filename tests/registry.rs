@@ -1,12 +1,15 @@
 //! Image ENTRYPOINT/CMD lookups (SPEC §7) against a real registry on loopback: Debian's
-//! `docker-registry` (the CNCF Distribution registry), started here with a temporary config.
-//! The tests push images through the registry's HTTP API, then check the lookup and the
-//! mutation it leads to. `scripts/test.sh` installs the registry; without it these tests fail.
+//! `docker-registry` (the CNCF Distribution registry), started here with a temporary config
+//! (tests/support/registry.rs, shared with the e2e suite). The tests push images through the
+//! registry's HTTP API, then check the lookup and the mutation it leads to. `scripts/test.sh`
+//! installs the registry; without it these tests fail.
+
+#[path = "support/registry.rs"]
+mod registry_support;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,243 +26,11 @@ use jvm_guard::server::{router, AppState};
 use jvm_guard::tools::{ImageCommand, TOOLS_BINARY};
 use jvm_guard::{Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
+use registry_support::{Registry, PASSWORD, USER};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const REGISTRY_BINARY: &str = "docker-registry";
-const USER: &str = "puller";
-const PASSWORD: &str = "pull-s3cret";
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-fn find_registry() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(REGISTRY_BINARY))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{REGISTRY_BINARY} not found on PATH: these tests need Debian's docker-registry \
-                 package (scripts/test.sh installs it; by hand: apt-get install docker-registry)"
-            )
-        })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `docker-registry` process on loopback, killed when dropped.
-struct Registry {
-    child: Child,
-    addr: SocketAddr,
-    /// Basic credentials it requires, if any.
-    auth: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn htpasswd_line(user: &str, password: &str) -> String {
-    let hash = bcrypt::hash_with_result(password, 4)
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY);
-    format!("{user}:{hash}\n")
-}
-
-impl Registry {
-    async fn start(basic_auth: bool) -> Registry {
-        let binary = find_registry();
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        let auth = basic_auth.then(|| (USER.to_string(), PASSWORD.to_string()));
-        if basic_auth {
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, htpasswd_line(USER, PASSWORD)).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: jvm-guard-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let registry = Registry {
-            child,
-            addr,
-            auth,
-            _dir: dir,
-            http: {
-                // reqwest here runs on the binary's rustls provider, as the resolver does.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::new()
-            },
-        };
-        registry.wait_ready().await;
-        registry
-    }
-
-    fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let url = format!("http://{}/v2/", self.addr);
-        loop {
-            if let Ok(response) = self.http.get(&url).send().await {
-                let status = response.status().as_u16();
-                assert!(matches!(status, 200 | 401), "GET /v2/ answered {status}");
-                return;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self._dir.path().join("registry.log"));
-                panic!("docker-registry did not start on {}: {log:?}", self.addr);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, url);
-        match &self.auth {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        }
-    }
-
-    /// Uploads a blob (POST then PUT with the digest); returns its descriptor.
-    async fn push_blob(&self, repo: &str, media_type: &str, bytes: &[u8]) -> Value {
-        let digest = sha256(bytes);
-        let start = format!("http://{}/v2/{repo}/blobs/uploads/", self.addr);
-        let response = self
-            .request(reqwest::Method::POST, &start)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202, "upload start");
-        let location = response.headers()[reqwest::header::LOCATION]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let location = if location.starts_with('/') {
-            format!("http://{}{location}", self.addr)
-        } else {
-            location
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let response = self
-            .request(
-                reqwest::Method::PUT,
-                &format!("{location}{separator}digest={digest}"),
-            )
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201, "upload {digest}");
-        json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-    }
-
-    /// Puts a manifest or index under `reference`; returns its descriptor.
-    async fn push_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        media_type: &str,
-        manifest: &Value,
-    ) -> Value {
-        let bytes = serde_json::to_vec(manifest).unwrap();
-        let url = format!("http://{}/v2/{repo}/manifests/{reference}", self.addr);
-        let response = self
-            .request(reqwest::Method::PUT, &url)
-            .header(reqwest::header::CONTENT_TYPE, media_type)
-            .body(bytes.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(status, 201, "manifest {repo}:{reference}: {text}");
-        json!({"mediaType": media_type, "digest": sha256(&bytes), "size": bytes.len()})
-    }
-
-    /// An image whose config has this ENTRYPOINT and CMD (`None`: not set), one layer.
-    async fn push_image(
-        &self,
-        repo: &str,
-        tag: &str,
-        entrypoint: Option<&[&str]>,
-        cmd: Option<&[&str]>,
-        docker_media_types: bool,
-        arch: &str,
-    ) -> Value {
-        let (manifest_type, config_type, layer_type) = if docker_media_types {
-            (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
-        } else {
-            (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
-        };
-        let config = json!({
-            "architecture": arch,
-            "os": "linux",
-            "config": {"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/usr/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(repo.as_bytes())]},
-        });
-        let config = self
-            .push_blob(repo, config_type, &serde_json::to_vec(&config).unwrap())
-            .await;
-        let layer = self
-            .push_blob(
-                repo,
-                layer_type,
-                format!("layer of {repo} {arch}").as_bytes(),
-            )
-            .await;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": manifest_type,
-            "config": config,
-            "layers": [layer],
-        });
-        self.push_manifest(repo, tag, manifest_type, &manifest)
-            .await
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
 
 fn resolver(registry: &Registry) -> Resolver {
     Resolver::new(RegistryConfig {
