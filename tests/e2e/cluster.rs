@@ -23,6 +23,8 @@ use rcgen::{
 };
 use serde_json::{json, Value};
 
+use crate::registry_support::Registry;
+
 /// Versions built by scripts/install-e2e-tools.sh; keep the two in step.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 pub const ETCD_VERSION: &str = "v3.6.16";
@@ -281,6 +283,9 @@ pub struct Cluster {
     /// The serving certificate of the webhooks (`jvm-guard certs`): ca.crt, tls.crt, tls.key.
     pub webhook_certs: PathBuf,
     pub serve: Serve,
+    /// A plain `docker-registry` on loopback; `serve` reaches it as an `--insecure-registry`.
+    /// Images pushed to it are `127.0.0.1:<port>/<name>:<tag>`.
+    pub registry: Registry,
     pub boot_time: Duration,
 }
 
@@ -416,7 +421,19 @@ fn boot() -> Result<Cluster, String> {
         ));
     }
 
-    let serve = Serve::start(&kubeconfig, &webhook_certs, "shared")?;
+    // Started by this thread, so it dies with it as the others do; killed if the boot fails
+    // (its Drop), else at exit (the teardown, by pid). Its directory is the cluster's.
+    let registry = runtime.block_on(Registry::start_in(
+        tempfile::tempdir_in(&dir).unwrap(),
+        false,
+        command,
+    ));
+    let serve = Serve::start(
+        &kubeconfig,
+        &webhook_certs,
+        "shared",
+        Some(&registry.host()),
+    )?;
     started.0.push(serve.take_child());
     let mut cluster = Cluster {
         dir,
@@ -424,10 +441,13 @@ fn boot() -> Result<Cluster, String> {
         kubeconfig_yaml,
         webhook_certs,
         serve,
+        registry,
         boot_time: Duration::ZERO,
     };
     runtime.block_on(cluster.register_shared_webhook())?;
     started.keep();
+    // The static cluster is never dropped: the teardown kills the registry with the rest.
+    TEARDOWN.lock().unwrap().push(cluster.registry.child.id());
     cluster.boot_time = started_at.elapsed();
     Ok(cluster)
 }
@@ -766,9 +786,21 @@ impl Drop for Serve {
 }
 
 impl Serve {
-    pub fn start(kubeconfig: &Path, certs: &Path, what: &str) -> Result<Serve, String> {
+    /// `insecure_registry`: a `HOST:PORT` reached over plain HTTP (`--insecure-registry`).
+    pub fn start(
+        kubeconfig: &Path,
+        certs: &Path,
+        what: &str,
+        insecure_registry: Option<&str>,
+    ) -> Result<Serve, String> {
         let mut child = command(Path::new(BIN))
             .arg("serve")
+            .args(
+                insecure_registry
+                    .map(|host| ["--insecure-registry", host])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
             .arg("--tls-cert")
             .arg(certs.join("tls.crt"))

@@ -4,6 +4,11 @@
 //! tests prove what the others can only assume. Binaries: scripts/install-e2e-tools.sh.
 
 mod cluster;
+// The e2e suite starts its registry with `start_in` (in the cluster's directory, a child that
+// dies with the cluster): `Registry::start` is tests/registry.rs's alone.
+#[allow(dead_code)]
+#[path = "../support/registry.rs"]
+mod registry_support;
 mod sidecar;
 
 use std::time::{Duration, Instant};
@@ -372,7 +377,7 @@ async fn webhook_that_goes_down(
     failure_policy: &str,
 ) -> (Serve, String) {
     create_namespace(client, ns, &[(INJECT, "enabled")], &[]).await;
-    let serve = Serve::start(&cluster.kubeconfig, &cluster.webhook_certs, ns).unwrap();
+    let serve = Serve::start(&cluster.kubeconfig, &cluster.webhook_certs, ns, None).unwrap();
     let config_name = format!("jvm-guard-{ns}");
     let config = cluster.chart_webhook(
         &config_name,
@@ -754,6 +759,84 @@ async fn restricted_pod_security_admits_the_mutated_pod() {
             .contains("violates PodSecurity \"restricted:latest\""),
         "{error:?}"
     );
+}
+
+/// Issue 8: a container without `command` is wrapped around its image's ENTRYPOINT, read by
+/// `serve` from the cluster's registry (plain HTTP on loopback). The image's CMD becomes `args`
+/// unless the pod has its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_without_command_is_wrapped_with_the_image_entrypoint() {
+    let (cluster, client, _shared) = setup().await;
+    let ns = "e2e-image-entrypoint";
+    within(
+        30,
+        "push image",
+        cluster.registry.push_image(
+            "shop/api",
+            "1.0",
+            Some(&["java", "-jar", "/app/app.jar"]),
+            Some(&["--server.port=8080"]),
+            false,
+            "amd64",
+        ),
+    )
+    .await;
+    let image = format!("{}/shop/api:1.0", cluster.registry.host());
+    create_namespace(
+        &client,
+        ns,
+        &[(INJECT, "enabled")],
+        &[("jvm-guard.io/ulimits", "nofile=65536")],
+    )
+    .await;
+    let wrapped = json!([
+        "/jvm-guard/bin/jvm-guard",
+        "exec",
+        "--rlimit",
+        "nofile=65536:65536",
+        "--",
+        "java",
+        "-jar",
+        "/app/app.jar"
+    ]);
+    let without_command = |name: &str, args: Option<Value>| {
+        let mut pod = jvm_pod(name);
+        let app = &mut pod["spec"]["containers"][0];
+        app["image"] = json!(image);
+        app.as_object_mut().unwrap().remove("command");
+        if let Some(args) = args {
+            app["args"] = args;
+        }
+        pod
+    };
+
+    // No command, no args: the ENTRYPOINT behind the wrapper, the CMD as args.
+    let created = create(&client, ns, without_command("image-cmd", None)).await;
+    assert!(is_mutated(&created));
+    let pod = stored(&client, ns, "image-cmd").await;
+    let app = container(&pod, "app");
+    assert_eq!(app["command"], wrapped, "{app:#}");
+    assert_eq!(app["args"], json!(["--server.port=8080"]), "{app:#}");
+    let status: Value =
+        serde_json::from_str(pod["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
+    let applied = status["containers"]["app"]["applied"].as_array().unwrap();
+    assert!(applied.contains(&json!("ulimits")), "{status}");
+
+    // The pod's own args replace the CMD and stay as they are.
+    create(
+        &client,
+        ns,
+        without_command("own-args", Some(json!(["--debug"]))),
+    )
+    .await;
+    let pod = stored(&client, ns, "own-args").await;
+    let app = container(&pod, "app");
+    assert_eq!(app["command"], wrapped, "{app:#}");
+    assert_eq!(app["args"], json!(["--debug"]), "{app:#}");
+    let status: Value =
+        serde_json::from_str(pod["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
+    let applied = status["containers"]["app"]["applied"].as_array().unwrap();
+    assert!(applied.contains(&json!("ulimits")), "{status}");
 }
 
 /// Acceptance 9: the chart itself, installed by real helm (certificates by the chart). An
