@@ -1,13 +1,17 @@
 //! The real `jvm-guard serve` process on loopback, with certificates written by the real
 //! `jvm-guard certs`, spoken to over HTTPS by a client that trusts only that CA.
 
+#[path = "support/process.rs"]
+mod process;
+use process::run_bounded;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,44 +39,6 @@ async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) ->
     match tokio::time::timeout(Duration::from_secs(seconds), future).await {
         Ok(value) => value,
         Err(_) => panic!("{what}: no answer within {seconds} s"),
-    }
-}
-
-/// Runs a command to its end, killing it if it takes more than `seconds`.
-fn run_bounded(command: &mut Command, seconds: u64) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut text).unwrap();
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut text).unwrap();
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} still running after {seconds} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
     }
 }
 

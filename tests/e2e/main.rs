@@ -4,6 +4,8 @@
 //! tests prove what the others can only assume. Binaries: scripts/install-e2e-tools.sh.
 
 mod cluster;
+#[path = "../support/process.rs"]
+mod process;
 // The e2e suite starts its registry with `start_in` (in the cluster's directory, a child that
 // dies with the cluster): `Registry::start` is tests/registry.rs's alone.
 #[allow(dead_code)]
@@ -23,8 +25,9 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 
 use cluster::{
     cluster, create_default_service_account, create_namespace, helm_bin, helm_env, is_mutated,
-    jvm_pod, run_bounded, wait_mutated, within, Cluster, Serve, TOOLS_IMAGE,
+    jvm_pod, wait_mutated, within, Cluster, Serve, TOOLS_IMAGE,
 };
+use process::run_bounded;
 
 const INJECT: &str = "jvm-guard.io/inject";
 const STATUS: &str = "jvm-guard.io/status";
