@@ -3,16 +3,15 @@
 
 #[path = "support/process.rs"]
 mod process;
-use process::run_bounded;
+use process::{follow_lines, run_bounded};
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -190,16 +189,7 @@ impl Server {
         }
         let mut child = command.spawn().unwrap();
 
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (lines_tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let kept = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line.clone());
-                let _ = lines_tx.send(line);
-            }
-        });
+        let (logs, lines) = follow_lines(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         let listening = loop {
             let left = deadline.saturating_duration_since(Instant::now());

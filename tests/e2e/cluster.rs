@@ -3,7 +3,7 @@
 //! configuration registered; torn down when the process exits, however it exits.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use rcgen::{
 };
 use serde_json::{json, Value};
 
-use crate::process::run_bounded;
+use crate::process::{follow_lines, run_bounded};
 use crate::registry_support::Registry;
 
 /// Versions built by scripts/install-e2e-tools.sh; keep the two in step.
@@ -778,16 +778,7 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("jvm-guard serve: {e}"))?;
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (lines_tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let kept = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line.clone());
-                let _ = lines_tx.send(line);
-            }
-        });
+        let (logs, lines) = follow_lines(child.stderr.take().unwrap());
         let failed = |child: &mut Child, why: &str| {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,7 +1,26 @@
 //! Running a child process to its end within a time bound, shared by the server and e2e suites.
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Reads a child's log stream line by line on a thread: every line is kept (for failure
+/// reports) and also sent, so a test can wait for a particular one.
+pub fn follow_lines(
+    stream: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (lines_tx, lines) = mpsc::channel();
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push(line.clone());
+            let _ = lines_tx.send(line);
+        }
+    });
+    (logs, lines)
+}
 
 /// Runs a command to its end, killing it after `seconds`.
 pub fn run_bounded(command: &mut Command, seconds: u64) -> Output {
