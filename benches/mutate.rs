@@ -1,13 +1,22 @@
 //! `mutate` on a typical 3-container pod: a Spring Boot app, an Istio sidecar and a log
 //! shipper, in a namespace with the spring-boot probe preset. Target: under 20 µs per pod.
+//!
+//! `review/*`: a whole AdmissionReview body of the load benchmark (benches/reviews) through
+//! decode, mutation and encode, as the handler does it, next to `baseline/*`: what the
+//! baseline server (benches/baseline.rs) does with the same body. The difference is the
+//! webhook's own work per request, without TLS and HTTP.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use jvm_guard::admission;
 use jvm_guard::config::Settings;
+use jvm_guard::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube_core::DynamicObject;
 use serde_json::json;
 
 fn typical_pod() -> Pod {
@@ -70,5 +79,42 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The load benchmark's namespace defaults (scripts/bench.py): every feature on.
+const DEFAULTS: &str = "heap-dump: \"true\"\nprobes: spring-boot\nulimits: nofile=65536,core=0\n";
+
+fn baseline(body: &[u8]) -> Vec<u8> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).expect("a review");
+    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
+    serde_json::to_vec(&AdmissionResponse::from(&request).into_review()).expect("encodes")
+}
+
+fn bench_review(c: &mut Criterion) {
+    let defaults = Defaults::from_yaml(DEFAULTS).expect("valid defaults");
+    let namespaces = StaticNamespaces::every(&defaults);
+    let settings = Settings {
+        tools_image: Some("ghcr.io/jvm-guard/jvm-guard:bench".into()),
+        ..Settings::default()
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reviews");
+    for size in ["2kb", "10kb", "20kb"] {
+        let body = std::fs::read(dir.join(format!("{size}.json"))).expect("generated reviews");
+        let review = |body: &[u8]| {
+            let reviewed = admission::review(body, &namespaces, &settings).expect("a review");
+            admission::to_json(&reviewed.review).expect("encodes")
+        };
+        let answer = review(&body);
+        assert!(
+            answer.windows(7).any(|w| w == b"\"patch\""),
+            "{size}: not patched"
+        );
+        c.bench_function(&format!("review/{size}"), |b| {
+            b.iter(|| review(black_box(&body)))
+        });
+        c.bench_function(&format!("baseline/{size}"), |b| {
+            b.iter(|| baseline(black_box(&body)))
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_review);
 criterion_main!(benches);

@@ -84,14 +84,24 @@ pub fn review(
 /// An AdmissionReview request, read but not answered yet.
 #[derive(Debug)]
 pub struct Parsed {
-    request: AdmissionRequest<DynamicObject>,
-    /// The object, taken out of the envelope: a pod we cannot read must be a warning on an
+    /// The request without its objects.
+    request: AdmissionRequest<Pod>,
+    /// The pod, read apart from the envelope: a pod we cannot read must be a warning on an
     /// allowed response, not a 400 that the apiserver would drop silently.
-    object: Option<Value>,
+    pod: Result<Pod, String>,
 }
 
-/// Reads the AdmissionReview in `body`.
+/// Reads the AdmissionReview in `body`: in one typed pass when it holds a readable pod (every
+/// pod CREATE the apiserver sends), else through a JSON tree, to tell a bad envelope (an
+/// error) from a bad object (a warning).
 pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+        if let Ok::<AdmissionRequest<Pod>, _>(mut request) = review.try_into() {
+            request.old_object = None;
+            let pod = request.object.take().ok_or_else(no_pod);
+            return Ok(Parsed { request, pod });
+        }
+    }
     let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
     let object = match value.get_mut("request") {
         None | Some(Value::Null) => return Err(ReviewError::NoRequest),
@@ -100,11 +110,19 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
             r.remove("object").filter(|o| !o.is_null())
         }),
     };
-    let review: AdmissionReview<DynamicObject> =
+    let review: AdmissionReview<Pod> =
         serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    Ok(Parsed { request, object })
+    let request: AdmissionRequest<Pod> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
+    let pod = match object.map(serde_json::from_value::<Pod>) {
+        Some(Ok(pod)) => Ok(pod),
+        Some(Err(e)) => Err(format!("cannot read the pod ({e}); nothing injected")),
+        None => Err(no_pod()),
+    };
+    Ok(Parsed { request, pod })
+}
+
+fn no_pod() -> String {
+    "the request has no pod; nothing injected".to_string()
 }
 
 impl Parsed {
@@ -112,17 +130,12 @@ impl Parsed {
     fn pod(
         &self,
         namespaces: &dyn NamespaceLookup,
-    ) -> Option<(Arc<NamespaceConfig>, Result<Pod, String>)> {
+    ) -> Option<(Arc<NamespaceConfig>, Result<&Pod, &str>)> {
         if !is_pod_create(&self.request) {
             return None;
         }
         let ns = namespaces.get(self.request.namespace.as_deref()?)?;
-        let pod = match self.object.clone().map(serde_json::from_value::<Pod>) {
-            Some(Ok(pod)) => Ok(pod),
-            Some(Err(e)) => Err(format!("cannot read the pod ({e}); nothing injected")),
-            None => Err("the request has no pod; nothing injected".to_string()),
-        };
-        Some((ns, pod))
+        Some((ns, self.pod.as_ref().map_err(String::as_str)))
     }
 
     /// The images whose ENTRYPOINT the mutation would use, with what the registry lookup needs
@@ -135,7 +148,7 @@ impl Parsed {
         let (ns, Ok(pod)) = self.pod(namespaces)? else {
             return None;
         };
-        let requests = images_to_resolve(&pod, &ns, settings);
+        let requests = images_to_resolve(pod, &ns, settings);
         if requests.is_empty() {
             return None;
         }
@@ -182,7 +195,7 @@ fn answer_with(
     }
 }
 
-fn is_pod_create(request: &AdmissionRequest<DynamicObject>) -> bool {
+fn is_pod_create(request: &AdmissionRequest<Pod>) -> bool {
     request.operation == Operation::Create
         && request.resource.group.is_empty()
         && request.resource.resource == "pods"
@@ -216,7 +229,7 @@ fn respond(
         patch,
         warnings,
         status,
-    }) = catch_unwind(AssertUnwindSafe(|| mutate(&pod, &ns, settings, images)))
+    }) = catch_unwind(AssertUnwindSafe(|| mutate(pod, &ns, settings, images)))
     else {
         return internal_error(response, "internal error; nothing injected");
     };
@@ -250,9 +263,16 @@ fn internal_error(mut response: AdmissionResponse, message: impl Into<String>) -
 /// Serializes a review for the wire. The patch goes out base64-encoded, as the API documents
 /// for `[]byte` fields; kube-core would write an array of numbers.
 pub fn to_json(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
-    let mut value = serde_json::to_value(review)?;
-    let patch = review.response.as_ref().and_then(|r| r.patch.as_deref());
-    if let (Some(patch), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
+    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_deref()) else {
+        return serde_json::to_vec(review);
+    };
+    // Serialized apart: as a JSON array of numbers it would cost a tree node per byte.
+    let mut without = review.clone();
+    if let Some(response) = without.response.as_mut() {
+        response.patch = Some(Vec::new());
+    }
+    let mut value = serde_json::to_value(&without)?;
+    if let Some(slot) = value.pointer_mut("/response/patch") {
         *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
     }
     serde_json::to_vec(&value)

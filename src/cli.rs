@@ -98,6 +98,17 @@ pub struct ServeArgs {
     /// loopback addresses, and every namespace opted in unless --namespaces-file is given.
     #[arg(long, env = "JVM_GUARD_DEV")]
     pub dev: bool,
+    /// Open webhook connections at most; beyond it new connections wait in the listen queue
+    /// until one closes. Slow or idle clients are closed after 10 s (TLS handshake, request
+    /// head), so they cannot hold the slots for long.
+    #[arg(
+        long,
+        env = "JVM_GUARD_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Read the pod's imagePullSecrets (kubernetes.io/dockerconfigjson) to look up private

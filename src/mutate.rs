@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
-use serde_json::Value;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value};
 
 use crate::config::{
     Config, DumpConfig, Key, NamespaceConfig, Setting, Settings, EXCLUDED_NAMESPACES, INJECT_LABEL,
@@ -280,12 +281,23 @@ pub fn mutate_with(
         spec.volumes.is_some(),
         volumes,
     );
-    patch.insert_key(
-        pointer(["metadata", "annotations"]),
-        annotations.is_some(),
-        STATUS_ANNOTATION,
-        Value::String(status.to_annotation()),
-    );
+    let status_value = Value::String(status.to_annotation());
+    if pod.metadata == ObjectMeta::default() {
+        // The typed pod cannot tell `metadata: {}` from no metadata at all (found by fuzzing):
+        // set it whole, which `add` does in both cases.
+        let annotations = [(STATUS_ANNOTATION.to_string(), status_value)];
+        patch.add(
+            pointer(["metadata"]),
+            serde_json::json!({ "annotations": Map::from_iter(annotations) }),
+        );
+    } else {
+        patch.insert_key(
+            pointer(["metadata", "annotations"]),
+            annotations.is_some(),
+            STATUS_ANNOTATION,
+            status_value,
+        );
+    }
     Mutation {
         patch: patch.build(),
         warnings: warnings.into_vec(),

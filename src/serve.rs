@@ -20,7 +20,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing_subscriber::EnvFilter;
 
@@ -43,21 +43,32 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the shutdown delay, connections get this long to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
+/// and within the chart's 128Mi memory limit with every connection busy.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 2048;
+/// Open connections at most on the admin port: probes and scrapes; a flood of webhook
+/// connections never takes its slots, so the kubelet still sees the pod alive.
+pub const ADMIN_MAX_CONNECTIONS: u32 = 64;
 /// Validity of the `--dev` certificate.
 const DEV_CERT_DAYS: u32 = 30;
 
 /// Runs `serve` until SIGTERM or SIGINT and the drain that follows.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let result = runtime.block_on(serve(args));
     // Connections are drained by now; a certificate read stuck on a hung volume must not
     // hold the exit.
     runtime.shutdown_background();
     result
+}
+
+/// The runtime every server of this crate runs on: one worker thread per core.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging(format: LogFormat) {
@@ -261,11 +272,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_accepting, accepting) = watch::channel(false);
     let serving = async {
         tokio::join!(
-            accept(webhook, Some(tls), app, &graceful, accepting.clone()),
+            accept(
+                webhook,
+                Some(tls),
+                app,
+                args.max_connections,
+                &graceful,
+                accepting.clone()
+            ),
             accept(
                 admin,
                 None,
                 admin_router(health.clone()),
+                ADMIN_MAX_CONNECTIONS,
                 &graceful,
                 accepting
             ),
@@ -327,15 +346,23 @@ async fn watch_certificate(cert: Arc<ServingCert>, metrics: Arc<Metrics>) {
 }
 
 /// Accepts connections until told to stop, each served on its own task and watched by
-/// `graceful` from the moment it is accepted.
-async fn accept(
+/// `graceful` from the moment it is accepted. At `max_connections` open, the next is accepted
+/// only when one closes. TLS when `tls` is given; the benchmark baseline serves through here
+/// too, so both are measured on the same stack.
+pub async fn accept(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    max_connections: u32,
     graceful: &GracefulShutdown,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(max_connections as usize));
     loop {
+        let slot = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
             accepted = listener.accept() => match accepted {
@@ -354,6 +381,7 @@ async fn accept(
             if let Err(e) = connection(stream, tls, app, watcher).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
 }

@@ -1,0 +1,81 @@
+//! The load benchmark's baseline (`scripts/bench.sh`): jvm-guard's own serving stack — the
+//! same runtime, rustls configuration, accept loop, hyper and axum — with a handler that reads
+//! the AdmissionReview into kube-core's types and allows it unchanged. Whatever jvm-guard
+//! costs beyond this is its own work: configuration, mutation, patch, metrics, logs.
+//!
+//!     cargo run --release --example bench-baseline -- --addr 127.0.0.1:9443 \
+//!         --tls-cert tls.crt --tls-key tls.key
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use clap::Parser;
+use hyper_util::server::graceful::GracefulShutdown;
+use jvm_guard::serve;
+use jvm_guard::server::MAX_BODY_BYTES;
+use jvm_guard::tls::{self, CertFiles, ServingCert};
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube_core::DynamicObject;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long)]
+    tls_cert: PathBuf,
+    #[arg(long)]
+    tls_key: PathBuf,
+    #[arg(long, default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cert = ServingCert::from_files(CertFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+    })
+    .context("--tls-cert / --tls-key")?;
+    let tls = TlsAcceptor::from(tls::server_config(Arc::new(cert))?);
+    serve::runtime()?.block_on(async {
+        let listener = TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        eprintln!("baseline listening on {}", listener.local_addr()?);
+        let app = Router::new()
+            .route("/mutate", post(allow))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        let graceful = GracefulShutdown::new();
+        let (_never, accepting) = watch::channel(false);
+        serve::accept(
+            listener,
+            Some(tls),
+            app,
+            args.max_connections,
+            &graceful,
+            accepting,
+        )
+        .await;
+        Ok(())
+    })
+}
+
+async fn allow(body: Bytes) -> Result<Response, StatusCode> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| StatusCode::BAD_REQUEST)?;
+    let answer = AdmissionResponse::from(&request).into_review();
+    let json = serde_json::to_vec(&answer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}

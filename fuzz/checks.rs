@@ -1,0 +1,167 @@
+//! What each fuzz target asserts, shared by the targets (fuzz/fuzz_targets) and by
+//! tests/fuzz_regressions.rs, which replays every input kept in fuzz/regressions/TARGET/.
+//! A check panics on a violation; returning means the input is fine.
+#![allow(dead_code)] // each target uses one check
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+use clap::Parser as _;
+use jvm_guard::admission;
+use jvm_guard::cli::{Cli, Command};
+use jvm_guard::config::{Key, Settings};
+use jvm_guard::namespaces::StaticNamespaces;
+use jvm_guard::quantity::Quantity;
+use jvm_guard::rlimit::{self, Rlimit};
+use jvm_guard::{mutate, Defaults, NamespaceConfig};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+/// Probes, dumps and ulimits on, so every part of the mutation runs.
+const DEFAULTS: &str = "
+heap-dump: \"true\"
+probes: spring-boot
+ulimits: nofile=65536,core=0
+startup-timeout: \"180\"
+";
+
+fn defaults() -> &'static Defaults {
+    static PARSED: OnceLock<Defaults> = OnceLock::new();
+    PARSED.get_or_init(|| Defaults::from_yaml(DEFAULTS).expect("the fuzz defaults are valid"))
+}
+
+fn settings(allow_host_path: bool) -> Settings {
+    Settings {
+        allow_host_path,
+        webhook_namespace: Some("jvm-guard".into()),
+        tools_image: Some("ghcr.io/jvm-guard/jvm-guard:fuzz".into()),
+    }
+}
+
+/// (a) Any bytes POSTed to /mutate: never a panic; a patch applies to the object it was made
+/// for, gives a valid Pod, and mutating that pod again changes nothing (the apiserver may
+/// reinvoke us).
+pub fn admission_review(body: &[u8]) {
+    let namespaces = StaticNamespaces::every(defaults());
+    let settings = settings(body.first().is_some_and(|b| b & 1 == 1));
+    let Ok(reviewed) = admission::review(body, &namespaces, &settings) else {
+        return;
+    };
+    admission::to_json(&reviewed.review).expect("every answer encodes");
+    let response = reviewed.review.response.expect("an answer has a response");
+    let Some(patch) = response.patch else {
+        return;
+    };
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).expect("the patch is JSON");
+    let mut review: Value = serde_json::from_slice(body).expect("a reviewed body is JSON");
+    let object = review
+        .pointer_mut("/request/object")
+        .expect("a patched request has an object");
+    json_patch::patch(object, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}"));
+    serde_json::from_value::<Pod>(object.clone()).expect("the patched object is a Pod");
+
+    let again = serde_json::to_vec(&review).expect("encodes");
+    let second = admission::review(&again, &namespaces, &settings).expect("still a review");
+    let second = second.review.response.expect("a response");
+    assert!(
+        second.patch.is_none(),
+        "the mutated pod is mutated again: {}",
+        String::from_utf8_lossy(&second.patch.unwrap_or_default())
+    );
+}
+
+/// (b) Namespace and pod annotations with any values, keys mostly real ones, configuring the
+/// mutation of a realistic pod; and a quantity.
+#[derive(Debug, Arbitrary)]
+pub struct Annotations {
+    namespace: Vec<(KeyChoice, String)>,
+    pod: Vec<(KeyChoice, String)>,
+    quantity: String,
+    allow_host_path: bool,
+}
+
+/// A real key most of the time, sometimes any name under the prefix or outside it.
+#[derive(Debug, Arbitrary)]
+enum KeyChoice {
+    Known(u8),
+    Prefixed(String),
+    Other(String),
+}
+
+impl KeyChoice {
+    fn annotation(&self) -> String {
+        match self {
+            KeyChoice::Known(i) => Key::ALL[*i as usize % Key::ALL.len()].annotation(),
+            KeyChoice::Prefixed(name) => format!("jvm-guard.io/{name}"),
+            KeyChoice::Other(name) => name.clone(),
+        }
+    }
+}
+
+fn annotation_map(pairs: &[(KeyChoice, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.annotation(), v.clone()))
+        .collect()
+}
+
+fn example_pod() -> &'static Pod {
+    static POD: OnceLock<Pod> = OnceLock::new();
+    POD.get_or_init(|| {
+        let review: Value = serde_json::from_str(include_str!("../examples/admission-review.json"))
+            .expect("the example review is JSON");
+        serde_json::from_value(review["request"]["object"].clone()).expect("the example pod")
+    })
+}
+
+/// Never a panic; quantities read back to what they parsed to; the patch applies, gives a
+/// valid Pod, and a second mutation changes nothing.
+pub fn annotations(input: &Annotations) {
+    if let Ok(q) = input.quantity.parse::<Quantity>() {
+        let again: Quantity = q.as_str().parse().expect("a parsed quantity parses again");
+        assert_eq!(again.bytes(), q.bytes(), "{:?}", input.quantity);
+    }
+    let ns = NamespaceConfig::new("fuzz", Some(&annotation_map(&input.namespace)), defaults());
+    let mut pod = example_pod().clone();
+    pod.metadata.annotations = Some(annotation_map(&input.pod));
+    let settings = settings(input.allow_host_path);
+    let mutation = mutate(&pod, &ns, &settings);
+
+    let mut value = serde_json::to_value(&pod).expect("a pod encodes");
+    json_patch::patch(&mut value, &mutation.patch)
+        .unwrap_or_else(|e| panic!("patch does not apply: {e}"));
+    let mutated: Pod = serde_json::from_value(value).expect("the patched object is a Pod");
+    let again = mutate(&mutated, &ns, &settings);
+    assert!(again.patch.0.is_empty(), "mutated twice: {:?}", again.patch);
+}
+
+/// (c) Any argument list after `jvm-guard exec`: clap errors are answers, not crashes; every
+/// accepted limit is consistent and prints back to itself, and so does a comma list.
+pub fn exec_args(args: &[String]) {
+    let argv = ["jvm-guard", "exec"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    if let Ok(Cli {
+        command: Command::Exec(exec),
+    }) = Cli::try_parse_from(argv)
+    {
+        assert!(!exec.command.is_empty(), "exec accepted without a command");
+        for limit in &exec.rlimits {
+            assert!(limit.soft <= limit.hard, "{limit}");
+            let printed: Rlimit = limit.to_string().parse().expect("a limit prints back");
+            assert_eq!(&printed, limit);
+        }
+    }
+    for arg in args {
+        if let Ok(list) = rlimit::parse_list(arg) {
+            let joined = list
+                .iter()
+                .map(Rlimit::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(rlimit::parse_list(&joined).as_ref(), Ok(&list), "{arg:?}");
+        }
+    }
+}
