@@ -1008,3 +1008,148 @@ fn refuses_to_start(#[case] args: &[&str], #[case] code: i32, #[case] message: &
     assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert!(stderr.contains(message), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow and surplus clients (slowloris): timeouts and the connection limit.
+
+/// Whether the peer closes `stream` within `seconds`, reading and discarding what it sends.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, seconds: u64) -> bool {
+    let drain = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(seconds), drain)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_slow_clients_do_not_stop_others_and_are_cut_off() {
+    let server = Arc::new(Server::start());
+    let config = server.client_config(b"http/1.1");
+    // 500 connections that finish TLS and then send a request head one byte a second, and
+    // 500 that never start TLS: together they hold 1,000 connections open.
+    let (stop_trickle, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (ready, mut readies) = tokio::sync::mpsc::channel::<()>(500);
+    let mut trickling = Vec::new();
+    for _ in 0..500 {
+        let (server, config, ready) = (server.clone(), config.clone(), ready.clone());
+        let mut stop = stop_trickle.subscribe();
+        trickling.push(tokio::spawn(async move {
+            let mut tls = server.connect_with(config).await;
+            tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\n")
+                .await
+                .unwrap();
+            ready.send(()).await.unwrap();
+            // One header byte a second, for ever; the server must end it.
+            let started = Instant::now();
+            let header = b"X-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+            for byte in header {
+                tokio::select! {
+                    _ = stop.recv() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    return None;
+                }
+            }
+            // A write failed: the server closed the connection.
+            Some(started.elapsed())
+        }));
+    }
+    within(30, "500 slow clients connected", async {
+        for _ in 0..500 {
+            readies.recv().await.unwrap();
+        }
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+
+    // Meanwhile ordinary clients are served at once, well before any timeout frees a slot
+    // (the slow ones are cut after 10 s): the slow ones do not make them wait.
+    within(5, "20 requests beside 1,000 slow connections", async {
+        for i in 0..20 {
+            let uid = format!("beside-the-slow-{i}");
+            let (status, out) = server.post(pod_review(&uid)).await;
+            assert_eq!(status, StatusCode::OK, "{out}");
+            assert_eq!(out["response"]["uid"], uid.as_str());
+        }
+        let (status, _) = server.admin_get("/healthz").await;
+        assert_eq!(status, 200);
+    })
+    .await;
+    let cut_early = trickling.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(
+        cut_early, 0,
+        "slow clients were cut before the head timeout"
+    );
+
+    // The silent ones are closed after the TLS handshake timeout, the slow ones after the
+    // request-head timeout (both 10 s), not kept for ever.
+    let mut still_open = 0;
+    for mut tcp in silent {
+        if !closed_within(&mut tcp, 30).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "silent connections still open after 30 s");
+    for task in trickling {
+        match within(60, "a slow client", task).await.unwrap() {
+            Some(elapsed) if elapsed < Duration::from_secs(45) => {}
+            other => panic!("a slow client was not cut off: {other:?}"),
+        }
+    }
+    drop(stop_trickle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_connections_clients_wait_and_the_admin_port_still_answers() {
+    let server = Server::start_with(Options {
+        args: vec![
+            "--shutdown-delay".into(),
+            "0".into(),
+            "--max-connections".into(),
+            "8".into(),
+        ],
+        ..Options::default()
+    });
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(server.connect().await);
+    }
+    // The ninth is queued by the kernel, not served: no handshake while eight are open.
+    let config = server.client_config(b"http/1.1");
+    let ninth = {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::spawn(TlsConnector::from(config).connect(name, tcp))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !ninth.is_finished(),
+        "a ninth connection was served at --max-connections 8"
+    );
+    // Probes do not queue behind webhook clients.
+    let (status, _) = server.admin_get("/healthz").await;
+    assert_eq!(status, 200);
+
+    drop(held.pop());
+    let tls = within(10, "the ninth handshake", ninth)
+        .await
+        .unwrap()
+        .expect("TLS handshake");
+    let (status, out) = within(10, "POST", post_on(tls, pod_review("ninth"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(out["response"]["uid"], "ninth");
+}
