@@ -100,7 +100,7 @@ fn bench_review(c: &mut Criterion) {
         let body = std::fs::read(dir.join(format!("{size}.json"))).expect("generated reviews");
         let review = |body: &[u8]| {
             let reviewed = admission::review(body, &namespaces, &settings).expect("a review");
-            admission::to_json(&reviewed.review).expect("encodes")
+            admission::to_json(reviewed.review).expect("encodes")
         };
         let answer = review(&body);
         assert!(

@@ -48,7 +48,7 @@ pub fn admission_review(body: &[u8]) {
     let Ok(reviewed) = admission::review(body, &namespaces, &settings) else {
         return;
     };
-    admission::to_json(&reviewed.review).expect("every answer encodes");
+    admission::to_json(reviewed.review.clone()).expect("every answer encodes");
     let response = reviewed.review.response.expect("an answer has a response");
     let Some(patch) = response.patch else {
         return;

@@ -95,14 +95,19 @@ pub struct Parsed {
 /// pod CREATE the apiserver sends), else through a JSON tree, to tell a bad envelope (an
 /// error) from a bad object (a warning).
 pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
-    if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+    // JSON is UTF-8. Checked first: the typed pass skips unknown fields unchecked (found by
+    // fuzzing), and a body the tree pass refuses must not be answered by the typed one.
+    let body = std::str::from_utf8(body).map_err(|e| {
+        ReviewError::NotJson(serde::de::Error::custom(format!("invalid UTF-8: {e}")))
+    })?;
+    if let Ok(review) = serde_json::from_str::<AdmissionReview<Pod>>(body) {
         if let Ok::<AdmissionRequest<Pod>, _>(mut request) = review.try_into() {
             request.old_object = None;
             let pod = request.object.take().ok_or_else(no_pod);
             return Ok(Parsed { request, pod });
         }
     }
-    let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let mut value: Value = serde_json::from_str(body).map_err(ReviewError::NotJson)?;
     let object = match value.get_mut("request") {
         None | Some(Value::Null) => return Err(ReviewError::NoRequest),
         Some(request) => request.as_object_mut().and_then(|r| {
@@ -262,16 +267,16 @@ fn internal_error(mut response: AdmissionResponse, message: impl Into<String>) -
 
 /// Serializes a review for the wire. The patch goes out base64-encoded, as the API documents
 /// for `[]byte` fields; kube-core would write an array of numbers.
-pub fn to_json(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
-    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_deref()) else {
-        return serde_json::to_vec(review);
-    };
+pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
     // Serialized apart: as a JSON array of numbers it would cost a tree node per byte.
-    let mut without = review.clone();
-    if let Some(response) = without.response.as_mut() {
-        response.patch = Some(Vec::new());
-    }
-    let mut value = serde_json::to_value(&without)?;
+    let patch = review
+        .response
+        .as_mut()
+        .and_then(|r| r.patch.replace(Vec::new()));
+    let Some(patch) = patch else {
+        return serde_json::to_vec(&review);
+    };
+    let mut value = serde_json::to_value(&review)?;
     if let Some(slot) = value.pointer_mut("/response/patch") {
         *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
     }
@@ -354,7 +359,7 @@ mod tests {
 
     /// The response as the apiserver reads it: JSON, with the patch in base64.
     fn wire(reviewed: &Reviewed) -> Value {
-        serde_json::from_slice(&to_json(&reviewed.review).unwrap()).unwrap()
+        serde_json::from_slice(&to_json(reviewed.review.clone()).unwrap()).unwrap()
     }
 
     #[rstest]

@@ -28,4 +28,17 @@ pub mod tools;
 pub mod warnings;
 
 pub use config::{Defaults, NamespaceConfig, Settings};
+
+// The global allocator of every binary linking this crate (jvm-guard, the benchmark baseline,
+// the tests), chosen by feature; without one, the system allocator (musl's in the image).
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("features `mimalloc` and `jemalloc` each choose the allocator: pick one");
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub use mutate::{mutate, Mutation};

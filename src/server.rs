@@ -124,7 +124,7 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, A
         );
         span.record("outcome", reviewed.outcome.as_str());
         tracing::info!("admission reviewed");
-        let json = admission::to_json(&reviewed.review).map_err(ApiError::Encode)?;
+        let json = admission::to_json(reviewed.review).map_err(ApiError::Encode)?;
         state.metrics.mutated(reviewed.applied.iter().copied());
         let mut response = ([(header::CONTENT_TYPE, "application/json")], json).into_response();
         let outcome = RequestOutcome::from(reviewed.outcome);

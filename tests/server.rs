@@ -510,6 +510,10 @@ async fn a_dry_run_is_mutated_the_same_way() {
 
 #[rstest]
 #[case::invalid_json(b"{\"request\": ".as_slice(), "request body is not JSON")]
+#[case::invalid_utf8_even_where_ignored(
+    b"{\"request\": {\"unknown\": \"\xff\"}}".as_slice(),
+    "request body is not JSON: invalid UTF-8"
+)]
 #[case::no_request(
     br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.as_slice(),
     "AdmissionReview has no request"
