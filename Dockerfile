@@ -6,7 +6,8 @@
 #   docker build -t ghcr.io/jvm-guard/jvm-guard:0.1.0 .
 
 FROM rust:1.95-bookworm AS build
-# musl-tools gives crates with C code (e.g. a TLS crypto backend) a musl C compiler.
+# musl-tools gives the crates with C code (ring, the TLS crypto; jemalloc, the allocator) a musl
+# C compiler.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools \
     && rm -rf /var/lib/apt/lists/* \

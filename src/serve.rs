@@ -41,11 +41,16 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send a request's head within this, and an idle keep-alive connection is
 /// closed after it, so slow or silent clients cannot hold connections forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP/1 read buffer of a connection grows to this at most (hyper's minimum); bodies are
+/// read through it in pieces. hyper's default, ~400 KiB, lets every connection sending a large
+/// review grow a buffer that large: memory that 1,000 connections multiply.
+pub const HTTP1_MAX_BUF_SIZE: usize = 8 * 1024;
 /// After the shutdown delay, connections get this long to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
-/// and within the chart's 128Mi memory limit with every connection busy.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 2048;
+/// and inside the chart's 128Mi memory limit with every connection sending a 20 KB review at
+/// once (about 100 MiB at 1,000, measured by scripts/bench.sh).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// Open connections at most on the admin port: probes and scrapes; a flood of webhook
 /// connections never takes its slots, so the kubelet still sees the pod alive.
 pub const ADMIN_MAX_CONNECTIONS: u32 = 64;
@@ -392,7 +397,8 @@ fn http1() -> hyper::server::conn::http1::Builder {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HTTP1_MAX_BUF_SIZE);
     http1
 }
 

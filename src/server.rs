@@ -84,7 +84,13 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
     if body.size_hint().lower() > DRAIN_LIMIT {
         return Err(ApiError::TooLarge);
     }
-    let mut data = Vec::new();
+    // Sized once from Content-Length (the apiserver sends it): no regrowth, no slack.
+    let expected = body
+        .size_hint()
+        .exact()
+        .unwrap_or(0)
+        .min(MAX_BODY_BYTES as u64);
+    let mut data = Vec::with_capacity(expected as usize);
     let mut size = 0;
     while let Some(frame) = body.frame().await {
         let Ok(chunk) = frame.map_err(ApiError::Body)?.into_data() else {

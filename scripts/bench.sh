@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The load benchmark: builds jvm-guard and the baseline server (benches/baseline.rs, the same
+# serving stack answering `allowed` without mutating) as shipped (static musl, release), then
+# loads both with oha over HTTPS on loopback and prints one table: rps, p50, p99 and RSS of
+# each, and the ratio; then a soak of 1,000,000 requests for RSS drift.
+#
+#   scripts/bench.sh                # the shipped build: about 8 minutes on 2 cores
+#   scripts/bench.sh --quick        # 3 s runs, no soak: a minute, to try a change
+#   scripts/bench.sh --allocators   # the table for the system allocator, mimalloc, jemalloc
+#
+# Other arguments go to scripts/bench.py (--duration, --connections, --soak N, --json FILE).
+# oha is installed once into ~/.cache/jvm-guard/tools. The per-pod mutation benchmark is
+# `cargo bench --bench mutate` (criterion).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OHA_VERSION=1.16.0
+tools="$HOME/.cache/jvm-guard/tools"
+target=x86_64-unknown-linux-musl
+
+allocators=(default)
+driver_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --allocators) allocators=(system mimalloc jemalloc) ;;
+        --quick) driver_args+=(--duration 3s --soak 0) ;;
+        *) driver_args+=("$arg") ;;
+    esac
+done
+
+if ! "$tools/bin/oha" --version 2>/dev/null | grep -q "$OHA_VERSION"; then
+    echo "installing oha $OHA_VERSION into $tools (once, ~5 min)" >&2
+    cargo install oha --version "$OHA_VERSION" --locked --root "$tools" >&2
+fi
+rustup target add "$target" >/dev/null
+command -v musl-gcc >/dev/null || {
+    echo "error: musl-gcc not found: apt-get install musl-tools (scripts/test.sh installs it)" >&2
+    exit 1
+}
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+for allocator in "${allocators[@]}"; do
+    features=()
+    case "$allocator" in
+        default) ;;
+        system) features=(--no-default-features) ;;
+        *) features=(--no-default-features --features "$allocator") ;;
+    esac
+    echo "building jvm-guard and the baseline ($allocator allocator)" >&2
+    cargo build --locked --release --target "$target" "${features[@]}" \
+        --bin jvm-guard --example bench-baseline >&2
+    mkdir -p "$out/$allocator"
+    cp "target/$target/release/jvm-guard" "target/$target/release/examples/bench-baseline" \
+        "$out/$allocator/"
+done
+for allocator in "${allocators[@]}"; do
+    label="jvm-guard (musl, $allocator allocator)"
+    [ "$allocator" = default ] && label="jvm-guard (musl, as shipped)"
+    python3 scripts/bench.py --oha "$tools/bin/oha" --label "$label" \
+        --jvm-guard "$out/$allocator/jvm-guard" --baseline "$out/$allocator/bench-baseline" \
+        "${driver_args[@]}"
+done
