@@ -176,7 +176,7 @@ impl Server {
         }
         command
             .args(&options.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,jvm_guard::server=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
