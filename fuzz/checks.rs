@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use clap::Parser as _;
 use jvm_guard::admission;
 use jvm_guard::cli::{Cli, Command};
@@ -48,8 +50,18 @@ pub fn admission_review(body: &[u8]) {
     let Ok(reviewed) = admission::review(body, &namespaces, &settings) else {
         return;
     };
-    admission::to_json(reviewed.review.clone()).expect("every answer encodes");
+    let wire = admission::to_json(reviewed.review.clone()).expect("every answer encodes");
+    let wire: Value = serde_json::from_slice(&wire).expect("the answer is JSON");
     let response = reviewed.review.response.expect("an answer has a response");
+    // On the wire a patch is base64 and present exactly when there is one.
+    assert_eq!(
+        wire["response"].get("patch").map(|p| {
+            let p = p.as_str().expect("the patch is a base64 string");
+            BASE64.decode(p).expect("base64")
+        }),
+        response.patch.clone(),
+        "the patch on the wire"
+    );
     let Some(patch) = response.patch else {
         return;
     };

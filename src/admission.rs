@@ -269,13 +269,10 @@ fn internal_error(mut response: AdmissionResponse, message: impl Into<String>) -
 /// for `[]byte` fields; kube-core would write an array of numbers.
 pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
     // Serialized apart: as a JSON array of numbers it would cost a tree node per byte.
-    let patch = review
-        .response
-        .as_mut()
-        .and_then(|r| r.patch.replace(Vec::new()));
-    let Some(patch) = patch else {
+    let Some(patch) = review.response.as_mut().and_then(|r| r.patch.as_mut()) else {
         return serde_json::to_vec(&review);
     };
+    let patch = std::mem::take(patch);
     let mut value = serde_json::to_value(&review)?;
     if let Some(slot) = value.pointer_mut("/response/patch") {
         *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
