@@ -1,7 +1,7 @@
 //! Every input the fuzzers once failed on, and a few that pin a check
 //! (fuzz/regressions/TARGET/*), replayed through the same checks the fuzz targets run
-//! (fuzz/checks.rs), so a fixed crash stays fixed without nightly or cargo-fuzz. A new crash: copy fuzz/artifacts/TARGET/crash-* here under a name
-//! that says what it is.
+//! (fuzz/checks.rs), so a fixed crash stays fixed without nightly or cargo-fuzz. A new crash:
+//! copy fuzz/artifacts/TARGET/crash-* here under a name that says what it is.
 
 use std::path::{Path, PathBuf};
 
