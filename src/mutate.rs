@@ -282,20 +282,20 @@ pub fn mutate_with(
         volumes,
     );
     let status_value = Value::String(status.to_annotation());
-    if pod.metadata == ObjectMeta::default() {
-        // The typed pod cannot tell `metadata: {}` from no metadata at all (found by fuzzing):
-        // set it whole, which `add` does in both cases.
-        let annotations = [(STATUS_ANNOTATION.to_string(), status_value)];
+    if annotations.is_some() {
         patch.add(
-            pointer(["metadata"]),
-            serde_json::json!({ "annotations": Map::from_iter(annotations) }),
+            pointer(["metadata", "annotations", STATUS_ANNOTATION]),
+            status_value,
         );
     } else {
+        // The typed pod cannot tell `metadata: {}` from no metadata at all (found by fuzzing):
+        // an empty one is set whole, which `add` does in both cases.
+        let annotations = Map::from_iter([(STATUS_ANNOTATION.to_string(), status_value)]);
         patch.insert_key(
-            pointer(["metadata", "annotations"]),
-            annotations.is_some(),
-            STATUS_ANNOTATION,
-            status_value,
+            pointer(["metadata"]),
+            pod.metadata != ObjectMeta::default(),
+            "annotations",
+            Value::Object(annotations),
         );
     }
     Mutation {
