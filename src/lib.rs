@@ -28,6 +28,7 @@ pub mod tools;
 pub mod warnings;
 
 pub use config::{Defaults, NamespaceConfig, Settings};
+pub use mutate::{mutate, Mutation};
 
 // The global allocator of every binary linking this crate (jvm-guard, the benchmark baseline,
 // the tests), chosen by feature; without one, the system allocator (musl's in the image).
@@ -49,4 +50,3 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static JEMALLOC_CONF: &[u8; 60] =
     b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
-pub use mutate::{mutate, Mutation};

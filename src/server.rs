@@ -81,15 +81,12 @@ const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
 
 /// The request body, at most [`MAX_BODY_BYTES`].
 async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
-    if body.size_hint().lower() > DRAIN_LIMIT {
+    let hint = body.size_hint();
+    if hint.lower() > DRAIN_LIMIT {
         return Err(ApiError::TooLarge);
     }
     // Sized once from Content-Length (the apiserver sends it): no regrowth, no slack.
-    let expected = body
-        .size_hint()
-        .exact()
-        .unwrap_or(0)
-        .min(MAX_BODY_BYTES as u64);
+    let expected = hint.exact().unwrap_or(0).min(MAX_BODY_BYTES as u64);
     let mut data = Vec::with_capacity(expected as usize);
     let mut size = 0;
     while let Some(frame) = body.frame().await {
