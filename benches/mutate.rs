@@ -79,8 +79,8 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// The load benchmark's namespace defaults (scripts/bench.py): every feature on.
-const DEFAULTS: &str = "heap-dump: \"true\"\nprobes: spring-boot\nulimits: nofile=65536,core=0\n";
+/// The load benchmark's cluster defaults, as scripts/bench.py gives them to `serve`.
+const DEFAULTS: &str = include_str!("defaults.yaml");
 
 fn baseline(body: &[u8]) -> Vec<u8> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).expect("a review");

@@ -24,11 +24,7 @@ REVIEWS = REPO / "benches" / "reviews"
 SIZES = ["2kb", "10kb", "20kb"]
 
 # Every feature on, so the mutation does all of its work.
-DEFAULTS = """\
-heap-dump: "true"
-probes: spring-boot
-ulimits: nofile=65536,core=0
-"""
+DEFAULTS = REPO / "benches" / "defaults.yaml"
 
 
 def free_port():
@@ -206,13 +202,12 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="jvm-guard-bench-"))
     subprocess.run([args.jvm_guard, "certs", "--out", str(work)], check=True,
                    capture_output=True)
-    (work / "defaults.yaml").write_text(DEFAULTS)
     tls = ["--tls-cert", str(work / "tls.crt"), "--tls-key", str(work / "tls.key")]
     guard_port, base_port = free_port(), free_port()
     guard = Server(args.label, [args.jvm_guard, "serve", "--dev", "--offline",
                                 "--addr", f"127.0.0.1:{guard_port}",
                                 "--admin-addr", f"127.0.0.1:{free_port()}",
-                                "--defaults", str(work / "defaults.yaml"), *tls],
+                                "--defaults", str(DEFAULTS), *tls],
                    guard_port, work / "jvm-guard.log")
     base = Server("baseline", [args.baseline, "--addr", f"127.0.0.1:{base_port}", *tls],
                   base_port, work / "baseline.log")
