@@ -18,9 +18,9 @@ use axum::routing::post;
 use axum::Router;
 use clap::Parser;
 use hyper_util::server::graceful::GracefulShutdown;
-use jvm_guard::serve;
-use jvm_guard::server::MAX_BODY_BYTES;
-use jvm_guard::tls::{self, CertFiles, ServingCert};
+use jvm_guard::webhook;
+use jvm_guard::webhook::router::MAX_BODY_BYTES;
+use jvm_guard::webhook::tls::{self, CertFiles, ServingCert};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
 use tokio::net::TcpListener;
@@ -35,7 +35,7 @@ struct Args {
     tls_cert: PathBuf,
     #[arg(long)]
     tls_key: PathBuf,
-    #[arg(long, default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = webhook::DEFAULT_MAX_CONNECTIONS)]
     max_connections: u32,
 }
 
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     })
     .context("--tls-cert / --tls-key")?;
     let tls = TlsAcceptor::from(tls::server_config(Arc::new(cert))?);
-    serve::runtime()?.block_on(async {
+    webhook::runtime()?.block_on(async {
         let listener = TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
         let graceful = GracefulShutdown::new();
         let (_never, accepting) = watch::channel(false);
-        serve::accept(
+        webhook::accept(
             listener,
             Some(tls),
             app,

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use jvm_guard::admission;
-use jvm_guard::config::Settings;
-use jvm_guard::namespaces::StaticNamespaces;
+use jvm_guard::config::ServerSettings;
+use jvm_guard::webhook::admission;
+use jvm_guard::webhook::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let ns = NamespaceConfig::new("orders", Some(&annotations), &Defaults::default());
-    let settings = Settings::default();
+    let settings = ServerSettings::default();
     let pod = typical_pod();
     assert!(!mutate(&pod, &ns, &settings).patch.0.is_empty());
     c.bench_function("mutate/3-container-pod", |b| {
@@ -91,9 +91,9 @@ fn baseline(body: &[u8]) -> Vec<u8> {
 fn bench_review(c: &mut Criterion) {
     let defaults = Defaults::from_yaml(DEFAULTS).expect("valid defaults");
     let namespaces = StaticNamespaces::every(&defaults);
-    let settings = Settings {
+    let settings = ServerSettings {
         tools_image: Some("ghcr.io/jvm-guard/jvm-guard:bench".into()),
-        ..Settings::default()
+        ..ServerSettings::default()
     };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reviews");
     for size in ["2kb", "10kb", "20kb"] {

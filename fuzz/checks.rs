@@ -10,12 +10,12 @@ use arbitrary::Arbitrary;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use clap::Parser as _;
-use jvm_guard::admission;
 use jvm_guard::cli::{Cli, Command};
-use jvm_guard::config::{Key, Settings};
-use jvm_guard::namespaces::StaticNamespaces;
-use jvm_guard::quantity::Quantity;
-use jvm_guard::rlimit::{self, Rlimit};
+use jvm_guard::config::quantity::Quantity;
+use jvm_guard::config::rlimit::{self, Rlimit};
+use jvm_guard::config::{Key, ServerSettings};
+use jvm_guard::webhook::admission;
+use jvm_guard::webhook::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
@@ -33,8 +33,8 @@ fn defaults() -> &'static Defaults {
     PARSED.get_or_init(|| Defaults::from_yaml(DEFAULTS).expect("the fuzz defaults are valid"))
 }
 
-fn settings(allow_host_path: bool) -> Settings {
-    Settings {
+fn settings(allow_host_path: bool) -> ServerSettings {
+    ServerSettings {
         allow_host_path,
         webhook_namespace: Some("jvm-guard".into()),
         tools_image: Some("ghcr.io/jvm-guard/jvm-guard:fuzz".into()),

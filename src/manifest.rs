@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{Defaults, NamespaceConfig, Settings, INJECT_LABEL};
+use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
 use crate::mutate::{images_to_resolve, mutate_with, ImageRequest, ResolvedImages};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ fn template_path(kind: &str) -> Option<&'static [&'static str]> {
 pub struct Preview {
     pub namespace: Option<Namespace>,
     pub defaults: Defaults,
-    pub settings: Settings,
+    pub settings: ServerSettings,
 }
 
 /// The result of previewing a stream of documents.

@@ -1211,7 +1211,7 @@ fn the_image_holds_the_binary_where_the_chart_and_the_init_container_expect_it()
         "cargo build --release --locked --target x86_64-unknown-linux-musl --bin jvm-guard"
     ));
     let (_, final_stage) = dockerfile.rsplit_once("\nFROM ").expect("two stages");
-    let binary = jvm_guard::tools::IMAGE_BINARY;
+    let binary = jvm_guard::mutate::tools::IMAGE_BINARY;
     for expected in [
         "gcr.io/distroless/static-debian12:nonroot\n".to_string(),
         format!("COPY --from=build /jvm-guard {binary}\n"),

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use jvm_guard::config::Settings;
+use jvm_guard::config::ServerSettings;
 use jvm_guard::manifest::{self, Preview};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
@@ -31,7 +31,7 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
-    let settings = Settings {
+    let settings = ServerSettings {
         allow_host_path: text
             .lines()
             .next()

@@ -222,7 +222,7 @@ fn tool_options(memory_limit: &str, ns_annotations: &[(&str, &str)]) -> String {
     tool_options_with(
         memory_limit,
         ns_annotations,
-        &jvm_guard::Settings::default(),
+        &jvm_guard::ServerSettings::default(),
     )
 }
 
@@ -230,7 +230,7 @@ fn tool_options(memory_limit: &str, ns_annotations: &[(&str, &str)]) -> String {
 fn tool_options_with(
     memory_limit: &str,
     ns_annotations: &[(&str, &str)],
-    settings: &jvm_guard::Settings,
+    settings: &jvm_guard::ServerSettings,
 ) -> String {
     let mut pod_json = json!({
         "apiVersion": "v1",
@@ -639,9 +639,9 @@ fn three_out_of_memory_errors_keep_the_two_newest_dumps_on_every_jdk() {
     assert!(!runtimes().is_empty());
     let classes = tempfile::tempdir().expect("temp dir");
     compile_alloc(classes.path());
-    let settings = jvm_guard::Settings {
+    let settings = jvm_guard::ServerSettings {
         tools_image: Some("jvm-guard:test".into()),
-        ..jvm_guard::Settings::default()
+        ..jvm_guard::ServerSettings::default()
     };
 
     for_each_runtime("dump rotation", |rt| {

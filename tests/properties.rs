@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use jvm_guard::config::Settings;
+use jvm_guard::config::ServerSettings;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
@@ -178,7 +178,7 @@ proptest! {
         allow_host_path in any::<bool>(),
         tools_image in prop::option::of(Just("ghcr.io/jvm-guard/jvm-guard:test".to_string())),
     ) {
-        let settings = Settings { allow_host_path, webhook_namespace: None, tools_image };
+        let settings = ServerSettings { allow_host_path, webhook_namespace: None, tools_image };
         let ns = NamespaceConfig::new("team", Some(&ns_annotations), &Defaults::default());
         let typed: Pod = serde_json::from_value(input.clone()).expect("generated pods are valid");
         let mutation = mutate(&typed, &ns, &settings);

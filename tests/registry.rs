@@ -17,13 +17,14 @@ use axum::body::Body;
 use axum::http::{header, Method, Request};
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use jvm_guard::config::Settings;
-use jvm_guard::metrics::Metrics;
+use jvm_guard::config::ServerSettings;
+use jvm_guard::mutate::tools::TOOLS_BINARY;
+use jvm_guard::mutate::ImageCommand;
 use jvm_guard::mutate::{images_to_resolve, mutate_with, ImageRequest, Platform};
-use jvm_guard::namespaces::StaticNamespaces;
 use jvm_guard::registry::{PodImages, RegistryConfig, Resolver, StaticSecrets};
-use jvm_guard::server::{router, AppState};
-use jvm_guard::tools::{ImageCommand, TOOLS_BINARY};
+use jvm_guard::webhook::metrics::Metrics;
+use jvm_guard::webhook::namespaces::StaticNamespaces;
+use jvm_guard::webhook::router::{router, AppState};
 use jvm_guard::{Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use registry_support::{Registry, PASSWORD, USER};
@@ -39,10 +40,10 @@ fn resolver(registry: &Registry) -> Resolver {
     })
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> ServerSettings {
+    ServerSettings {
         tools_image: Some("ghcr.io/jvm-guard/jvm-guard:test".into()),
-        ..Settings::default()
+        ..ServerSettings::default()
     }
 }
 

@@ -8,10 +8,10 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use jvm_guard::metrics::Metrics;
-use jvm_guard::namespaces::{NamespaceLookup, StaticNamespaces};
-use jvm_guard::server::{router, AppState, MAX_BODY_BYTES};
-use jvm_guard::{Defaults, NamespaceConfig, Settings};
+use jvm_guard::webhook::metrics::Metrics;
+use jvm_guard::webhook::namespaces::{NamespaceLookup, StaticNamespaces};
+use jvm_guard::webhook::router::{router, AppState, MAX_BODY_BYTES};
+use jvm_guard::{Defaults, NamespaceConfig, ServerSettings};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -21,7 +21,7 @@ const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 fn app(namespaces: Arc<dyn NamespaceLookup>) -> Router {
     router(AppState {
         namespaces,
-        settings: Arc::new(Settings::default()),
+        settings: Arc::new(ServerSettings::default()),
         metrics: Arc::new(Metrics::new()),
         registry: None,
     })
@@ -222,7 +222,7 @@ async fn every_answer_is_counted_by_outcome() {
     let every = StaticNamespaces::every(&Defaults::default());
     let app = router(AppState {
         namespaces: Arc::new(PanicsOnBoom(every)),
-        settings: Arc::new(Settings::default()),
+        settings: Arc::new(ServerSettings::default()),
         metrics: metrics.clone(),
         registry: None,
     });

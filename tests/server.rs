@@ -176,7 +176,7 @@ impl Server {
         }
         command
             .args(&options.args)
-            .env("RUST_LOG", "info,jvm_guard::server=debug")
+            .env("RUST_LOG", "info,jvm_guard::webhook::router=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -773,7 +773,7 @@ impl Serve {
             .args(["--webhook-namespace", WEBHOOK_NAMESPACE])
             .args(["--log-format", "json", "--shutdown-delay", "0"])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,jvm_guard::server=debug")
+            .env("RUST_LOG", "info,jvm_guard::webhook::router=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

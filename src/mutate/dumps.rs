@@ -1,5 +1,5 @@
-//! The dump volume: where heap dumps and crash logs go, one directory per pod
-//! (`subPathExpr: $(JVM_GUARD_POD_NAME)`), on a volume that outlives the container.
+//! The heap-dump feature, whole: the dump volume (one directory per pod, `subPathExpr:
+//! $(JVM_GUARD_POD_NAME)`, outliving the container), its JVM flags and the rotation hook.
 
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
@@ -7,7 +7,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use crate::config::{DumpConfig, DumpVolume};
+use super::container::{ContainerMutation, JvmEdits};
+use super::jvm::UserFlags;
+use super::patch::to_value;
+use super::tools::TOOLS_BINARY;
+use crate::config::{DumpConfig, DumpVolume, Feature};
 
 pub const VOLUME_NAME: &str = "jvm-guard-dumps";
 /// Pods created by controllers have no name at admission time, so the directory is named
@@ -95,4 +99,63 @@ pub fn container_collision(container: &Container, cfg: &DumpConfig) -> Option<St
         .flatten()
         .any(|e| e.name == POD_NAME_ENV)
         .then(|| format!("container {} already sets {POD_NAME_ENV}", container.name))
+}
+
+/// Heap dump and crash log into the (per-pod) dump directory.
+pub fn heap_dump_flags(cfg: &DumpConfig) -> Vec<String> {
+    vec![
+        "-XX:+HeapDumpOnOutOfMemoryError".to_string(),
+        format!("-XX:HeapDumpPath={}", cfg.mount_path),
+        format!("-XX:ErrorFile={}/hs_err_pid%p.log", cfg.mount_path),
+    ]
+}
+
+/// `-XX:OnOutOfMemoryError` running the rotation after HotSpot wrote the dump. HotSpot runs
+/// the value with `/bin/sh -c`; it is quoted so JAVA_TOOL_OPTIONS keeps it one option (every
+/// HotSpot since JDK 9 honours quotes there). The path, keep count and container name contain
+/// no spaces or quotes (validated).
+pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
+    format!(
+        "-XX:OnOutOfMemoryError=\"{TOOLS_BINARY} rotate-dumps --dir {dump_dir} --keep {keep} --container {container}\""
+    )
+}
+
+impl ContainerMutation<'_> {
+    /// The heap-dump feature: the mount and pod-name variable, the dump flags, and the
+    /// rotation hook when the tools are there (dump-rotation).
+    pub(super) fn heap_dump(&mut self, user: &UserFlags, edits: &mut JvmEdits) {
+        let cfg = match &self.pod.dump {
+            Ok(cfg) => cfg,
+            Err(reason) => return self.skip(Feature::HeapDump, reason.clone()),
+        };
+        if let Some(reason) = container_collision(self.container, cfg) {
+            self.warnings.push(format!("{reason}; heap-dump skipped"));
+            return self.skip(Feature::HeapDump, reason);
+        }
+        self.patch.append(
+            self.path("volumeMounts"),
+            self.container.volume_mounts.is_some(),
+            vec![to_value(&mount(cfg))],
+        );
+        edits.prepend_env.push(pod_name_env());
+        edits.uses.dump = true;
+        // Counted as applied even if the user set every flag: the volume is there.
+        self.status.applied(Feature::HeapDump);
+        edits
+            .tokens
+            .extend(heap_dump_flags(cfg).into_iter().filter(|t| !user.sets(t)));
+        let hook = oom_hook_flag(&cfg.mount_path, cfg.keep, &self.container.name);
+        match self.tools() {
+            Err(reason) => self.skip(Feature::DumpRotation, reason),
+            Ok(()) if user.sets(&hook) => self.skip(
+                Feature::DumpRotation,
+                "the container sets OnOutOfMemoryError",
+            ),
+            Ok(()) => {
+                edits.tokens.push(hook);
+                edits.uses.tools = true;
+                self.status.applied(Feature::DumpRotation);
+            }
+        }
+    }
 }

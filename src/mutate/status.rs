@@ -1,46 +1,15 @@
-//! The `jvm-guard.io/status` annotation: which features were applied or skipped, per container.
+//! The `jvm-guard.io/status` annotation: which features were applied or skipped, per container,
+//! and the patch that writes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// A feature of the mutation, as named in the status annotation and in warnings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Feature {
-    Memory,
-    HeapDump,
-    ExitOnOom,
-    JvmOptions,
-    Probes,
-    Ulimits,
-    /// Heap dumps renamed and pruned by the OutOfMemoryError hook (needs the tools).
-    DumpRotation,
-}
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value};
 
-impl Feature {
-    pub const ALL: [Feature; 7] = [
-        Feature::Memory,
-        Feature::HeapDump,
-        Feature::ExitOnOom,
-        Feature::JvmOptions,
-        Feature::Probes,
-        Feature::Ulimits,
-        Feature::DumpRotation,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Feature::Memory => "memory",
-            Feature::HeapDump => "heap-dump",
-            Feature::ExitOnOom => "exit-on-oom",
-            Feature::JvmOptions => "jvm-options",
-            Feature::Probes => "probes",
-            Feature::Ulimits => "ulimits",
-            Feature::DumpRotation => "dump-rotation",
-        }
-    }
-}
+use super::patch::{pointer, PatchBuilder};
+use crate::config::{Feature, STATUS_ANNOTATION};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
@@ -92,5 +61,26 @@ impl Status {
 impl Default for Status {
     fn default() -> Self {
         Status::new()
+    }
+}
+
+/// Adds the status annotation to the pod's metadata, creating what is missing.
+pub fn annotate(patch: &mut PatchBuilder, metadata: &ObjectMeta, status: &Status) {
+    let value = Value::String(status.to_annotation());
+    if metadata.annotations.is_some() {
+        patch.add(
+            pointer(["metadata", "annotations", STATUS_ANNOTATION]),
+            value,
+        );
+    } else {
+        // The typed pod cannot tell `metadata: {}` from no metadata at all (found by fuzzing):
+        // an empty one is set whole, which `add` does in both cases.
+        let annotations = Map::from_iter([(STATUS_ANNOTATION.to_string(), value)]);
+        patch.insert_key(
+            pointer(["metadata"]),
+            *metadata != ObjectMeta::default(),
+            "annotations",
+            Value::Object(annotations),
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Container;
 
-use crate::config::{DumpConfig, MaxRam, MemoryConfig, Percent};
+use super::container::ContainerMutation;
+use crate::config::quantity::Quantity;
+use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
 
 /// Read by every HotSpot and OpenJ9 JVM, whatever launcher starts it.
 pub const TOOL_OPTIONS: &str = "JAVA_TOOL_OPTIONS";
@@ -172,15 +174,6 @@ pub fn memory_flags(
     MemoryFlags { flags, warnings }
 }
 
-/// Heap dump and crash log into the (per-pod) dump directory.
-pub fn heap_dump_flags(cfg: &DumpConfig) -> Vec<String> {
-    vec![
-        "-XX:+HeapDumpOnOutOfMemoryError".to_string(),
-        format!("-XX:HeapDumpPath={}", cfg.mount_path),
-        format!("-XX:ErrorFile={}/hs_err_pid%p.log", cfg.mount_path),
-    ]
-}
-
 /// Exit (code 3) so the kubelet restarts the container instead of leaving a broken JVM.
 pub fn exit_on_oom_flags() -> Vec<String> {
     vec!["-XX:+ExitOnOutOfMemoryError".to_string()]
@@ -193,6 +186,75 @@ pub fn merge_tool_options(ours: &[String], user: Option<&str>) -> String {
     match user.map(str::trim) {
         Some(u) if !u.is_empty() => format!("{ours} {u}"),
         _ => ours,
+    }
+}
+
+/// Where `JAVA_TOOL_OPTIONS` stands in a container's env.
+pub(super) enum ToolOptions<'a> {
+    Absent,
+    Literal {
+        index: usize,
+        value: &'a str,
+    },
+    /// Set from `valueFrom`, or possibly by `envFrom`: we cannot merge, so we do not touch it.
+    Opaque(String),
+}
+
+pub(super) fn tool_options(container: &Container) -> ToolOptions<'_> {
+    let env = container.env.as_deref().unwrap_or_default();
+    match env
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, e)| e.name == TOOL_OPTIONS)
+    {
+        Some((index, e)) if e.value_from.is_none() => ToolOptions::Literal {
+            index,
+            value: e.value.as_deref().unwrap_or(""),
+        },
+        Some(_) => ToolOptions::Opaque(format!("{TOOL_OPTIONS} is set from valueFrom")),
+        None if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) => {
+            ToolOptions::Opaque(format!("envFrom may set {TOOL_OPTIONS}"))
+        }
+        None => ToolOptions::Absent,
+    }
+}
+
+fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
+    let limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"));
+    match limit {
+        None => Ok(None),
+        Some(q) => {
+            q.0.parse::<Quantity>()
+                .map(|q| Some(q.bytes()))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+impl ContainerMutation<'_> {
+    /// The memory feature: the RAM percentages for the container's limit, or `None` when
+    /// there is nothing to size from (skipped).
+    pub(super) fn memory(&mut self, cfg: &MemoryConfig, user: &UserFlags) -> Option<Vec<String>> {
+        let name = &self.container.name;
+        let limit = memory_limit(self.container).unwrap_or_else(|e| {
+            self.warnings
+                .push(format!("container {name}: memory limit {e}"));
+            None
+        });
+        let out = memory_flags(cfg, limit, name, user);
+        for w in out.warnings {
+            self.warnings.push(w);
+        }
+        if out.flags.is_empty() && !user.sets("-XX:MaxRAMPercentage") {
+            self.skip(Feature::Memory, "no memory limit");
+            return None;
+        }
+        Some(out.flags)
     }
 }
 

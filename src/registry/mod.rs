@@ -1,21 +1,28 @@
 //! Image ENTRYPOINT and CMD from OCI registries (SPEC §7): references, the platform of a
 //! multi-arch index, pull-secret credentials, a bounded coalescing cache and the time budget.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use futures_util::future::{BoxFuture, FutureExt as _, Shared};
+use futures_util::future::FutureExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{ImageIndexEntry, OciManifest};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use serde::Deserialize;
+use oci_client::Client;
 use tokio::time::Instant;
 
-use crate::mutate::{ImageRequest, Platform, ResolvedImages};
-use crate::tools::ImageCommand;
+mod auth;
+mod cache;
+mod fetch;
+
+pub use auth::{
+    Credentials, DockerConfig, KubeSecrets, SecretSource, StaticSecrets, DOCKER_CONFIG_TYPE,
+};
+pub use fetch::{parse_image_config, parse_reference};
+
+use crate::mutate::{ImageRequest, ResolvedImages};
+use cache::*;
+use fetch::*;
 
 /// What one admission may spend on lookups: well inside the webhook's 5 s timeout.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(1500);
@@ -28,14 +35,10 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(30);
 pub const CACHE_CAPACITY: usize = 1024;
 /// A lookup outlives the admission that started it, up to this, so the next pod finds it cached.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Config blobs above this are not image configs worth reading.
-const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 /// Clients with credentials, one per credential (see [`Resolver::client`]).
 const MAX_AUTHENTICATED_CLIENTS: usize = 64;
 
 const USER_AGENT: &str = concat!("jvm-guard/", env!("CARGO_PKG_VERSION"));
-const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
-pub const DOCKER_CONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
 /// How the resolver reaches registries; fixed at start-up.
 #[derive(Clone)]
@@ -59,58 +62,6 @@ impl Default for RegistryConfig {
     }
 }
 
-/// The `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` Secret, by namespace and name:
-/// `Ok(None)` when there is no such Secret of that type. The kube client in `serve`, a map in
-/// tests.
-pub trait SecretSource: Send + Sync {
-    fn docker_config<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, String>>;
-}
-
-/// Secrets from a map of `(namespace, name)` to `.dockerconfigjson` contents.
-#[derive(Debug, Default, Clone)]
-pub struct StaticSecrets(pub HashMap<(String, String), Vec<u8>>);
-
-impl SecretSource for StaticSecrets {
-    fn docker_config<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, String>> {
-        let found = self
-            .0
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned();
-        async move { Ok(found) }.boxed()
-    }
-}
-
-/// Secrets read from the apiserver at admission (needs `get` on `secrets`).
-pub struct KubeSecrets(pub kube::Client);
-
-impl SecretSource for KubeSecrets {
-    fn docker_config<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, String>> {
-        async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-                kube::Api::namespaced(self.0.clone(), namespace);
-            let secret = api.get_opt(name).await.map_err(|e| e.to_string())?;
-            Ok(secret
-                .filter(|s| s.type_.as_deref() == Some(DOCKER_CONFIG_TYPE))
-                .and_then(|s| s.data)
-                .and_then(|mut d| d.remove(DOCKER_CONFIG_KEY))
-                .map(|b| b.0))
-        }
-        .boxed()
-    }
-}
-
 /// One pod's images to look up, with what its credentials are found by.
 #[derive(Debug, Clone, Default)]
 pub struct PodImages {
@@ -118,337 +69,6 @@ pub struct PodImages {
     /// Names of the pod's imagePullSecrets.
     pub pull_secrets: Vec<String>,
     pub requests: Vec<ImageRequest>,
-}
-
-/// A user name and password for one registry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, ***)", self.username)
-    }
-}
-
-impl Credentials {
-    /// Cache answers per credential: a pod must not learn a private image's command through
-    /// another namespace's secret. Only this hash is kept.
-    fn fingerprint(&self) -> [u8; 32] {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(self.username.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(self.password.as_bytes());
-        ctx.finish()
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes")
-    }
-}
-
-/// `auths` of a `.dockerconfigjson`.
-#[derive(Debug, Default, Deserialize)]
-pub struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DockerAuth {
-    username: Option<String>,
-    password: Option<String>,
-    /// base64 of `user:password`, used when username and password are not given.
-    auth: Option<String>,
-}
-
-impl DockerAuth {
-    fn credentials(&self) -> Option<Credentials> {
-        if let (Some(username), Some(password)) = (&self.username, &self.password) {
-            return Some(Credentials {
-                username: username.clone(),
-                password: password.clone(),
-            });
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(self.auth.as_deref()?.trim())
-            .ok()?;
-        let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-        Some(Credentials {
-            username: username.to_string(),
-            password: password.to_string(),
-        })
-    }
-}
-
-/// Docker Hub's names, all one registry to a docker config.
-fn canonical_host(host: &str) -> &str {
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io",
-        other => other,
-    }
-}
-
-/// A docker config key (`host[:port][/path]`, maybe with a scheme, or `*.domain`) matching the
-/// image: how long the match is, to prefer the most specific key like the kubelet does.
-fn key_match(key: &str, registry: &str, repository: &str) -> Option<usize> {
-    let key = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let (host, path) = key.split_once('/').unwrap_or((key, ""));
-    // The legacy Docker Hub key is https://index.docker.io/v1/: the version is no path.
-    let path = path.trim_end_matches('/');
-    let path = if matches!(path, "v1" | "v2") {
-        ""
-    } else {
-        path
-    };
-    let host = canonical_host(host);
-    let registry = canonical_host(registry);
-    let host_matches = match host.strip_prefix("*.") {
-        Some(domain) => registry
-            .strip_suffix(domain)
-            .and_then(|sub| sub.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
-        None => host == registry,
-    };
-    let path_matches = path.is_empty()
-        || repository == path
-        || repository
-            .strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('/'));
-    (host_matches && path_matches).then_some(key.len())
-}
-
-impl DockerConfig {
-    pub fn parse(bytes: &[u8]) -> Result<DockerConfig, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a docker config: {e}"))
-    }
-
-    /// The credentials of the most specific key matching the image.
-    pub fn credentials(&self, registry: &str, repository: &str) -> Option<Credentials> {
-        self.auths
-            .iter()
-            .filter_map(|(key, auth)| Some((key_match(key, registry, repository)?, auth)))
-            .max_by_key(|(len, _)| *len)
-            .and_then(|(_, auth)| auth.credentials())
-    }
-}
-
-/// Parses an image reference as the container runtime does: no registry host means Docker
-/// Hub (`docker.io`, `library/` for single names), no tag means `latest`.
-pub fn parse_reference(image: &str) -> Result<Reference, String> {
-    image
-        .parse::<Reference>()
-        .map_err(|e| format!("image reference {image:?}: {e}"))
-}
-
-/// The manifest of an index for `platform`; `variant` is not in a node selector, so the first
-/// entry of the OS and architecture wins.
-fn pick<'a>(entries: &'a [ImageIndexEntry], platform: &Platform) -> Option<&'a ImageIndexEntry> {
-    entries.iter().find(|e| {
-        e.platform.as_ref().is_some_and(|p| {
-            p.os.to_string() == platform.os && p.architecture.to_string() == platform.architecture
-        })
-    })
-}
-
-#[derive(Deserialize)]
-struct ImageConfigBlob {
-    #[serde(default)]
-    config: Option<ImageConfigFields>,
-}
-
-#[derive(Deserialize)]
-struct ImageConfigFields {
-    #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default)]
-    cmd: Option<Vec<String>>,
-}
-
-/// ENTRYPOINT and CMD from an image config blob.
-pub fn parse_image_config(bytes: &[u8]) -> Result<ImageCommand, String> {
-    let blob: ImageConfigBlob =
-        serde_json::from_slice(bytes).map_err(|e| format!("the image config is not JSON: {e}"))?;
-    let fields = blob.config;
-    let mut entrypoint = fields
-        .as_ref()
-        .and_then(|f| f.entrypoint.clone())
-        .unwrap_or_default();
-    // `ENTRYPOINT [""]` resets it; containerd reads it as none.
-    if entrypoint == [""] {
-        entrypoint.clear();
-    }
-    let cmd = fields.and_then(|f| f.cmd).unwrap_or_default();
-    Ok(ImageCommand { entrypoint, cmd })
-}
-
-/// An error and its causes on one line: reqwest puts the useful part in the sources.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// Reads what `reference` runs on `platform`: manifest (through an index if need be), then
-/// the config blob.
-async fn fetch(
-    client: &Client,
-    reference: &Reference,
-    platform: &Platform,
-    auth: &RegistryAuth,
-) -> Result<ImageCommand, String> {
-    let failed = |what: &str, e: oci_client::errors::OciDistributionError| {
-        format!("{what} of {reference}: {}", describe(&e))
-    };
-    let (manifest, _) = client
-        .pull_manifest(reference, auth)
-        .await
-        .map_err(|e| failed("manifest", e))?;
-    let manifest = match manifest {
-        OciManifest::Image(m) => m,
-        OciManifest::ImageIndex(index) => {
-            let entry = pick(&index.manifests, platform).ok_or_else(|| {
-                format!(
-                    "{reference} has no {}/{} image",
-                    platform.os, platform.architecture
-                )
-            })?;
-            let by_digest = reference.clone_with_digest(entry.digest.clone());
-            match client.pull_manifest(&by_digest, auth).await {
-                Ok((OciManifest::Image(m), _)) => m,
-                Ok((OciManifest::ImageIndex(_), _)) => {
-                    return Err(format!("{by_digest} is an index inside an index"))
-                }
-                Err(e) => return Err(failed("manifest", e)),
-            }
-        }
-    };
-    if manifest.config.size > MAX_CONFIG_BYTES as i64 {
-        return Err(format!(
-            "the config of {reference} is {} bytes",
-            manifest.config.size
-        ));
-    }
-    let mut config = Vec::new();
-    client
-        .pull_blob(reference, &manifest.config, &mut config)
-        .await
-        .map_err(|e| failed("config", e))?;
-    parse_image_config(&config)
-}
-
-type Outcome = Result<ImageCommand, String>;
-
-/// A finished lookup and when it finished.
-#[derive(Clone)]
-struct Done {
-    outcome: Outcome,
-    at: Instant,
-}
-
-/// One reference as one credential sees it on one platform.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
-    reference: String,
-    platform: Platform,
-    credentials: Option<[u8; 32]>,
-}
-
-struct Slot {
-    lookup: Shared<BoxFuture<'static, Done>>,
-    used: Instant,
-    by_digest: bool,
-}
-
-/// Answers by reference: digests for good, tags for [`TAG_TTL`], failures for
-/// [`FAILURE_TTL`]. A lookup in progress is shared by everyone asking meanwhile.
-struct Cache {
-    slots: Mutex<HashMap<Key, Slot>>,
-    capacity: usize,
-}
-
-impl Cache {
-    fn fresh(slot: &Slot, now: Instant) -> bool {
-        let Some(done) = slot.lookup.peek() else {
-            return true; // in progress
-        };
-        let ttl = match &done.outcome {
-            Ok(_) if slot.by_digest => return true,
-            Ok(_) => TAG_TTL,
-            Err(_) => FAILURE_TTL,
-        };
-        now.duration_since(done.at) < ttl
-    }
-
-    /// The lookup for `key`: cached, in progress, or started now with `start` on its own task.
-    fn get(
-        &self,
-        key: Key,
-        by_digest: bool,
-        start: impl FnOnce() -> BoxFuture<'static, Outcome>,
-    ) -> Shared<BoxFuture<'static, Done>> {
-        let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = slots.get_mut(&key).filter(|s| Self::fresh(s, now)) {
-            slot.used = now;
-            return slot.lookup.clone();
-        }
-        if slots.len() >= self.capacity && !slots.contains_key(&key) {
-            slots.retain(|_, s| Self::fresh(s, now));
-            if slots.len() >= self.capacity {
-                let oldest = slots
-                    .iter()
-                    .min_by_key(|(_, s)| s.used)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    slots.remove(&oldest);
-                }
-            }
-        }
-        let lookup = start();
-        let task = tokio::spawn(async move {
-            let outcome = lookup.await;
-            Done {
-                outcome,
-                at: Instant::now(),
-            }
-        });
-        let lookup = async move {
-            match task.await {
-                Ok(done) => done,
-                Err(e) => Done {
-                    outcome: Err(format!("the lookup failed: {e}")),
-                    at: Instant::now(),
-                },
-            }
-        }
-        .boxed()
-        .shared();
-        slots.insert(
-            key,
-            Slot {
-                lookup: lookup.clone(),
-                used: now,
-                by_digest,
-            },
-        );
-        lookup
-    }
-
-    fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 /// Looks up image commands for admissions; one per process, shared by every request.
@@ -582,7 +202,7 @@ impl Resolver {
     }
 
     /// One image, through the cache, with the first matching pull-secret credentials.
-    pub async fn lookup(&self, request: &ImageRequest, configs: &[DockerConfig]) -> Outcome {
+    pub async fn lookup(&self, request: &ImageRequest, configs: &[DockerConfig]) -> Lookup {
         let reference = parse_reference(&request.image)?;
         let credentials = configs
             .iter()
@@ -619,9 +239,13 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use futures_util::future::BoxFuture;
     use rstest::rstest;
 
+    use super::auth::*;
     use super::*;
+    use crate::mutate::{ImageCommand, Platform};
 
     #[rstest]
     #[case::official(
@@ -788,7 +412,7 @@ mod tests {
         }
     }
 
-    fn answer(outcome: Outcome) -> BoxFuture<'static, Outcome> {
+    fn answer(outcome: Lookup) -> BoxFuture<'static, Lookup> {
         async move { outcome }.boxed()
     }
 

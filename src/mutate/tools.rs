@@ -1,5 +1,5 @@
-//! The tools init container: it copies the static jvm-guard binary into an emptyDir that the
-//! targets mount read-only, for the rlimit wrapper (`exec`) and the heap-dump rotation hook.
+//! The tools: the init container copying the static jvm-guard binary into an emptyDir that the
+//! targets mount read-only, and the ulimits feature that wraps the entrypoint in `exec`.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::rlimit::Rlimit;
+use super::container::ContainerMutation;
+use super::image::ImageCommand;
+use super::patch::to_value;
+use crate::config::rlimit::Rlimit;
+use crate::config::{Feature, Switch};
 
 pub const INIT_CONTAINER: &str = "jvm-guard-tools";
 pub const VOLUME_NAME: &str = "jvm-guard-tools";
@@ -113,23 +117,6 @@ pub fn container_collision(container: &Container) -> Option<String> {
         .map(|m| format!("it already mounts {} at {}", m.name, m.mount_path))
 }
 
-/// `-XX:OnOutOfMemoryError` running the rotation after HotSpot wrote the dump. HotSpot runs
-/// the value with `/bin/sh -c`; it is quoted so JAVA_TOOL_OPTIONS keeps it one option (every
-/// HotSpot since JDK 9 honours quotes there). The path, keep count and container name contain
-/// no spaces or quotes (validated).
-pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
-    format!(
-        "-XX:OnOutOfMemoryError=\"{TOOLS_BINARY} rotate-dumps --dir {dump_dir} --keep {keep} --container {container}\""
-    )
-}
-
-/// What an image runs: its ENTRYPOINT and CMD.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageCommand {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-}
-
 /// The container's new `command` (and `args`, when they must be set) running it under the
 /// rlimit wrapper, following Kubernetes semantics: a `command` replaces the ENTRYPOINT and
 /// drops the CMD; `args` replace the CMD. Without `command` the image's must be known
@@ -167,6 +154,51 @@ pub fn wrapped_command(
         (_, None) => Err(
             "no command, and the image ENTRYPOINT is unknown; set command to wrap it".to_string(),
         ),
+    }
+}
+
+/// Whether the container sets its own `command` (an empty one counts as absent, as the runtime
+/// reads it).
+pub fn has_command(container: &Container) -> bool {
+    container.command.as_ref().is_some_and(|c| !c.is_empty())
+}
+
+impl ContainerMutation<'_> {
+    /// The ulimits feature: wraps the command in the rlimit wrapper; returns whether the tools
+    /// are used.
+    pub(super) fn ulimits(&mut self) -> bool {
+        let limits = match &self.pod.config.ulimits {
+            Switch::Off => return false,
+            Switch::Invalid => {
+                self.skip(Feature::Ulimits, "invalid configuration");
+                return false;
+            }
+            Switch::On(limits) => limits,
+        };
+        let wrapped = self.tools().and_then(|()| match self.image {
+            Some(Err(why)) => Err(format!(
+                "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
+            )),
+            image => wrapped_command(self.container, image.and_then(Result::ok), limits),
+        });
+        match wrapped {
+            Err(reason) => {
+                self.warnings.push(format!(
+                    "container {}: {reason}; ulimits not applied",
+                    self.container.name
+                ));
+                self.skip(Feature::Ulimits, reason);
+                false
+            }
+            Ok((command, args)) => {
+                self.patch.add(self.path("command"), to_value(&command));
+                if let Some(args) = args {
+                    self.patch.add(self.path("args"), to_value(&args));
+                }
+                self.status.applied(Feature::Ulimits);
+                true
+            }
+        }
     }
 }
 

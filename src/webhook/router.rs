@@ -19,12 +19,12 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 use tracing::Instrument as _;
 
-use crate::admission::{self, ReviewError};
-use crate::config::Settings;
-use crate::metrics::{Metrics, RequestOutcome};
+use crate::config::ServerSettings;
 use crate::mutate::ResolvedImages;
-use crate::namespaces::NamespaceLookup;
 use crate::registry::Resolver;
+use crate::webhook::admission::{self, ReviewError};
+use crate::webhook::metrics::{Metrics, RequestOutcome};
+use crate::webhook::namespaces::NamespaceLookup;
 
 /// Bodies above this are refused with 413 (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -37,7 +37,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub namespaces: Arc<dyn NamespaceLookup>,
-    pub settings: Arc<Settings>,
+    pub settings: Arc<ServerSettings>,
     pub metrics: Arc<Metrics>,
     /// Image ENTRYPOINT/CMD lookups (SPEC §7); `None`: never contact a registry.
     pub registry: Option<Arc<Resolver>>,
@@ -113,15 +113,15 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, A
     // metrics count every outcome, and warnings and errors are logged at info anyway.
     let span = tracing::debug_span!("admission", uid = Empty, namespace = Empty, outcome = Empty);
     let parsed = span.in_scope(|| admission::parse(&body))?;
-    let namespaces = state.namespaces.as_ref();
+    let planned = span.in_scope(|| parsed.plan(state.namespaces.as_ref(), &state.settings));
     // The one wait on the way: the images of containers without command, within the budget.
-    let images = match (&state.registry, parsed.images(namespaces, &state.settings)) {
+    let images = match (&state.registry, planned.images()) {
         (Some(registry), Some(pod)) => registry.resolve(&pod).instrument(span.clone()).await,
         _ => ResolvedImages::default(),
     };
     // The answer is pure and takes microseconds: run it here rather than on a blocking pool.
     span.in_scope(|| {
-        let reviewed = admission::answer(parsed, namespaces, &state.settings, &images);
+        let reviewed = planned.answer(&images);
         let uid = reviewed.review.response.as_ref().map(|r| r.uid.as_str());
         span.record("uid", uid.unwrap_or_default());
         span.record(

@@ -11,8 +11,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
+use super::{config, is_opted_in, NamespaceLookup};
 use crate::config::{Defaults, NamespaceConfig, INJECT_LABEL};
-use crate::namespaces::{config, is_opted_in, NamespaceLookup};
 
 /// Opted-in namespaces from a reflector store, each resolved once per version of the object.
 pub struct KubeNamespaces {

@@ -216,7 +216,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::certs::{self, Bundle, Names};
+    use crate::webhook::certs::{self, Bundle, Names};
 
     fn bundle() -> Bundle {
         certs::issue(&Names::default(), 10, None).unwrap()

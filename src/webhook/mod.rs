@@ -1,64 +1,92 @@
-//! `jvm-guard serve`: the webhook router behind rustls, the plain-HTTP admin port (health,
-//! readiness, metrics), certificate reloading, logging, and the SIGTERM drain.
+//! The webhook process (`jvm-guard serve`): the [`listener`] (TLS, connection limits,
+//! timeouts), the [`router`] and [`admission`] protocol, certificate reloading ([`tls`]),
+//! [`metrics`] and the [`admin`] port, the [`namespaces`] sources, and the SIGTERM drain.
+
+pub mod admin;
+pub mod admission;
+pub mod certs;
+pub mod listener;
+pub mod metrics;
+pub mod namespaces;
+pub mod router;
+pub mod tls;
 
 use std::fs;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing_subscriber::EnvFilter;
 
-use crate::certs::{self, Names};
-use crate::cli::{LogFormat, ServeArgs};
-use crate::config::Defaults;
-use crate::metrics::{self, Metrics};
-use crate::namespace_cache::KubeNamespaces;
-use crate::namespaces::{NamespaceLookup, StaticNamespaces};
-use crate::registry::{KubeSecrets, Resolver, SecretSource};
-use crate::server::{self, AppState};
-use crate::tls::{self, Reload, ServingCert};
+pub use listener::{accept, DEFAULT_MAX_CONNECTIONS};
+
+use crate::config::{Defaults, ServerSettings};
+use crate::registry::{KubeSecrets, RegistryConfig, Resolver, SecretSource};
+use admin::{admin_router, Health};
+use certs::Names;
+use listener::{bind, ADMIN_MAX_CONNECTIONS};
+use metrics::Metrics;
+use namespaces::{KubeNamespaces, NamespaceLookup, StaticNamespaces};
+use router::AppState;
+use tls::{CertFiles, Reload, ServingCert};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where namespace configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceSource {
+    /// Namespace objects read once at start-up (`--namespaces-file`).
+    File(PathBuf),
+    /// Every namespace opted in with the defaults (`--dev` without a file).
+    Every,
+    /// The cluster's Namespaces, watched (kubeconfig or service account, as kubectl finds them).
+    Cluster,
+}
+
+/// What `serve` runs with; `cli` builds it from the flags.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The certificate files, `None` for an in-memory self-signed certificate (`--dev`).
+    pub tls: Option<CertFiles>,
+    pub namespaces: NamespaceSource,
+    /// The cluster-wide defaults file.
+    pub defaults: Option<PathBuf>,
+    pub settings: ServerSettings,
+    pub shutdown_delay: Duration,
+    pub log_format: LogFormat,
+    pub max_connections: u32,
+    /// Image lookups (SPEC §7), `None` when offline; the pull-secret source is added at start.
+    pub registry: Option<RegistryConfig>,
+    /// Read the pods' imagePullSecrets for the lookups.
+    pub image_pull_secrets: bool,
+    /// Logged at start-up only.
+    pub dev: bool,
+}
 
 /// How often the certificate files are read to see whether they changed.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
-/// A client must finish the TLS handshake within this.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send a request's head within this, and an idle keep-alive connection is
-/// closed after it, so slow or silent clients cannot hold connections forever.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The HTTP/1 read buffer of a connection grows to this at most (hyper's minimum); bodies are
-/// read through it in pieces. hyper's default, ~400 KiB, lets every connection sending a large
-/// review grow a buffer that large: memory that 1,000 connections multiply.
-pub const HTTP1_MAX_BUF_SIZE: usize = 8 * 1024;
 /// After the shutdown delay, connections get this long to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
-/// and inside the chart's 128Mi memory limit with every connection sending a 20 KB review at
-/// once (about 100 MiB at 1,000, measured by scripts/bench.sh).
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
-/// Open connections at most on the admin port: probes and scrapes; a flood of webhook
-/// connections never takes its slots, so the kubelet still sees the pod alive.
-pub const ADMIN_MAX_CONNECTIONS: u32 = 64;
 /// Validity of the `--dev` certificate.
 const DEV_CERT_DAYS: u32 = 30;
 
 /// Runs `serve` until SIGTERM or SIGINT and the drain that follows.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(args: ServeOptions) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let runtime = runtime()?;
     let result = runtime.block_on(serve(args));
@@ -89,22 +117,21 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Where the handler finds namespace configuration: `--namespaces-file`, every namespace with
-/// `--dev`, else the in-cluster reflector (kubeconfig or service account, as kubectl finds them).
+/// Where the handler finds namespace configuration.
 pub async fn namespace_source(
-    args: &ServeArgs,
+    source: &NamespaceSource,
     defaults: &Defaults,
 ) -> anyhow::Result<Arc<dyn NamespaceLookup>> {
-    match (&args.namespaces_file, args.dev) {
-        (Some(path), _) => {
+    match source {
+        NamespaceSource::File(path) => {
             let text = fs::read_to_string(path)
                 .with_context(|| format!("cannot read --namespaces-file {}", path.display()))?;
             let namespaces = StaticNamespaces::from_yaml(&text, defaults)
                 .with_context(|| format!("--namespaces-file {}", path.display()))?;
             Ok(Arc::new(namespaces))
         }
-        (None, true) => Ok(Arc::new(StaticNamespaces::every(defaults))),
-        (None, false) => {
+        NamespaceSource::Every => Ok(Arc::new(StaticNamespaces::every(defaults))),
+        NamespaceSource::Cluster => {
             let client = kube::Client::try_default().await.context(
                 "no Kubernetes client configuration (in-cluster service account or kubeconfig); \
                  outside a cluster use --namespaces-file or --dev",
@@ -115,25 +142,23 @@ pub async fn namespace_source(
 }
 
 /// The image lookups (SPEC §7), with the kube client for imagePullSecrets when enabled;
-/// `None` with `--offline`.
-pub async fn registry(args: &ServeArgs) -> anyhow::Result<Option<Arc<Resolver>>> {
-    let secrets: Option<Arc<dyn SecretSource>> =
-        if args.image_pull_secrets && !args.registry.offline {
-            let client = kube::Client::try_default().await.context(
-                "--image-pull-secrets needs a Kubernetes client configuration (in-cluster service \
+/// `None` when offline.
+pub async fn registry(args: &ServeOptions) -> anyhow::Result<Option<Arc<Resolver>>> {
+    let Some(mut config) = args.registry.clone() else {
+        return Ok(None);
+    };
+    if args.image_pull_secrets {
+        let client = kube::Client::try_default().await.context(
+            "--image-pull-secrets needs a Kubernetes client configuration (in-cluster service \
              account or kubeconfig)",
-            )?;
-            Some(Arc::new(KubeSecrets(client)))
-        } else {
-            None
-        };
-    Ok(args
-        .registry
-        .config(secrets)
-        .map(|config| Arc::new(Resolver::new(config))))
+        )?;
+        let secrets: Arc<dyn SecretSource> = Arc::new(KubeSecrets(client));
+        config.secrets = Some(secrets);
+    }
+    Ok(Some(Arc::new(Resolver::new(config))))
 }
 
-fn load_defaults(args: &ServeArgs) -> anyhow::Result<Defaults> {
+fn load_defaults(args: &ServeOptions) -> anyhow::Result<Defaults> {
     let Some(path) = &args.defaults else {
         return Ok(Defaults::default());
     };
@@ -142,8 +167,8 @@ fn load_defaults(args: &ServeArgs) -> anyhow::Result<Defaults> {
     Defaults::from_yaml(&text).with_context(|| format!("--defaults {}", path.display()))
 }
 
-fn serving_cert(args: &ServeArgs) -> anyhow::Result<ServingCert> {
-    match args.tls_files().map_err(anyhow::Error::msg)? {
+fn serving_cert(args: &ServeOptions) -> anyhow::Result<ServingCert> {
+    match args.tls.clone() {
         Some(files) => {
             let described = format!(
                 "--tls-cert {} / --tls-key {}",
@@ -162,46 +187,6 @@ fn serving_cert(args: &ServeArgs) -> anyhow::Result<ServingCert> {
 fn rfc3339(unix_seconds: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// What `/readyz` answers from: the webhook is ready once it serves TLS (the admin port opens
-/// only after the certificate is loaded) and the namespaces are known, until shutdown begins.
-#[derive(Clone)]
-struct Health {
-    namespaces: Arc<dyn NamespaceLookup>,
-    metrics: Arc<Metrics>,
-    shutting_down: Arc<AtomicBool>,
-}
-
-fn admin_router(health: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(health)
-}
-
-async fn readyz(State(health): State<Health>) -> impl IntoResponse {
-    if health.shutting_down.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if !health.namespaces.ready() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "namespace cache not synced\n",
-        )
-    } else {
-        (StatusCode::OK, "ok\n")
-    }
-}
-
-async fn metrics_text(State(health): State<Health>) -> impl IntoResponse {
-    health
-        .metrics
-        .set_namespace_cache_ready(health.namespaces.ready());
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        health.metrics.encode(),
-    )
 }
 
 /// The signal that starts the shutdown. SIGINT (Ctrl-C at a terminal) skips the delay, which
@@ -223,18 +208,12 @@ fn stop_signal() -> anyhow::Result<impl Future<Output = Stop>> {
     })
 }
 
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {flag} {addr}"))
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM during start-up must not kill the process with a signal status.
     let stop = stop_signal()?;
     let defaults = load_defaults(&args)?;
-    let namespaces = namespace_source(&args, &defaults).await?;
-    let settings = Arc::new(args.settings());
+    let namespaces = namespace_source(&args.namespaces, &defaults).await?;
+    let settings = Arc::new(args.settings.clone());
     let registry = registry(&args).await?;
     if settings.tools_image.is_none() {
         tracing::warn!(
@@ -247,14 +226,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     metrics.set_tls_cert_expiry(cert.not_after());
     let tls = TlsAcceptor::from(tls::server_config(cert.clone())?);
 
-    let webhook = bind(args.addr(), "--addr").await?;
-    let admin = bind(args.admin_addr(), "--admin-addr").await?;
+    let webhook = bind(args.addr, "--addr").await?;
+    let admin = bind(args.admin_addr, "--admin-addr").await?;
     let health = Health {
         namespaces: namespaces.clone(),
         metrics: metrics.clone(),
         shutting_down: Arc::new(AtomicBool::new(false)),
     };
-    let app = server::router(AppState {
+    let app = router::router(AppState {
         namespaces,
         settings,
         metrics: metrics.clone(),
@@ -347,86 +326,5 @@ async fn watch_certificate(cert: Arc<ServingCert>, metrics: Arc<Metrics>) {
             }
             Err(e) => tracing::error!(error = %e, "certificate reload task failed"),
         }
-    }
-}
-
-/// Accepts connections until told to stop, each served on its own task and watched by
-/// `graceful` from the moment it is accepted. At `max_connections` open, the next is accepted
-/// only when one closes. TLS when `tls` is given; the benchmark baseline serves through here
-/// too, so both are measured on the same stack.
-pub async fn accept(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    app: Router,
-    max_connections: u32,
-    graceful: &GracefulShutdown,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(max_connections as usize));
-    loop {
-        let slot = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, most likely: back off rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let watcher = graceful.watcher();
-        let (tls, app) = (tls.clone(), app.clone());
-        tokio::spawn(async move {
-            if let Err(e) = connection(stream, tls, app, watcher).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn http1() -> hyper::server::conn::http1::Builder {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(HTTP1_MAX_BUF_SIZE);
-    http1
-}
-
-/// One connection: TLS when `tls` is given, then HTTP/2 if ALPN chose it, else HTTP/1.1.
-async fn connection(
-    stream: TcpStream,
-    tls: Option<TlsAcceptor>,
-    app: Router,
-    watcher: Watcher,
-) -> Result<(), BoxError> {
-    stream.set_nodelay(true)?;
-    let service = TowerToHyperService::new(app);
-    let Some(tls) = tls else {
-        let conn = http1().serve_connection(TokioIo::new(stream), service);
-        return Ok(watcher.watch(conn).await?);
-    };
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream))
-        .await
-        .map_err(|_| "TLS handshake timed out")??;
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(20)));
-        let conn = http2.serve_connection(TokioIo::new(stream), service);
-        Ok(watcher.watch(conn).await?)
-    } else {
-        let conn = http1().serve_connection(TokioIo::new(stream), service);
-        Ok(watcher.watch(conn).await?)
     }
 }

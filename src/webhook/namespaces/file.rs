@@ -1,5 +1,5 @@
-//! Namespace configuration for the webhook: which namespaces opted in, and their resolved
-//! [`NamespaceConfig`]. The static map here serves `--namespaces-file` and `--dev`.
+//! The fixed namespace source: a `--namespaces-file` read at start-up, or `--dev`'s every
+//! namespace with the defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,17 +7,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::Value;
 
-use crate::config::{Defaults, NamespaceConfig, INJECT_LABEL};
+use super::{config, is_opted_in, NamespaceLookup};
+use crate::config::{Defaults, NamespaceConfig};
 use crate::manifest::{self, ManifestError};
-
-/// Where the handler finds a namespace's configuration: [`StaticNamespaces`] here, or the kube
-/// reflector cache ([`crate::namespace_cache::KubeNamespaces`]). Lookups must not do I/O.
-pub trait NamespaceLookup: Send + Sync {
-    /// The configuration of `name` if it opted in, else `None` (the pod is left alone).
-    fn get(&self, name: &str) -> Option<Arc<NamespaceConfig>>;
-    /// Whether the namespaces are known yet (readiness).
-    fn ready(&self) -> bool;
-}
 
 /// A fixed set of namespaces, known at start-up.
 #[derive(Debug, Clone)]
@@ -51,19 +43,6 @@ pub enum NamespacesFileError {
         name: String,
         first: String,
     },
-}
-
-pub(crate) fn is_opted_in(ns: &Namespace) -> bool {
-    let labels = ns.metadata.labels.as_ref();
-    labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("enabled")
-}
-
-pub(crate) fn config(name: &str, ns: &Namespace, defaults: &Defaults) -> Arc<NamespaceConfig> {
-    Arc::new(NamespaceConfig::new(
-        name,
-        ns.metadata.annotations.as_ref(),
-        defaults,
-    ))
 }
 
 impl StaticNamespaces {

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::status::Feature;
+use crate::config::Feature;
 
 /// `Content-Type` of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -57,9 +57,9 @@ impl RequestOutcome {
     }
 }
 
-impl From<crate::admission::Outcome> for RequestOutcome {
-    fn from(outcome: crate::admission::Outcome) -> RequestOutcome {
-        use crate::admission::Outcome;
+impl From<crate::webhook::admission::Outcome> for RequestOutcome {
+    fn from(outcome: crate::webhook::admission::Outcome) -> RequestOutcome {
+        use crate::webhook::admission::Outcome;
         match outcome {
             Outcome::Mutated => RequestOutcome::Mutated,
             Outcome::Unchanged => RequestOutcome::Unchanged,

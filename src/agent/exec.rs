@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::rlimit::{Limit, Resource, Rlimit};
+use crate::config::rlimit::{Limit, Resource, Rlimit};
 
 fn raw(limit: Limit) -> libc::rlim_t {
     match limit {

@@ -4,7 +4,9 @@
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::config::{PortRef, ProbeConfig, ProbeMode};
+use super::container::ContainerMutation;
+use super::patch::to_value;
+use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Switch};
 
 const PERIOD_STARTUP: i32 = 5;
 const PERIOD_READINESS: i32 = 5;
@@ -124,4 +126,35 @@ pub fn plan(container: &Container, cfg: &ProbeConfig) -> Result<ProbePlan, Strin
         readiness,
         liveness,
     })
+}
+impl ContainerMutation<'_> {
+    /// The probes feature: the missing probe kinds, never changing the container's own.
+    pub(super) fn probes(&mut self) {
+        let cfg = match &self.pod.config.probes {
+            Switch::Off => return,
+            Switch::Invalid => return self.skip(Feature::Probes, "invalid configuration"),
+            Switch::On(cfg) => cfg,
+        };
+        match plan(self.container, cfg) {
+            Err(reason) => {
+                self.warnings.push(format!("{reason}; probes skipped"));
+                self.skip(Feature::Probes, reason);
+            }
+            Ok(plan) if plan.is_empty() => {
+                self.skip(Feature::Probes, "the container has its own probes")
+            }
+            Ok(plan) => {
+                for (field, probe) in [
+                    ("startupProbe", plan.startup),
+                    ("readinessProbe", plan.readiness),
+                    ("livenessProbe", plan.liveness),
+                ] {
+                    if let Some(probe) = probe {
+                        self.patch.add(self.path(field), to_value(&probe));
+                    }
+                }
+                self.status.applied(Feature::Probes);
+            }
+        }
+    }
 }

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::config::Warnings;
 use crate::config::{Key, Targets};
-use crate::warnings::Warnings;
 
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 

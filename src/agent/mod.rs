@@ -1,0 +1,6 @@
+//! The agent half: what runs inside app containers, from the tools directory the init container
+//! fills. It never depends on the webhook half.
+
+pub mod exec;
+pub mod install;
+pub mod rotate;

@@ -1,0 +1,84 @@
+//! The cluster-wide defaults file (`serve --defaults FILE`): the same keys as a YAML map,
+//! each value checked at start-up by the parser of its key.
+
+use std::collections::BTreeMap;
+
+use super::keys::{Key, PREFIX};
+use super::values;
+
+/// Cluster-wide defaults (`serve --defaults FILE`): the same keys as a YAML map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Defaults(BTreeMap<Key, String>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefaultsError {
+    #[error("not a YAML map of jvm-guard keys: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("key {0:?}: not a jvm-guard key")]
+    UnknownKey(String),
+    #[error("key {0:?}: value must be a string, number or boolean")]
+    NotScalar(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Defaults {
+    /// Parses a defaults file. Keys may carry the `jvm-guard.io/` prefix or not. Unlike
+    /// annotations, a defaults file is owned by the platform team and checked at start-up, so
+    /// unknown keys and invalid values are errors rather than warnings.
+    pub fn from_yaml(text: &str) -> Result<Defaults, DefaultsError> {
+        let map: BTreeMap<String, serde_yaml::Value> =
+            serde_yaml::from_str::<Option<_>>(text)?.unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (raw_key, value) in map {
+            let name = raw_key.strip_prefix(PREFIX).unwrap_or(&raw_key);
+            let key =
+                Key::from_name(name).ok_or_else(|| DefaultsError::UnknownKey(raw_key.clone()))?;
+            let value = match value {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                _ => return Err(DefaultsError::NotScalar(raw_key)),
+            };
+            out.insert(key, value);
+        }
+        let defaults = Defaults(out);
+        // A typo in the cluster defaults should stop start-up: every value is checked by its
+        // key's parser, whether or not its feature is on. hostPath is checked as a path here;
+        // whether it is allowed is the server's flag, checked when a pod is mutated.
+        for (key, value) in &defaults.0 {
+            values::check(*key, value, true).map_err(|reason| {
+                DefaultsError::Invalid(format!(
+                    "invalid defaults value {}={value:?}: {reason}",
+                    key.annotation()
+                ))
+            })?;
+        }
+        defaults.check_combinations()?;
+        Ok(defaults)
+    }
+
+    /// Values that are valid alone but not together.
+    fn check_combinations(&self) -> Result<(), DefaultsError> {
+        let get = |key: Key| self.0.get(&key).map(|v| v.trim());
+        if get(Key::Probes) == Some("http") && get(Key::ProbePath).is_none() {
+            return Err(DefaultsError::Invalid(format!(
+                "{}: \"http\" needs {}",
+                Key::Probes.annotation(),
+                Key::ProbePath.annotation()
+            )));
+        }
+        let volume = get(Key::DumpVolume).unwrap_or("emptyDir");
+        if get(Key::DumpSizeLimit).is_some() && volume != "emptyDir" {
+            return Err(DefaultsError::Invalid(format!(
+                "{} only applies to emptyDir dump volumes, not {volume}",
+                Key::DumpSizeLimit.annotation()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn values(&self) -> &BTreeMap<Key, String> {
+        &self.0
+    }
+}

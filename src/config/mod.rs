@@ -1,0 +1,257 @@
+//! Configuration: the `jvm-guard.io/` keys, their layering (defaults < namespace < pod) and
+//! their parsing into typed values. Nothing outside this module sees raw annotation strings.
+
+mod defaults;
+mod feature;
+mod keys;
+pub mod quantity;
+mod resolve;
+pub mod rlimit;
+mod values;
+mod warnings;
+
+pub use defaults::{Defaults, DefaultsError};
+pub use feature::Feature;
+pub use keys::{Key, EXCLUDED_NAMESPACES, INJECT_LABEL, PREFIX, STATUS_ANNOTATION};
+#[cfg(test)]
+pub(crate) use resolve::RESOLVED;
+pub use resolve::{NamespaceConfig, Source};
+pub use values::{
+    DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode, Targets,
+};
+pub use warnings::{Warnings, WARNING_PREFIX};
+
+use rlimit::Rlimit;
+
+/// Server-side switches that annotations cannot change.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    /// `serve --allow-host-path`: permits `dump-volume: hostPath:<path>`.
+    pub allow_host_path: bool,
+    /// The webhook's own namespace, never mutated.
+    pub webhook_namespace: Option<String>,
+    /// Image of the tools init container (the webhook's own); without it no tools are injected.
+    pub tools_image: Option<String>,
+}
+
+/// A feature's switch: off, on with its parameters, or disabled by an invalid value (already
+/// warned about).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Switch<T> {
+    Off,
+    On(T),
+    Invalid,
+}
+
+impl<T> Switch<T> {
+    pub fn as_on(&self) -> Option<&T> {
+        match self {
+            Switch::On(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The typed configuration for one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub targets: Targets,
+    pub memory: Switch<MemoryConfig>,
+    pub heap_dump: Switch<DumpConfig>,
+    pub exit_on_oom: Switch<()>,
+    pub jvm_options: Switch<Vec<String>>,
+    pub probes: Switch<ProbeConfig>,
+    pub ulimits: Switch<Vec<Rlimit>>,
+    /// Inject the tools init container (rlimit wrapper, dump rotation).
+    pub tools: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::keys::edit_distance;
+    use super::values::parse_percent;
+    use super::*;
+    use rstest::rstest;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+            .collect()
+    }
+
+    fn resolve(ns: &[(&str, &str)], pod: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let ns = NamespaceConfig::new("team", Some(&annotations(ns)), &Defaults::default());
+        let mut w = Warnings::default();
+        let c = Config::resolve(
+            &ns,
+            Some(&annotations(pod)),
+            &ServerSettings::default(),
+            &mut w,
+        );
+        (c, w.into_vec())
+    }
+
+    #[rstest]
+    #[case("75", Some(750))]
+    #[case("62.5", Some(625))]
+    #[case("100", Some(1000))]
+    #[case("0.1", Some(1))]
+    #[case("0", None)]
+    #[case("100.1", None)]
+    #[case("50.25", None)]
+    #[case("-5", None)]
+    #[case("5.", None)]
+    #[case(".5", None)]
+    #[case("abc", None)]
+    fn percent(#[case] text: &str, #[case] tenths: Option<u16>) {
+        assert_eq!(parse_percent(text).ok().map(Percent::tenths), tenths);
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let (c, w) = resolve(&[], &[]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.targets, Targets::Default);
+        let m = c.memory.as_on().unwrap();
+        assert_eq!(
+            (m.max.clone(), m.reserve.bytes()),
+            (MaxRam::Auto, 384 << 20)
+        );
+        let d = c.heap_dump.as_on().unwrap();
+        assert_eq!(d.mount_path, "/dumps");
+        assert_eq!(d.keep, 3);
+        assert_eq!(c.exit_on_oom, Switch::On(()));
+        assert_eq!(c.probes, Switch::Off);
+        assert_eq!(c.ulimits, Switch::Off);
+        assert!(c.tools);
+    }
+
+    #[test]
+    fn pod_overrides_pod_keys_only() {
+        let (c, w) = resolve(
+            &[("max-ram-percentage", "50"), ("dump-mount-path", "/ns")],
+            &[("max-ram-percentage", "70"), ("dump-mount-path", "/pod")],
+        );
+        assert_eq!(c.memory.as_on().unwrap().max, MaxRam::Fixed(Percent(700)));
+        assert_eq!(c.heap_dump.as_on().unwrap().mount_path, "/ns");
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("can only be set on the namespace"), "{w:?}");
+    }
+
+    #[test]
+    fn locked_namespace_ignores_pod_values() {
+        let (c, w) = resolve(
+            &[("pod-overrides", "false"), ("probes", "tcp")],
+            &[("probes", "off")],
+        );
+        assert!(matches!(
+            c.probes,
+            Switch::On(ProbeConfig {
+                mode: ProbeMode::Tcp,
+                ..
+            })
+        ));
+        assert!(w[0].contains("pod-overrides"), "{w:?}");
+    }
+
+    #[test]
+    fn invalid_value_disables_only_its_feature() {
+        let (c, w) = resolve(&[("max-ram-percentage", "80%")], &[]);
+        assert_eq!(c.memory, Switch::Invalid);
+        assert!(c.heap_dump.as_on().is_some());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("max-ram-percentage=\"80%\""), "{w:?}");
+        assert!(w[0].contains("memory disabled"), "{w:?}");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_nearest() {
+        let (_, w) = resolve(&[("max-ram-percentag", "50"), ("status", "{}")], &[]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("did you mean jvm-guard.io/max-ram-percentage?"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn keys_of_a_feature_that_is_off_are_not_read() {
+        let (c, w) = resolve(
+            &[
+                ("startup-timeout", "-1"),
+                ("heap-dump", "false"),
+                ("dump-keep", "0"),
+            ],
+            &[],
+        );
+        assert_eq!((c.probes, c.heap_dump), (Switch::Off, Switch::Off));
+        assert!(w.is_empty(), "{w:?}");
+        assert!(matches!(
+            Defaults::from_yaml("probes: off\nstartup-timeout: -1\n"),
+            Err(DefaultsError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn http_probes_need_a_path() {
+        let (c, w) = resolve(&[("probes", "http")], &[]);
+        assert_eq!(c.probes, Switch::Invalid);
+        assert!(w[0].contains("probe-path"));
+    }
+
+    #[test]
+    fn host_path_needs_the_server_flag() {
+        let (c, w) = resolve(&[("dump-volume", "hostPath:/var/dumps")], &[]);
+        assert_eq!(c.heap_dump, Switch::Invalid);
+        assert!(w[0].contains("--allow-host-path"));
+        let ns = NamespaceConfig::new(
+            "team",
+            Some(&annotations(&[("dump-volume", "hostPath:/var/dumps")])),
+            &Defaults::default(),
+        );
+        let settings = ServerSettings {
+            allow_host_path: true,
+            ..ServerSettings::default()
+        };
+        let c = Config::resolve(&ns, None, &settings, &mut Warnings::default());
+        assert_eq!(
+            c.heap_dump.as_on().unwrap().volume,
+            DumpVolume::HostPath("/var/dumps".into())
+        );
+    }
+
+    #[test]
+    fn defaults_file_is_checked_at_load() {
+        let d = Defaults::from_yaml(
+            "jvm-guard.io/probes: tcp\nstartup-timeout: 300\nheap-dump: false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            d.values().get(&Key::StartupTimeout).map(String::as_str),
+            Some("300")
+        );
+        assert!(matches!(
+            Defaults::from_yaml("probez: tcp"),
+            Err(DefaultsError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            Defaults::from_yaml("probes: maybe"),
+            Err(DefaultsError::Invalid(_))
+        ));
+        assert!(matches!(
+            Defaults::from_yaml("probes: [tcp]"),
+            Err(DefaultsError::NotScalar(_))
+        ));
+        assert_eq!(Defaults::from_yaml("").unwrap(), Defaults::default());
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("probes", "probes"), 0);
+        assert_eq!(edit_distance("probe", "probes"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,290 @@
+//! Layering (defaults < namespace < pod) and the typed [`Config`] of one pod, resolved once
+//! per admission; every invalid value disables its feature with a warning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::defaults::Defaults;
+use super::keys::{is_reserved, unknown_key_message, Key, PREFIX};
+use super::values::*;
+use super::{Config, Feature, ServerSettings, Switch, Warnings};
+
+/// Where a raw value came from; named in warnings so users know what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Defaults,
+    Namespace,
+    Pod,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Defaults => "defaults",
+            Source::Namespace => "namespace",
+            Source::Pod => "pod",
+        })
+    }
+}
+
+/// Raw values by key, each remembering its source; later layers override earlier ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Layers(BTreeMap<Key, (String, Source)>);
+
+impl Layers {
+    fn get(&self, key: Key) -> Option<(&str, Source)> {
+        self.0.get(&key).map(|(v, s)| (v.as_str(), *s))
+    }
+}
+
+/// The configuration of one namespace: defaults merged with its annotations, plus the warnings
+/// those annotations deserve. Built once per namespace change, used for every pod in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceConfig {
+    pub name: String,
+    layers: Layers,
+    warnings: Vec<String>,
+}
+
+impl NamespaceConfig {
+    pub fn new(
+        name: &str,
+        annotations: Option<&BTreeMap<String, String>>,
+        defaults: &Defaults,
+    ) -> NamespaceConfig {
+        let mut layers = Layers(
+            defaults
+                .values()
+                .iter()
+                .map(|(k, v)| (*k, (v.clone(), Source::Defaults)))
+                .collect(),
+        );
+        let mut warnings = Warnings::default();
+        for (annotation, value) in annotations.into_iter().flatten() {
+            let Some(name) = annotation.strip_prefix(PREFIX) else {
+                continue;
+            };
+            match Key::from_name(name) {
+                Some(key) => {
+                    layers.0.insert(key, (value.clone(), Source::Namespace));
+                }
+                None if is_reserved(name) => {}
+                None => warnings.push(unknown_key_message(annotation, "namespace")),
+            }
+        }
+        NamespaceConfig {
+            name: name.to_string(),
+            layers,
+            warnings: warnings.into_vec(),
+        }
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+// Counts the resolutions on this thread, for the tests that show one per admission.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static RESOLVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Parses the merged raw values, warning once per invalid value.
+struct Parser<'a> {
+    layers: &'a Layers,
+    warnings: &'a mut Warnings,
+}
+
+impl Parser<'_> {
+    /// Parses `key` if set. An invalid value is warned about and reported as `Err(())`, which
+    /// callers turn into [`Switch::Invalid`] for the feature the key belongs to.
+    fn parse<T>(
+        &mut self,
+        key: Key,
+        feature: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ()> {
+        let Some((value, source)) = self.layers.get(key) else {
+            return Ok(None);
+        };
+        f(value.trim()).map(Some).map_err(|reason| {
+            self.warnings.push(format!(
+                "invalid {source} value {}={value:?}: {reason}; {feature} disabled",
+                key.annotation()
+            ));
+        })
+    }
+}
+
+impl Config {
+    /// Merges the pod's annotations over the namespace configuration and parses the result.
+    /// Every doubtful input becomes a warning; nothing fails.
+    pub fn resolve(
+        ns: &NamespaceConfig,
+        pod_annotations: Option<&BTreeMap<String, String>>,
+        settings: &ServerSettings,
+        warnings: &mut Warnings,
+    ) -> Config {
+        #[cfg(test)]
+        RESOLVED.with(|n| n.set(n.get() + 1));
+        for w in &ns.warnings {
+            warnings.push(w.clone());
+        }
+        let mut layers = ns.layers.clone();
+        let overrides = match layers.get(Key::PodOverrides) {
+            None => true,
+            Some((v, source)) => parse_bool(v.trim()).unwrap_or_else(|reason| {
+                warnings.push(format!(
+                    "invalid {source} value {}={v:?}: {reason}; pod overrides disabled",
+                    Key::PodOverrides.annotation()
+                ));
+                false
+            }),
+        };
+        for (annotation, value) in pod_annotations.into_iter().flatten() {
+            let Some(name) = annotation.strip_prefix(PREFIX) else {
+                continue;
+            };
+            match Key::from_name(name) {
+                None if is_reserved(name) => {}
+                None => warnings.push(unknown_key_message(annotation, "pod")),
+                Some(key) if !key.pod_overridable() => warnings.push(format!(
+                    "pod annotation {annotation} is ignored: it can only be set on the namespace"
+                )),
+                Some(_) if !overrides => warnings.push(format!(
+                    "pod annotation {annotation} is ignored: namespace {} sets {}: \"false\"",
+                    ns.name,
+                    Key::PodOverrides.annotation()
+                )),
+                Some(key) => {
+                    layers.0.insert(key, (value.clone(), Source::Pod));
+                }
+            }
+        }
+        let mut p = Parser {
+            layers: &layers,
+            warnings,
+        };
+        Config {
+            targets: match p.parse(Key::Containers, "injection", parse_targets) {
+                Ok(t) => t.unwrap_or(Targets::Default),
+                Err(()) => Targets::Invalid,
+            },
+            memory: memory_setting(&mut p),
+            heap_dump: dump_setting(&mut p, settings),
+            exit_on_oom: match p.parse(Key::ExitOnOom, Feature::ExitOnOom.name(), parse_bool) {
+                Ok(Some(false)) => Switch::Off,
+                Ok(_) => Switch::On(()),
+                Err(()) => Switch::Invalid,
+            },
+            jvm_options: match p.parse(
+                Key::JvmOptions,
+                Feature::JvmOptions.name(),
+                parse_jvm_options,
+            ) {
+                Ok(Some(tokens)) if !tokens.is_empty() => Switch::On(tokens),
+                Ok(_) => Switch::Off,
+                Err(()) => Switch::Invalid,
+            },
+            probes: probe_setting(&mut p),
+            ulimits: match p.parse(Key::Ulimits, Feature::Ulimits.name(), parse_ulimits) {
+                Ok(Some(limits)) => Switch::On(limits),
+                Ok(None) => Switch::Off,
+                Err(()) => Switch::Invalid,
+            },
+            tools: p
+                .parse(Key::Tools, "the tools init container", parse_bool)
+                .map(|t| t.unwrap_or(true))
+                .unwrap_or(false),
+        }
+    }
+}
+
+fn memory_setting(p: &mut Parser<'_>) -> Switch<MemoryConfig> {
+    let feature = Feature::Memory.name();
+    let max = p.parse(Key::MaxRamPercentage, feature, parse_max_ram);
+    let initial = p.parse(Key::InitialRamPercentage, feature, parse_percent);
+    let reserve = p.parse(Key::NonHeapReserve, feature, parse_quantity);
+    let (Ok(max), Ok(initial), Ok(reserve)) = (max, initial, reserve) else {
+        return Switch::Invalid;
+    };
+    Switch::On(MemoryConfig {
+        max: max.unwrap_or(MaxRam::Auto),
+        initial,
+        reserve: reserve.unwrap_or_else(|| DEFAULT_RESERVE.parse().expect("valid default")),
+    })
+}
+
+fn dump_setting(p: &mut Parser<'_>, settings: &ServerSettings) -> Switch<DumpConfig> {
+    let feature = Feature::HeapDump.name();
+    // When the feature is off its other keys are not read, so they cannot disable it twice.
+    match p.parse(Key::HeapDump, feature, parse_bool) {
+        Err(()) => return Switch::Invalid,
+        Ok(Some(false)) => return Switch::Off,
+        Ok(_) => {}
+    }
+    let volume = p.parse(Key::DumpVolume, feature, |v| {
+        parse_dump_volume(v, settings.allow_host_path)
+    });
+    let mount_path = p.parse(Key::DumpMountPath, feature, parse_abs_path);
+    let size_limit = p.parse(Key::DumpSizeLimit, feature, parse_quantity);
+    let keep = p.parse(Key::DumpKeep, feature, parse_keep);
+    let (Ok(volume), Ok(mount_path), Ok(size_limit), Ok(keep)) =
+        (volume, mount_path, size_limit, keep)
+    else {
+        return Switch::Invalid;
+    };
+    let volume = match (
+        volume.unwrap_or(DumpVolume::EmptyDir { size_limit: None }),
+        size_limit,
+    ) {
+        (DumpVolume::EmptyDir { .. }, size_limit) => DumpVolume::EmptyDir { size_limit },
+        (other, Some(_)) => {
+            p.warnings.push(format!(
+                "{} only applies to emptyDir dump volumes; ignored",
+                Key::DumpSizeLimit.annotation()
+            ));
+            other
+        }
+        (other, None) => other,
+    };
+    Switch::On(DumpConfig {
+        volume,
+        mount_path: mount_path.unwrap_or_else(|| DEFAULT_MOUNT_PATH.to_string()),
+        keep: keep.unwrap_or(DEFAULT_DUMP_KEEP),
+    })
+}
+
+fn probe_setting(p: &mut Parser<'_>) -> Switch<ProbeConfig> {
+    let feature = Feature::Probes.name();
+    let mut mode = match p.parse(Key::Probes, feature, parse_probe_mode) {
+        Err(()) => return Switch::Invalid,
+        Ok(None | Some(None)) => return Switch::Off,
+        Ok(Some(Some(mode))) => mode,
+    };
+    let path = p.parse(Key::ProbePath, feature, parse_http_path);
+    let port = p.parse(Key::ProbePort, feature, parse_port);
+    let timeout = p.parse(Key::StartupTimeout, feature, parse_seconds);
+    let (Ok(path), Ok(port), Ok(timeout)) = (path, port, timeout) else {
+        return Switch::Invalid;
+    };
+    if let ProbeMode::Http { path: p_path } = &mut mode {
+        match path {
+            Some(path) => *p_path = path,
+            None => {
+                p.warnings.push(format!(
+                    "{}: \"http\" needs {}; probes disabled",
+                    Key::Probes.annotation(),
+                    Key::ProbePath.annotation()
+                ));
+                return Switch::Invalid;
+            }
+        }
+    }
+    Switch::On(ProbeConfig {
+        mode,
+        port,
+        startup_timeout_seconds: timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+    })
+}

@@ -1,0 +1,276 @@
+//! Typed configuration values and the parser of each key's raw string: the one place that
+//! knows what a valid value is, used for annotations and the defaults file alike.
+
+use std::fmt;
+
+use super::keys::Key;
+use super::quantity::Quantity;
+use super::rlimit::{self, Rlimit};
+
+/// A RAM percentage in tenths of a percent: (0, 100] with at most one decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub(super) u16);
+
+impl Percent {
+    pub fn from_tenths(tenths: u16) -> Option<Percent> {
+        (1..=1000).contains(&tenths).then_some(Percent(tenths))
+    }
+
+    pub fn tenths(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Percent {
+    // Always with a decimal point: every HotSpot release parses `62.0` for a double flag.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+    }
+}
+
+pub(super) fn parse_percent(v: &str) -> Result<Percent, String> {
+    let bad = || "expected a number in (0, 100] with at most one decimal".to_string();
+    let (int, frac) = v.split_once('.').unwrap_or((v, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) || frac.len() != 1 || int.len() > 3 {
+        return Err(bad());
+    }
+    let tenths =
+        int.parse::<u16>().map_err(|_| bad())? * 10 + frac.parse::<u16>().map_err(|_| bad())?;
+    Percent::from_tenths(tenths).ok_or_else(bad)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaxRam {
+    /// Sized from the container's memory limit and the non-heap reserve.
+    Auto,
+    Fixed(Percent),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    pub max: MaxRam,
+    pub initial: Option<Percent>,
+    pub reserve: Quantity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DumpVolume {
+    EmptyDir { size_limit: Option<Quantity> },
+    Pvc(String),
+    HostPath(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpConfig {
+    pub volume: DumpVolume,
+    pub mount_path: String,
+    /// Newest dumps kept per pod directory by the rotation hook.
+    pub keep: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeMode {
+    Tcp,
+    Http { path: String },
+    SpringBoot,
+    Quarkus,
+    Micronaut,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub mode: ProbeMode,
+    /// `None`: the port named `http`, else the first TCP containerPort.
+    pub port: Option<PortRef>,
+    pub startup_timeout_seconds: u32,
+}
+
+/// Which containers get the features.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// The default-container annotation, else the first non-sidecar container.
+    Default,
+    All,
+    Named(Vec<String>),
+    /// `containers` was invalid: nothing is targeted.
+    Invalid,
+}
+
+pub(super) const DEFAULT_RESERVE: &str = "384Mi";
+pub(super) const DEFAULT_MOUNT_PATH: &str = "/dumps";
+pub(super) const DEFAULT_DUMP_KEEP: u32 = 3;
+pub(super) const DEFAULT_STARTUP_TIMEOUT: u32 = 180;
+
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+pub(super) fn parse_quantity(v: &str) -> Result<Quantity, String> {
+    v.parse()
+        .map_err(|e: crate::config::quantity::QuantityError| e.to_string())
+}
+
+pub(super) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub(super) fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+pub(super) fn parse_abs_path(v: &str) -> Result<String, String> {
+    let ok = v.starts_with('/')
+        && v.len() > 1
+        && !v.split('/').any(|c| c == "..")
+        && !v.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(v.trim_end_matches('/').to_string())
+    } else {
+        Err("expected an absolute path without '..', ':' or spaces".into())
+    }
+}
+
+pub(super) fn parse_targets(v: &str) -> Result<Targets, String> {
+    if v == "*" {
+        return Ok(Targets::All);
+    }
+    let names: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+    if names.iter().all(|n| is_dns_label(n)) {
+        Ok(Targets::Named(names))
+    } else {
+        Err("expected a comma list of container names, or *".into())
+    }
+}
+
+pub(super) fn parse_dump_volume(v: &str, allow_host_path: bool) -> Result<DumpVolume, String> {
+    if v == "emptyDir" {
+        Ok(DumpVolume::EmptyDir { size_limit: None })
+    } else if let Some(claim) = v.strip_prefix("pvc:") {
+        if is_dns_subdomain(claim) {
+            Ok(DumpVolume::Pvc(claim.to_string()))
+        } else {
+            Err("pvc: needs a valid claim name".into())
+        }
+    } else if let Some(path) = v.strip_prefix("hostPath:") {
+        if !allow_host_path {
+            return Err("hostPath volumes need the server flag --allow-host-path".into());
+        }
+        parse_abs_path(path).map(DumpVolume::HostPath)
+    } else {
+        Err("expected emptyDir, pvc:<claim> or hostPath:<absolute path>".into())
+    }
+}
+
+pub(super) fn parse_jvm_options(v: &str) -> Result<Vec<String>, String> {
+    let tokens: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+    match tokens.iter().find(|t| !t.starts_with('-')) {
+        Some(t) => Err(format!("{t:?} does not start with '-'")),
+        None => Ok(tokens),
+    }
+}
+
+pub(super) fn parse_probe_mode(v: &str) -> Result<Option<ProbeMode>, String> {
+    Ok(Some(match v {
+        "off" => return Ok(None),
+        "tcp" => ProbeMode::Tcp,
+        "http" => ProbeMode::Http {
+            path: String::new(),
+        },
+        "spring-boot" => ProbeMode::SpringBoot,
+        "quarkus" => ProbeMode::Quarkus,
+        "micronaut" => ProbeMode::Micronaut,
+        _ => return Err("expected off, tcp, http, spring-boot, quarkus or micronaut".into()),
+    }))
+}
+
+pub(super) fn parse_http_path(v: &str) -> Result<String, String> {
+    if v.starts_with('/') && !v.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        Ok(v.to_string())
+    } else {
+        Err("expected an absolute HTTP path such as /health".into())
+    }
+}
+
+pub(super) fn parse_port(v: &str) -> Result<PortRef, String> {
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return match v.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(PortRef::Number(n)),
+            _ => Err("port number must be in 1..65535".into()),
+        };
+    }
+    // IANA_SVC_NAME, as Kubernetes validates containerPort names.
+    let ok = v.len() <= 15
+        && is_dns_label(v)
+        && v.bytes().any(|b| b.is_ascii_lowercase())
+        && !v.contains("--");
+    if ok {
+        Ok(PortRef::Name(v.to_string()))
+    } else {
+        Err("expected a port number or a container port name".into())
+    }
+}
+
+pub(super) fn parse_seconds(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+        _ => Err("expected whole seconds between 1 and 86400".into()),
+    }
+}
+
+pub(super) fn parse_keep(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected an integer >= 1".into()),
+    }
+}
+
+/// `max-ram-percentage`: `auto` or a percentage.
+pub(super) fn parse_max_ram(v: &str) -> Result<MaxRam, String> {
+    if v == "auto" {
+        Ok(MaxRam::Auto)
+    } else {
+        parse_percent(v).map(MaxRam::Fixed)
+    }
+}
+
+pub(super) fn parse_ulimits(v: &str) -> Result<Vec<Rlimit>, String> {
+    rlimit::parse_list(v).map_err(|e| e.to_string())
+}
+
+/// Checks `value` with the parser of `key`, the one [`super::Config::resolve`] uses: the match
+/// is exhaustive, so a new key cannot be left unchecked in the defaults file.
+pub(super) fn check(key: Key, value: &str, allow_host_path: bool) -> Result<(), String> {
+    let v = value.trim();
+    match key {
+        Key::Containers => parse_targets(v).map(drop),
+        Key::MaxRamPercentage => parse_max_ram(v).map(drop),
+        Key::InitialRamPercentage => parse_percent(v).map(drop),
+        Key::NonHeapReserve | Key::DumpSizeLimit => parse_quantity(v).map(drop),
+        Key::HeapDump | Key::ExitOnOom | Key::Tools | Key::PodOverrides => parse_bool(v).map(drop),
+        Key::DumpVolume => parse_dump_volume(v, allow_host_path).map(drop),
+        Key::DumpMountPath => parse_abs_path(v).map(drop),
+        Key::DumpKeep => parse_keep(v).map(drop),
+        Key::JvmOptions => parse_jvm_options(v).map(drop),
+        Key::Probes => parse_probe_mode(v).map(drop),
+        Key::ProbePath => parse_http_path(v).map(drop),
+        Key::ProbePort => parse_port(v).map(drop),
+        Key::StartupTimeout => parse_seconds(v).map(drop),
+        Key::Ulimits => parse_ulimits(v).map(drop),
+    }
+}

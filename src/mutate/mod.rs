@@ -1,0 +1,242 @@
+//! The admission engine, pure: a Pod and its configuration in, a JSONPatch, warnings and the
+//! status report out. No I/O; the webhook, the preview and the tests all call it.
+//!
+//! [`Plan`] decides once per pod; each container then goes through [`container`], which calls
+//! one function per feature, each in its own module ([`jvm`], [`dumps`], [`probes`], [`tools`]).
+
+mod container;
+pub mod dumps;
+pub mod image;
+pub mod jvm;
+pub mod patch;
+mod plan;
+pub mod probes;
+pub mod status;
+pub mod targets;
+pub mod tools;
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+
+pub use image::{ImageCommand, ImageRequest, Platform, ResolvedImages};
+pub use plan::Plan;
+
+use crate::config::{NamespaceConfig, ServerSettings, Warnings};
+use container::{ContainerMutation, Uses};
+use patch::{pointer, to_value, PatchBuilder};
+use plan::Decision;
+use status::{ContainerStatus, Status};
+
+/// What a mutation decided. An empty patch means "admit unchanged".
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+    /// The report written to the status annotation; `None` when the pod is left alone.
+    pub status: Option<Status>,
+}
+
+impl Mutation {
+    fn unchanged(warnings: Warnings) -> Mutation {
+        Mutation {
+            patch: Patch(Vec::new()),
+            warnings: warnings.into_vec(),
+            status: None,
+        }
+    }
+}
+
+/// The images whose ENTRYPOINT and CMD [`mutate_with`] would use (see
+/// [`Plan::images_to_resolve`]).
+pub fn images_to_resolve(
+    pod: &Pod,
+    ns: &NamespaceConfig,
+    settings: &ServerSettings,
+) -> Vec<ImageRequest> {
+    Plan::new(pod, ns, settings).images_to_resolve()
+}
+
+/// Mutates `pod`, created in namespace `ns`, knowing no image's ENTRYPOINT.
+pub fn mutate(pod: &Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Mutation {
+    mutate_with(pod, ns, settings, &ResolvedImages::default())
+}
+
+/// Mutates `pod`, created in namespace `ns`, with the image commands looked up for
+/// [`images_to_resolve`].
+pub fn mutate_with(
+    pod: &Pod,
+    ns: &NamespaceConfig,
+    settings: &ServerSettings,
+    images: &ResolvedImages,
+) -> Mutation {
+    Plan::new(pod, ns, settings).mutate(images)
+}
+
+impl Plan<'_> {
+    /// Mutates the planned pod with the image commands looked up for
+    /// [`images_to_resolve`](Plan::images_to_resolve).
+    pub fn mutate(self, images: &ResolvedImages) -> Mutation {
+        let pod = self.pod;
+        let plan = match self.decision {
+            Decision::LeaveAlone(warnings) => return Mutation::unchanged(warnings),
+            Decision::Mutate(plan) => plan,
+        };
+        let mut plan = plan;
+        let spec = plan.spec;
+        let mut warnings = std::mem::take(&mut plan.warnings);
+        let mut patch = PatchBuilder::default();
+        let mut status = Status::new();
+        let mut uses = Uses::default();
+        for &index in &plan.targets {
+            let container = &spec.containers[index];
+            // A `command` replaces the ENTRYPOINT: the image's is of no use then.
+            let image = container
+                .image
+                .as_ref()
+                .filter(|_| !tools::has_command(container))
+                .and_then(|image| {
+                    images.get(&ImageRequest {
+                        image: image.clone(),
+                        platform: plan.platform.clone(),
+                    })
+                });
+            let mut ctx = ContainerMutation {
+                index,
+                container,
+                image,
+                pod: &plan,
+                patch: &mut patch,
+                warnings: &mut warnings,
+                status: ContainerStatus::default(),
+            };
+            let used = ctx.run();
+            uses.dump |= used.dump;
+            uses.tools |= used.tools;
+            status.containers.insert(container.name.clone(), ctx.status);
+        }
+        let mut volumes = Vec::new();
+        if let (true, Ok(cfg)) = (uses.dump, &plan.dump) {
+            volumes.push(to_value(&dumps::volume(cfg)));
+        }
+        if let (true, Ok(image)) = (uses.tools, &plan.tools) {
+            volumes.push(to_value(&tools::volume()));
+            patch.append(
+                pointer(["spec", "initContainers"]),
+                spec.init_containers.is_some(),
+                vec![to_value(&tools::init_container(image))],
+            );
+        }
+        patch.append(
+            pointer(["spec", "volumes"]),
+            spec.volumes.is_some(),
+            volumes,
+        );
+        status::annotate(&mut patch, &pod.metadata, &status);
+        Mutation {
+            patch: patch.build(),
+            warnings: warnings.into_vec(),
+            status: Some(status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Defaults;
+    use serde_json::Value;
+
+    fn pod(annotations: Value, containers: Value, node_selector: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": annotations},
+            "spec": {"containers": containers, "nodeSelector": node_selector},
+        }))
+        .unwrap()
+    }
+
+    fn settings(tools: bool) -> ServerSettings {
+        ServerSettings {
+            tools_image: tools.then(|| "tools:1".to_string()),
+            ..ServerSettings::default()
+        }
+    }
+
+    const ULIMITS: &str = "jvm-guard.io/ulimits";
+
+    #[rstest]
+    #[case::wrapped(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), true, &["app:1"])]
+    #[case::no_ulimits(json!({}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &[])]
+    #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &[])]
+    #[case::empty_command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": []}]), true, &["app:1"])]
+    #[case::already_mutated(json!({ULIMITS: "nofile=1024", "jvm-guard.io/status": "{}"}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::only_targets(
+        json!({ULIMITS: "nofile=1024"}),
+        json!([{"name": "istio-proxy", "image": "proxy:1"}, {"name": "a", "image": "app:1"}]),
+        true,
+        &["app:1"]
+    )]
+    #[case::once_per_image(
+        json!({ULIMITS: "nofile=1024", "jvm-guard.io/containers": "*"}),
+        json!([{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c", "image": "app:1", "command": ["x"]}]),
+        true,
+        &["app:1"]
+    )]
+    fn images_to_resolve_only_for_wrapped_targets(
+        #[case] annotations: Value,
+        #[case] containers: Value,
+        #[case] tools: bool,
+        #[case] expected: &[&str],
+    ) {
+        let pod = pod(annotations, containers, Value::Null);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let images: Vec<String> = images_to_resolve(&pod, &ns, &settings(tools))
+            .into_iter()
+            .map(|r| r.image)
+            .collect();
+        assert_eq!(images, expected);
+    }
+
+    #[test]
+    fn the_platform_comes_from_the_node_selector() {
+        let containers = json!([{"name": "a", "image": "app:1"}]);
+        let selector = json!({"kubernetes.io/arch": "arm64"});
+        let pod = pod(json!({ULIMITS: "nofile=1024"}), containers, selector);
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let requests = images_to_resolve(&pod, &ns, &settings(true));
+        assert_eq!(
+            requests[0].platform,
+            Platform {
+                os: "linux".into(),
+                architecture: "arm64".into()
+            }
+        );
+        assert_eq!(Platform::default().architecture, "amd64");
+
+        // What the lookup said reaches the container, an unknown image says why.
+        let command = |result: Result<ImageCommand, String>| {
+            let mut images = ResolvedImages::default();
+            images.insert(requests[0].clone(), result);
+            let m = mutate_with(&pod, &ns, &settings(true), &images);
+            (serde_json::to_value(&m.patch).unwrap(), m.warnings)
+        };
+        let (patch, _) = command(Ok(ImageCommand {
+            entrypoint: vec!["java".into()],
+            cmd: vec!["-version".into()],
+        }));
+        let ops = patch.as_array().unwrap();
+        assert!(ops.iter().any(
+            |op| op["path"] == "/spec/containers/0/args" && op["value"] == json!(["-version"])
+        ));
+        let (_, warnings) = command(Err("registry down".into()));
+        assert!(
+            warnings.iter().any(|w| w.contains(
+                "no command, and the image ENTRYPOINT is unknown (registry down); set command to wrap it"
+            )),
+            "{warnings:?}"
+        );
+    }
+}

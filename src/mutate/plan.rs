@@ -1,0 +1,153 @@
+//! The plan of one admission: whether the pod is ours, its typed configuration (resolved once),
+//! its targets and the pod-level parts they can share. Built once, then passed to the image
+//! lookup ([`Plan::images_to_resolve`]) and to the mutation ([`Plan::mutate`]).
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+
+use super::image::{ImageRequest, Platform};
+use super::{dumps, targets, tools};
+use crate::config::{
+    Config, DumpConfig, Key, NamespaceConfig, ServerSettings, Switch, Warnings,
+    EXCLUDED_NAMESPACES, INJECT_LABEL, STATUS_ANNOTATION,
+};
+
+/// What was decided about a pod before any container is looked at.
+pub struct Plan<'a> {
+    pub(super) pod: &'a Pod,
+    pub(super) decision: Decision<'a>,
+}
+
+pub(super) enum Decision<'a> {
+    /// Left alone, with the warnings saying why (none for a pod we mutated already).
+    LeaveAlone(Warnings),
+    Mutate(Box<PodPlan<'a>>),
+}
+
+/// Pod-level decisions every target shares.
+pub(super) struct PodPlan<'a> {
+    pub spec: &'a PodSpec,
+    pub config: Config,
+    /// Indices into `spec.containers`.
+    pub targets: Vec<usize>,
+    pub platform: Platform,
+    /// The dump configuration when the pod can take the dump volume, else why not (empty when
+    /// the feature is off).
+    pub dump: Result<DumpConfig, String>,
+    /// The tools image when the pod can take the tools, else why not.
+    pub tools: Result<String, String>,
+    /// What resolving the configuration and choosing the targets had to say.
+    pub warnings: Warnings,
+}
+
+/// Why the pod must be left alone, if it must.
+fn excluded(pod: &Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Option<String> {
+    if EXCLUDED_NAMESPACES.contains(&ns.name.as_str())
+        || settings.webhook_namespace.as_deref() == Some(ns.name.as_str())
+    {
+        return Some(format!("namespace {} is never mutated", ns.name));
+    }
+    let labels = pod.metadata.labels.as_ref();
+    if labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("false") {
+        return Some(format!("pod opted out with label {INJECT_LABEL}=false"));
+    }
+    None
+}
+
+/// The tools image, or why the tools cannot be injected into this pod.
+fn tools_image(
+    spec: &PodSpec,
+    config: &Config,
+    settings: &ServerSettings,
+) -> Result<String, String> {
+    if !config.tools {
+        return Err(format!("{} is \"false\"", Key::Tools.annotation()));
+    }
+    let image = settings
+        .tools_image
+        .as_deref()
+        .ok_or_else(|| "no tools image is configured (--tools-image)".to_string())?;
+    match tools::pod_collision(spec) {
+        None => Ok(image.to_string()),
+        Some(reason) => Err(reason),
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// Decides about `pod`, created in namespace `ns`: the one place its configuration is
+    /// resolved.
+    pub fn new(pod: &'a Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Plan<'a> {
+        let leave_alone = |warnings| Plan {
+            pod,
+            decision: Decision::LeaveAlone(warnings),
+        };
+        let mut warnings = Warnings::default();
+        if let Some(reason) = excluded(pod, ns, settings) {
+            warnings.push(reason);
+            return leave_alone(warnings);
+        }
+        let annotations = pod.metadata.annotations.as_ref();
+        // Reinvocation and re-submitted manifests: our own mark means the work is done.
+        if annotations.is_some_and(|a| a.contains_key(STATUS_ANNOTATION)) {
+            return leave_alone(warnings);
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            warnings.push("pod has no spec; nothing injected");
+            return leave_alone(warnings);
+        };
+        let config = Config::resolve(ns, annotations, settings, &mut warnings);
+        let targets = targets::select(pod, &config.targets, &mut warnings);
+        let dump = match &config.heap_dump {
+            Switch::On(cfg) => match dumps::pod_collision(spec) {
+                None => Ok(cfg.clone()),
+                Some(reason) => {
+                    warnings.push(format!("{reason}; heap-dump skipped"));
+                    Err(reason)
+                }
+            },
+            Switch::Off | Switch::Invalid => Err(String::new()),
+        };
+        let tools = tools_image(spec, &config, settings);
+        let plan = PodPlan {
+            spec,
+            targets,
+            platform: Platform::of(spec),
+            dump,
+            tools,
+            config,
+            warnings,
+        };
+        Plan {
+            pod,
+            decision: Decision::Mutate(Box::new(plan)),
+        }
+    }
+
+    /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
+    /// get the rlimit wrapper and have no `command`. Empty when the pod needs no lookup.
+    pub fn images_to_resolve(&self) -> Vec<ImageRequest> {
+        let Decision::Mutate(plan) = &self.decision else {
+            return Vec::new();
+        };
+        if !matches!(plan.config.ulimits, Switch::On(_)) || plan.tools.is_err() {
+            return Vec::new();
+        }
+        let mut requests: Vec<ImageRequest> = Vec::new();
+        for &index in &plan.targets {
+            let container = &plan.spec.containers[index];
+            if tools::has_command(container) || tools::container_collision(container).is_some() {
+                continue;
+            }
+            let Some(image) = container.image.as_ref().filter(|i| !i.is_empty()) else {
+                continue;
+            };
+            let request = ImageRequest {
+                image: image.clone(),
+                platform: plan.platform.clone(),
+            };
+            if !requests.contains(&request) {
+                requests.push(request);
+            }
+        }
+        requests
+    }
+}
