@@ -108,7 +108,7 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    // One line per admission at debug (`RUST_LOG=info,jvm_guard::server=debug`): at info, the
+    // One line per admission at debug (`RUST_LOG=info,jvm_guard::webhook::router=debug`): at info, the
     // span and line took over 40% of the throughput of 2 KB reviews (scripts/bench.sh); the
     // metrics count every outcome, and warnings and errors are logged at info anyway.
     let span = tracing::debug_span!("admission", uid = Empty, namespace = Empty, outcome = Empty);
