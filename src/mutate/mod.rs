@@ -6,6 +6,7 @@
 
 mod container;
 pub mod dumps;
+pub mod env;
 pub mod image;
 pub mod jvm;
 pub mod patch;
@@ -18,6 +19,7 @@ pub mod tools;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 
+pub use env::EnvSources;
 pub use image::{ImageCommand, ImageRequest, Platform, ResolvedImages};
 pub use plan::Plan;
 
@@ -70,6 +72,20 @@ pub fn mutate_with(
     images: &ResolvedImages,
 ) -> Mutation {
     Plan::new(pod, ns, settings).mutate(images)
+}
+
+/// Mutates `pod` as [`mutate_with`] does, reading the ConfigMaps and Secrets in `sources` that
+/// its containers' `envFrom` and `valueFrom` name (the preview's view of its input).
+pub fn mutate_with_sources(
+    pod: &Pod,
+    ns: &NamespaceConfig,
+    settings: &ServerSettings,
+    images: &ResolvedImages,
+    sources: &EnvSources,
+) -> Mutation {
+    Plan::new(pod, ns, settings)
+        .with_sources(sources)
+        .mutate(images)
 }
 
 impl Plan<'_> {

@@ -2,8 +2,11 @@
 //! its targets and the pod-level parts they can share. Built once, then passed to the image
 //! lookup ([`Plan::images_to_resolve`]) and to the mutation ([`Plan::mutate`]).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
+use super::env::EnvSources;
 use super::image::{ImageRequest, Platform};
 use super::{dumps, targets, tools};
 use crate::config::{
@@ -15,7 +18,14 @@ use crate::config::{
 pub struct Plan<'a> {
     pub(super) pod: &'a Pod,
     pub(super) decision: Decision<'a>,
+    /// The ConfigMaps and Secrets the caller knows, for `envFrom` and `valueFrom`.
+    pub(super) sources: &'a EnvSources,
 }
+
+static NO_SOURCES: EnvSources = EnvSources {
+    config_maps: BTreeMap::new(),
+    secrets: BTreeMap::new(),
+};
 
 pub(super) enum Decision<'a> {
     /// Left alone, with the warnings saying why (none for a pod we mutated already).
@@ -79,6 +89,7 @@ impl<'a> Plan<'a> {
         let leave_alone = |warnings| Plan {
             pod,
             decision: Decision::LeaveAlone(warnings),
+            sources: &NO_SOURCES,
         };
         let mut warnings = Warnings::default();
         if let Some(reason) = excluded(pod, ns, settings) {
@@ -119,7 +130,13 @@ impl<'a> Plan<'a> {
         Plan {
             pod,
             decision: Decision::Mutate(Box::new(plan)),
+            sources: &NO_SOURCES,
         }
+    }
+
+    /// The same plan, knowing the ConfigMaps and Secrets in `sources`.
+    pub fn with_sources(self, sources: &'a EnvSources) -> Plan<'a> {
+        Plan { sources, ..self }
     }
 
     /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
