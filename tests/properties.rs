@@ -178,7 +178,7 @@ proptest! {
         allow_host_path in any::<bool>(),
         tools_image in prop::option::of(Just("ghcr.io/jvm-guard/jvm-guard:test".to_string())),
     ) {
-        let settings = ServerSettings { allow_host_path, webhook_namespace: None, tools_image };
+        let settings = ServerSettings { allow_host_path, webhook_namespace: None, tools_image, ..ServerSettings::default() };
         let ns = NamespaceConfig::new("team", Some(&ns_annotations), &Defaults::default());
         let typed: Pod = serde_json::from_value(input.clone()).expect("generated pods are valid");
         let mutation = mutate(&typed, &ns, &settings);

@@ -92,12 +92,13 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
     };
     let preview = Preview {
         namespace,
-        defaults,
         settings: ServerSettings {
             allow_host_path: args.allow_host_path,
             webhook_namespace: None,
             tools_image: Some(args.tools_image.clone()),
+            profiles: defaults.profiles(),
         },
+        defaults,
     };
     let text = read_input(&args.file)?;
     let docs = manifest::parse_documents(&text).map_err(in_file(&args.file))?;

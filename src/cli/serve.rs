@@ -192,6 +192,7 @@ impl ServeArgs {
             allow_host_path: self.allow_host_path,
             webhook_namespace: self.webhook_namespace.clone(),
             tools_image: self.tools_image.clone().or(dev_image),
+            ..ServerSettings::default()
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::keys::{Key, PREFIX};
+use super::profiles::{ProfileError, Profiles};
 use super::values;
 
 /// Cluster-wide defaults (`serve --defaults FILE`): the same keys as a YAML map.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Defaults(BTreeMap<Key, String>);
+pub struct Defaults(BTreeMap<Key, String>, Option<Profiles>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefaultsError {
@@ -20,6 +21,8 @@ pub enum DefaultsError {
     NotScalar(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
 }
 
 impl Defaults {
@@ -30,7 +33,13 @@ impl Defaults {
         let map: BTreeMap<String, serde_yaml::Value> =
             serde_yaml::from_str::<Option<_>>(text)?.unwrap_or_default();
         let mut out = BTreeMap::new();
+        let mut profiles = None;
         for (raw_key, value) in map {
+            if raw_key == "profiles" {
+                let text = serde_yaml::to_string(&value)?;
+                profiles = Some(Profiles::with_overrides(&text)?);
+                continue;
+            }
             let name = raw_key.strip_prefix(PREFIX).unwrap_or(&raw_key);
             let key =
                 Key::from_name(name).ok_or_else(|| DefaultsError::UnknownKey(raw_key.clone()))?;
@@ -42,7 +51,7 @@ impl Defaults {
             };
             out.insert(key, value);
         }
-        let defaults = Defaults(out);
+        let defaults = Defaults(out, profiles);
         // A typo in the cluster defaults should stop start-up: every value is checked by its
         // key's parser, whether or not its feature is on. hostPath is checked as a path here;
         // whether it is allowed is the server's flag, checked when a pod is mutated.
@@ -68,6 +77,14 @@ impl Defaults {
                 Key::ProbePath.annotation()
             )));
         }
+        if let Some(name) = get(Key::Profile).filter(|n| !matches!(*n, "auto" | "none")) {
+            if self.profiles().get(name).is_none() {
+                return Err(DefaultsError::Invalid(format!(
+                    "{}: no launcher profile is named {name}",
+                    Key::Profile.annotation()
+                )));
+            }
+        }
         let volume = get(Key::DumpVolume).unwrap_or("emptyDir");
         if get(Key::DumpSizeLimit).is_some() && volume != "emptyDir" {
             return Err(DefaultsError::Invalid(format!(
@@ -80,5 +97,13 @@ impl Defaults {
 
     pub(super) fn values(&self) -> &BTreeMap<Key, String> {
         &self.0
+    }
+
+    /// The launcher profiles: the file's `profiles:` over the built-in ones.
+    pub fn profiles(&self) -> std::sync::Arc<Profiles> {
+        match &self.1 {
+            Some(p) => std::sync::Arc::new(p.clone()),
+            None => Profiles::built_in(),
+        }
     }
 }

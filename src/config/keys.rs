@@ -49,6 +49,7 @@ keys! {
     StartupTimeout => "startup-timeout", pod: true;
     Ulimits => "ulimits", pod: true;
     Tools => "tools", pod: false;
+    Profile => "profile", pod: true;
     PodOverrides => "pod-overrides", pod: false;
 }
 

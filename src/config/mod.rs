@@ -4,6 +4,7 @@
 mod defaults;
 mod feature;
 mod keys;
+pub mod profiles;
 pub mod quantity;
 mod resolve;
 pub mod rlimit;
@@ -16,8 +17,10 @@ pub use keys::{Key, EXCLUDED_NAMESPACES, INJECT_LABEL, PREFIX, STATUS_ANNOTATION
 #[cfg(test)]
 pub(crate) use resolve::RESOLVED;
 pub use resolve::{NamespaceConfig, Source};
+pub use profiles::{Profile, Profiles};
 pub use values::{
-    DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode, Targets,
+    DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode,
+    ProfileChoice, Targets,
 };
 pub use warnings::{Warnings, WARNING_PREFIX};
 
@@ -32,6 +35,8 @@ pub struct ServerSettings {
     pub webhook_namespace: Option<String>,
     /// Image of the tools init container (the webhook's own); without it no tools are injected.
     pub tools_image: Option<String>,
+    /// The launcher profiles: the built-in ones and the defaults file's.
+    pub profiles: std::sync::Arc<Profiles>,
 }
 
 /// A feature's switch: off, on with its parameters, or disabled by an invalid value (already
@@ -64,6 +69,7 @@ pub struct Config {
     pub ulimits: Switch<Vec<Rlimit>>,
     /// Inject the tools init container (rlimit wrapper, dump rotation).
     pub tools: bool,
+    pub profile: ProfileChoice,
 }
 
 #[cfg(test)]

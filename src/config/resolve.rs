@@ -197,6 +197,17 @@ impl Config {
                 .parse(Key::Tools, "the tools init container", parse_bool)
                 .map(|t| t.unwrap_or(true))
                 .unwrap_or(false),
+            profile: match p.parse(Key::Profile, "the profile choice (auto used)", |v| {
+                match parse_profile(v)? {
+                    ProfileChoice::Named(name) if settings.profiles.get(&name).is_none() => {
+                        Err(format!("no launcher profile is named {name}"))
+                    }
+                    choice => Ok(choice),
+                }
+            }) {
+                Ok(choice) => choice.unwrap_or(ProfileChoice::Auto),
+                Err(()) => ProfileChoice::Auto,
+            },
         }
     }
 }

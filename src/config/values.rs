@@ -240,6 +240,25 @@ pub(super) fn parse_keep(v: &str) -> Result<u32, String> {
     }
 }
 
+/// Which launcher profile a container gets (SPEC §4.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileChoice {
+    /// Matched on evidence.
+    Auto,
+    /// None: plain `JAVA_TOOL_OPTIONS`.
+    None,
+    Named(String),
+}
+
+pub(super) fn parse_profile(v: &str) -> Result<ProfileChoice, String> {
+    match v {
+        "auto" => Ok(ProfileChoice::Auto),
+        "none" => Ok(ProfileChoice::None),
+        name if is_dns_label(name) => Ok(ProfileChoice::Named(name.to_string())),
+        _ => Err("expected auto, none or a profile name".into()),
+    }
+}
+
 /// `max-ram-percentage`: `auto` or a percentage.
 pub(super) fn parse_max_ram(v: &str) -> Result<MaxRam, String> {
     if v == "auto" {
@@ -272,5 +291,6 @@ pub(super) fn check(key: Key, value: &str, allow_host_path: bool) -> Result<(), 
         Key::ProbePort => parse_port(v).map(drop),
         Key::StartupTimeout => parse_seconds(v).map(drop),
         Key::Ulimits => parse_ulimits(v).map(drop),
+        Key::Profile => parse_profile(v).map(drop),
     }
 }

@@ -213,7 +213,10 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     let stop = stop_signal()?;
     let defaults = load_defaults(&args)?;
     let namespaces = namespace_source(&args.namespaces, &defaults).await?;
-    let settings = Arc::new(args.settings.clone());
+    let settings = Arc::new(ServerSettings {
+        profiles: defaults.profiles(),
+        ..args.settings.clone()
+    });
     let registry = registry(&args).await?;
     if settings.tools_image.is_none() {
         tracing::warn!(
