@@ -38,6 +38,7 @@ fn settings(allow_host_path: bool) -> ServerSettings {
         allow_host_path,
         webhook_namespace: Some("jvm-guard".into()),
         tools_image: Some("ghcr.io/jvm-guard/jvm-guard:fuzz".into()),
+        ..ServerSettings::default()
     }
 }
 

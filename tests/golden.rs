@@ -38,6 +38,7 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
             .is_some_and(|l| l.starts_with("# settings:") && l.contains("allow-host-path")),
         webhook_namespace: None,
         tools_image: Some("ghcr.io/jvm-guard/jvm-guard:test".into()),
+        ..ServerSettings::default()
     };
     let namespace = match docs.first() {
         Some(d) if d.get("kind").and_then(Value::as_str) == Some("Namespace") => {

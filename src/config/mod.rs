@@ -14,10 +14,10 @@ mod warnings;
 pub use defaults::{Defaults, DefaultsError};
 pub use feature::Feature;
 pub use keys::{Key, EXCLUDED_NAMESPACES, INJECT_LABEL, PREFIX, STATUS_ANNOTATION};
+pub use profiles::{Profile, Profiles};
 #[cfg(test)]
 pub(crate) use resolve::RESOLVED;
 pub use resolve::{NamespaceConfig, Source};
-pub use profiles::{Profile, Profiles};
 pub use values::{
     DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode,
     ProfileChoice, Targets,

@@ -113,7 +113,9 @@ impl Profile {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok || matches!(self.name.as_str(), "auto" | "none") {
-            return Err("name: expected lowercase letters, digits and '-', not auto or none".into());
+            return Err(
+                "name: expected lowercase letters, digits and '-', not auto or none".into(),
+            );
         }
         if built_in && self.cite.trim().is_empty() {
             return Err("cite: a built-in profile cites the launcher behaviour it encodes".into());
@@ -122,11 +124,11 @@ impl Profile {
         if e.images.is_empty() && e.env.is_empty() && e.commands.is_empty() {
             return Err("match: needs images, env or commands".into());
         }
-        for (field, values) in [
-            ("match.images", &e.images),
-            ("match.commands", &e.commands),
-        ] {
-            if let Some(v) = values.iter().find(|v| v.trim().is_empty() || v.contains(' ')) {
+        for (field, values) in [("match.images", &e.images), ("match.commands", &e.commands)] {
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.trim().is_empty() || v.contains(' '))
+            {
                 return Err(format!("{field}: {v:?} is empty or has a space"));
             }
         }
@@ -150,7 +152,12 @@ impl Profile {
         if let Some(v) = self.heap.vars.iter().find(|v| !is_env_name(v)) {
             return Err(format!("heap.vars: {v:?} is not a variable name"));
         }
-        if let Some(v) = self.heap.megabytes.iter().find(|v| !self.heap.vars.contains(v)) {
+        if let Some(v) = self
+            .heap
+            .megabytes
+            .iter()
+            .find(|v| !self.heap.vars.contains(v))
+        {
             return Err(format!("heap.megabytes: {v:?} is not in heap.vars"));
         }
         Ok(())

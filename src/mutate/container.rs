@@ -4,12 +4,15 @@
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use serde_json::Value;
 
+use super::env::{EnvView, VarState};
 use super::image::ImageCommand;
-use super::jvm::{self, ToolOptions, UserFlags, TOOL_OPTIONS};
+use super::jvm::{self, UserFlags, TOOL_OPTIONS, USER_OPTION_VARS};
+use super::launcher;
 use super::patch::{pointer, to_value, PatchBuilder};
 use super::plan::PodPlan;
 use super::status::ContainerStatus;
 use super::tools;
+use crate::config::profiles::Profile;
 use crate::config::{Feature, Switch, Warnings};
 
 /// What a container ended up using of the pod-level parts, so the pod gets the volumes and the
@@ -23,8 +26,13 @@ pub(super) struct Uses {
 /// What the JVM features of a container gathered, written to its env in one go.
 #[derive(Default)]
 pub(super) struct JvmEdits {
-    /// Our flags, merged before the user's own.
+    /// Our flags for the options variable, merged before the user's own.
     pub tokens: Vec<String>,
+    /// Our memory flags, when they go to a variable of their own (the profile's memory
+    /// variable, replacing the launcher's default heap).
+    pub memory: Option<(String, Vec<String>)>,
+    /// Variables set whole (a launcher's dump-directory variable).
+    pub set_env: Vec<EnvVar>,
     /// Variables inserted at the front of the env (they must precede their users).
     pub prepend_env: Vec<EnvVar>,
     pub uses: Uses,
@@ -36,9 +44,20 @@ pub(super) struct ContainerMutation<'a> {
     /// The registry's answer for the container's image, when it was looked up.
     pub image: Option<Result<&'a ImageCommand, &'a str>>,
     pub pod: &'a PodPlan<'a>,
+    /// The container's env, with the ConfigMaps and Secrets the caller knows.
+    pub env: EnvView<'a>,
     pub patch: &'a mut PatchBuilder,
     pub warnings: &'a mut Warnings,
     pub status: ContainerStatus,
+}
+
+/// The launcher facts the JVM features share.
+pub(super) struct Jvm<'a> {
+    pub profile: Option<&'a Profile>,
+    /// The flags the container sets itself, wherever the JVM sees them.
+    pub user: UserFlags,
+    /// Each place the JVM reads flags from: a variable's name and value, or `the command`.
+    pub places: Vec<(String, String)>,
 }
 
 impl<'a> ContainerMutation<'a> {
@@ -67,7 +86,7 @@ impl<'a> ContainerMutation<'a> {
         &mut self,
         feature: Feature,
         switch: &'a Switch<T>,
-        options: &ToolOptions<'_>,
+        options: &Result<VarState, String>,
     ) -> Option<&'a T> {
         match (switch, options) {
             (Switch::Off, _) => None,
@@ -75,7 +94,7 @@ impl<'a> ContainerMutation<'a> {
                 self.skip(feature, "invalid configuration");
                 None
             }
-            (Switch::On(_), ToolOptions::Opaque(reason)) => {
+            (Switch::On(_), Err(reason) | Ok(VarState::Opaque(reason))) => {
                 self.skip(feature, reason.clone());
                 None
             }
@@ -100,23 +119,82 @@ impl<'a> ContainerMutation<'a> {
         }
     }
 
+    /// Every place the JVM reads flags from, with its known value.
+    fn places(&self, profile: Option<&Profile>, options: Option<&str>) -> Vec<(String, String)> {
+        let mut vars: Vec<&str> = USER_OPTION_VARS.to_vec();
+        vars.extend(options);
+        if let Some(p) = profile {
+            vars.extend(p.options.as_deref());
+            vars.extend(p.heap.vars.iter().map(String::as_str));
+            vars.extend(p.heap.memory_var.as_deref());
+        }
+        let mut places: Vec<(String, String)> = Vec::new();
+        for var in vars {
+            if places.iter().any(|(label, _)| label == var) {
+                continue;
+            }
+            if let Some(value) = self.env.var(var).value().filter(|v| !v.trim().is_empty()) {
+                places.push((var.to_string(), value.to_string()));
+            }
+        }
+        let argv: Vec<&str> = self
+            .container
+            .command
+            .iter()
+            .flatten()
+            .chain(self.container.args.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        if !argv.is_empty() {
+            places.push(("the command".to_string(), argv.join(" ")));
+        }
+        places
+    }
+
     /// Applies every feature to the container; returns what it uses of the pod-level parts.
     pub fn run(&mut self) -> Uses {
         let config = &self.pod.config;
-        let user = UserFlags::of(self.container);
-        let options = jvm::tool_options(self.container);
+        let profile = launcher::select(
+            self.container,
+            &self.env,
+            &config.profile,
+            &self.pod.profiles,
+        );
+        let options_var = launcher::options_var(profile);
+        self.status.profile = profile.map(|p| p.name.clone());
+        self.status.via = options_var.as_ref().ok().map(|v| v.to_string());
+        let options = options_var.clone().map(|v| self.env.var(v));
+        let places = self.places(profile, options_var.as_deref().ok());
+        let jvm = Jvm {
+            profile,
+            user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
+            places,
+        };
+        let user = &jvm.user;
         let mut edits = JvmEdits::default();
 
+        let mut heap_max = None;
         if let Some(cfg) = self.gate(Feature::Memory, &config.memory, &options) {
-            if let Some(flags) = self.memory(cfg, &user) {
-                self.add_flags(Feature::Memory, flags, &user, &mut edits);
+            let memory = self.memory(cfg, &jvm);
+            heap_max = memory.heap_max;
+            match memory.flags {
+                None => {}
+                Some((flags, None)) => self.add_flags(Feature::Memory, flags, user, &mut edits),
+                Some((flags, Some(var))) => match self.env.var(&var) {
+                    VarState::Opaque(reason) => self.skip(Feature::Memory, reason),
+                    _ => {
+                        self.status.applied(Feature::Memory);
+                        self.status.memory_via = Some(var.clone());
+                        edits.memory = Some((var, flags));
+                    }
+                },
             }
         }
         if self
             .gate(Feature::HeapDump, &config.heap_dump, &options)
             .is_some()
         {
-            self.heap_dump(&user, &mut edits);
+            self.heap_dump(&jvm, heap_max, &mut edits);
         }
         if self
             .gate(Feature::ExitOnOom, &config.exit_on_oom, &options)
@@ -125,23 +203,38 @@ impl<'a> ContainerMutation<'a> {
             self.add_flags(
                 Feature::ExitOnOom,
                 jvm::exit_on_oom_flags(),
-                &user,
+                user,
                 &mut edits,
             );
         }
         if let Some(tokens) = self.gate(Feature::JvmOptions, &config.jvm_options, &options) {
-            self.add_flags(Feature::JvmOptions, tokens.clone(), &user, &mut edits);
+            self.add_flags(Feature::JvmOptions, tokens.clone(), user, &mut edits);
         }
-        if let ToolOptions::Opaque(reason) = &options {
-            if !self.status.skipped.is_empty() {
+        let name = &self.container.name;
+        match &options {
+            _ if self.status.skipped.is_empty() => {}
+            Err(reason) => self.warnings.push(format!(
+                "container {name}: {reason}; JVM flags not injected"
+            )),
+            Ok(VarState::Opaque(reason)) => {
+                let var = options_var.as_deref().unwrap_or(TOOL_OPTIONS);
                 self.warnings.push(format!(
-                    "container {}: {reason}; JVM flags not injected (set {TOOL_OPTIONS} as a literal env value to let jvm-guard merge into it)",
-                    self.container.name
+                    "container {name}: {reason}; JVM flags not injected (set {var} as a literal env value to let jvm-guard merge into it)"
                 ));
             }
+            Ok(_) => {}
         }
 
-        self.apply_env(&options, &edits.tokens, edits.prepend_env);
+        if let Ok(var) = options_var {
+            self.apply_env(
+                var,
+                options.as_ref().ok(),
+                edits.tokens,
+                edits.memory,
+                edits.set_env,
+                edits.prepend_env,
+            );
+        }
         self.probes();
         let mut uses = edits.uses;
         uses.tools |= self.ulimits();
@@ -155,25 +248,68 @@ impl<'a> ContainerMutation<'a> {
         uses
     }
 
-    /// Env edits in an order whose indices stay valid: the in-place replace first, then the
-    /// append, then the inserts at the front.
-    fn apply_env(&mut self, options: &ToolOptions<'_>, tokens: &[String], prepend: Vec<EnvVar>) {
+    /// Env edits in an order whose indices stay valid: the in-place edits first, then the
+    /// appends, then the inserts at the front.
+    fn apply_env(
+        &mut self,
+        options_var: &str,
+        options: Option<&VarState>,
+        tokens: Vec<String>,
+        memory: Option<(String, Vec<String>)>,
+        set_env: Vec<EnvVar>,
+        prepend: Vec<EnvVar>,
+    ) {
+        // Each variable with our tokens, memory first (they precede the other flags).
+        let mut merges: Vec<(String, VarState, Vec<String>)> = Vec::new();
+        if let Some((var, flags)) = memory {
+            let state = self.env.var(&var);
+            merges.push((var, state, flags));
+        }
+        if !tokens.is_empty() {
+            match merges.iter_mut().find(|(var, _, _)| var == options_var) {
+                Some((_, _, flags)) => flags.extend(tokens),
+                None => merges.push((
+                    options_var.to_string(),
+                    options.cloned().unwrap_or(VarState::Absent),
+                    tokens,
+                )),
+            }
+        }
         let env_path = self.path("env");
         let mut append: Vec<EnvVar> = Vec::new();
-        let mut replace: Option<(usize, String)> = None;
-        match options {
-            _ if tokens.is_empty() => {}
-            ToolOptions::Literal { index, value } => {
-                replace = Some((*index, jvm::merge_tool_options(tokens, Some(value))))
-            }
-            ToolOptions::Absent => append.push(EnvVar {
-                name: TOOL_OPTIONS.to_string(),
-                value: Some(jvm::merge_tool_options(tokens, None)),
+        let mut in_place: Vec<(jsonptr::PointerBuf, Value, bool)> = Vec::new();
+        for (name, state, flags) in merges {
+            let literal = |value: Option<&str>| EnvVar {
+                name: name.clone(),
+                value: Some(jvm::merge_tool_options(&flags, value)),
                 value_from: None,
-            }),
-            // No feature gathers tokens for opaque options (see `gate`).
-            ToolOptions::Opaque(_) => {}
+            };
+            match &state {
+                VarState::Literal { index, value } => {
+                    // `add`, not `replace`: the apiserver omits an empty `value`, so the key
+                    // may be absent.
+                    let path = env_path
+                        .with_trailing_token(*index)
+                        .with_trailing_token("value");
+                    let merged = jvm::merge_tool_options(&flags, Some(value));
+                    in_place.push((path, Value::String(merged), false));
+                }
+                // A valueFrom whose source is known: the merged literal replaces the reference.
+                VarState::Known {
+                    index: Some(index),
+                    value,
+                } => in_place.push((
+                    env_path.with_trailing_token(*index),
+                    to_value(&literal(Some(value))),
+                    true,
+                )),
+                // Through envFrom: an env entry wins over it.
+                VarState::Known { index: None, value } => append.push(literal(Some(value))),
+                VarState::Absent => append.push(literal(None)),
+                VarState::Opaque(_) => {}
+            }
         }
+        append.extend(set_env);
         if self.container.env.is_none() {
             let all: Vec<Value> = prepend.iter().chain(&append).map(to_value).collect();
             if !all.is_empty() {
@@ -181,14 +317,12 @@ impl<'a> ContainerMutation<'a> {
             }
             return;
         }
-        if let Some((index, value)) = replace {
-            // `add`, not `replace`: the apiserver omits an empty `value`, so the key may be absent.
-            self.patch.add(
-                env_path
-                    .with_trailing_token(index)
-                    .with_trailing_token("value"),
-                Value::String(value),
-            );
+        for (path, value, replace) in in_place {
+            if replace {
+                self.patch.replace(path, value);
+            } else {
+                self.patch.add(path, value);
+            }
         }
         self.patch.append(
             env_path.clone(),

@@ -7,10 +7,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use super::container::{ContainerMutation, JvmEdits};
-use super::jvm::UserFlags;
+use super::container::{ContainerMutation, Jvm, JvmEdits};
+use super::env::VarState;
 use super::patch::to_value;
 use super::tools::TOOLS_BINARY;
+use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
 
 pub const VOLUME_NAME: &str = "jvm-guard-dumps";
@@ -121,9 +122,10 @@ pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
 }
 
 impl ContainerMutation<'_> {
-    /// The heap-dump feature: the mount and pod-name variable, the dump flags, and the
-    /// rotation hook when the tools are there (dump-rotation).
-    pub(super) fn heap_dump(&mut self, user: &UserFlags, edits: &mut JvmEdits) {
+    /// The heap-dump feature: the mount and pod-name variable, the dump flags (or the
+    /// launcher's dump-directory variable), and the rotation hook when the tools are there
+    /// (dump-rotation). `heap_max` is what a dump can reach, when known.
+    pub(super) fn heap_dump(&mut self, jvm: &Jvm<'_>, heap_max: Option<u64>, edits: &mut JvmEdits) {
         let cfg = match &self.pod.dump {
             Ok(cfg) => cfg,
             Err(reason) => return self.skip(Feature::HeapDump, reason.clone()),
@@ -131,6 +133,17 @@ impl ContainerMutation<'_> {
         if let Some(reason) = container_collision(self.container, cfg) {
             self.warnings.push(format!("{reason}; heap-dump skipped"));
             return self.skip(Feature::HeapDump, reason);
+        }
+        let dir_var = jvm.profile.and_then(|p| p.dump_dir_var.as_deref());
+        if let Some(var) = dir_var {
+            if self.env.var(var) != VarState::Absent {
+                let reason = format!("the container sets {var}, where its launcher writes dumps");
+                self.warnings.push(format!(
+                    "container {}: {reason}; heap-dump skipped",
+                    self.container.name
+                ));
+                return self.skip(Feature::HeapDump, reason);
+            }
         }
         self.patch.append(
             self.path("volumeMounts"),
@@ -141,9 +154,21 @@ impl ContainerMutation<'_> {
         edits.uses.dump = true;
         // Counted as applied even if the user set every flag: the volume is there.
         self.status.applied(Feature::HeapDump);
+        self.check_room(cfg, heap_max);
+        let mut flags = heap_dump_flags(cfg);
+        if let Some(var) = dir_var {
+            // The launcher's -XX:HeapDumpPath comes later on its command line: it would win.
+            flags.retain(|f| !f.starts_with("-XX:HeapDumpPath="));
+            edits.set_env.push(EnvVar {
+                name: var.to_string(),
+                value: Some(cfg.mount_path.clone()),
+                value_from: None,
+            });
+        }
+        let user = &jvm.user;
         edits
             .tokens
-            .extend(heap_dump_flags(cfg).into_iter().filter(|t| !user.sets(t)));
+            .extend(flags.into_iter().filter(|t| !user.sets(t)));
         let hook = oom_hook_flag(&cfg.mount_path, cfg.keep, &self.container.name);
         match self.tools() {
             Err(reason) => self.skip(Feature::DumpRotation, reason),
@@ -156,6 +181,42 @@ impl ContainerMutation<'_> {
                 edits.uses.tools = true;
                 self.status.applied(Feature::DumpRotation);
             }
+        }
+    }
+
+    /// Warns when a dump of `heap_max` bytes cannot fit where it is written: the emptyDir's
+    /// `sizeLimit` or the container's `ephemeral-storage` limit (an emptyDir counts against
+    /// it; past it the pod is evicted and the dump deleted with it).
+    fn check_room(&mut self, cfg: &DumpConfig, heap_max: Option<u64>) {
+        let DumpVolume::EmptyDir { size_limit } = &cfg.volume else {
+            return;
+        };
+        let Some(heap) = heap_max else {
+            return;
+        };
+        let ephemeral = self
+            .container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("ephemeral-storage"))
+            .and_then(|q| q.0.parse::<Quantity>().ok());
+        let rooms = [
+            (size_limit.as_ref(), "the dump volume's sizeLimit"),
+            (ephemeral.as_ref(), "the ephemeral-storage limit"),
+        ];
+        if let Some((room, what)) = rooms
+            .into_iter()
+            .filter_map(|(q, what)| q.map(|q| (q.bytes(), what)))
+            .filter(|(room, _)| *room < heap)
+            .min_by_key(|(room, _)| *room)
+        {
+            self.warnings.push(format!(
+                "container {}: a heap dump can reach {} MiB but {what} is {} MiB: the dump would be lost with the pod; raise it or use dump-volume: pvc:<claim>",
+                self.container.name,
+                heap >> 20,
+                room >> 20
+            ));
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Container;
+
 /// ConfigMaps and Secrets of one namespace, by name: their data as strings (Secrets decoded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvSources {
@@ -14,5 +16,126 @@ pub struct EnvSources {
 impl EnvSources {
     pub fn is_empty(&self) -> bool {
         self.config_maps.is_empty() && self.secrets.is_empty()
+    }
+}
+
+/// Where a variable stands in a container's env, as far as admission can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarState {
+    Absent,
+    /// A literal `env` entry at `index`.
+    Literal {
+        index: usize,
+        value: String,
+    },
+    /// Known from a ConfigMap or Secret the caller knows: through `valueFrom` at `index`, or
+    /// through `envFrom` (`index: None`).
+    Known {
+        index: Option<usize>,
+        value: String,
+    },
+    /// Set from something admission cannot read: we cannot merge, so we do not touch it.
+    Opaque(String),
+}
+
+impl VarState {
+    /// The value the process will see, when known.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            VarState::Literal { value, .. } | VarState::Known { value, .. } => Some(value),
+            VarState::Absent | VarState::Opaque(_) => None,
+        }
+    }
+}
+
+/// A container's env as admission sees it, with the sources the caller knows.
+pub struct EnvView<'a> {
+    container: &'a Container,
+    sources: &'a EnvSources,
+}
+
+impl<'a> EnvView<'a> {
+    pub fn new(container: &'a Container, sources: &'a EnvSources) -> EnvView<'a> {
+        EnvView { container, sources }
+    }
+
+    fn source(
+        &self,
+        config_map: Option<&str>,
+        secret: Option<&str>,
+    ) -> Option<&BTreeMap<String, String>> {
+        match (config_map, secret) {
+            (Some(name), _) => self.sources.config_maps.get(name),
+            (_, Some(name)) => self.sources.secrets.get(name),
+            _ => None,
+        }
+    }
+
+    /// What `name` holds (the last `env` entry wins over `envFrom`, as the kubelet does).
+    pub fn var(&self, name: &str) -> VarState {
+        let env = self.container.env.as_deref().unwrap_or_default();
+        if let Some((index, e)) = env.iter().enumerate().rev().find(|(_, e)| e.name == name) {
+            let Some(from) = &e.value_from else {
+                let value = e.value.clone().unwrap_or_default();
+                return VarState::Literal { index, value };
+            };
+            let cm = from.config_map_key_ref.as_ref();
+            let secret = from.secret_key_ref.as_ref();
+            let known = self
+                .source(cm.map(|r| r.name.as_str()), secret.map(|r| r.name.as_str()))
+                .and_then(|data| {
+                    let key = cm.map(|r| &r.key).or(secret.map(|r| &r.key))?;
+                    data.get(key)
+                });
+            return match known {
+                Some(value) => VarState::Known {
+                    index: Some(index),
+                    value: value.clone(),
+                },
+                None => VarState::Opaque(format!("{name} is set from valueFrom")),
+            };
+        }
+        // Later envFrom sources win over earlier ones.
+        for from in self.container.env_from.iter().flatten().rev() {
+            let prefix = from.prefix.as_deref().unwrap_or("");
+            let cm = from.config_map_ref.as_ref().map(|r| r.name.as_str());
+            let secret = from.secret_ref.as_ref().map(|r| r.name.as_str());
+            match self.source(cm, secret) {
+                None if cm.is_some() || secret.is_some() => {
+                    return VarState::Opaque(format!("envFrom may set {name}"));
+                }
+                None => {}
+                Some(data) => {
+                    let key = name.strip_prefix(prefix);
+                    if let Some(value) = key.and_then(|k| data.get(k)) {
+                        return VarState::Known {
+                            index: None,
+                            value: value.clone(),
+                        };
+                    }
+                }
+            }
+        }
+        VarState::Absent
+    }
+
+    /// Every variable name the container is known to set (`env`, and known `envFrom` sources).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        for from in self.container.env_from.iter().flatten() {
+            let prefix = from.prefix.as_deref().unwrap_or("");
+            let cm = from.config_map_ref.as_ref().map(|r| r.name.as_str());
+            let secret = from.secret_ref.as_ref().map(|r| r.name.as_str());
+            if let Some(data) = self.source(cm, secret) {
+                names.extend(data.keys().map(|k| format!("{prefix}{k}")));
+            }
+        }
+        names
     }
 }

@@ -1,18 +1,12 @@
-//! JVM options: which flags the container already sets, the flags each feature wants, and the
-//! merge into `JAVA_TOOL_OPTIONS` (ours first, the user's tokens after, so theirs win).
+//! JVM options: which flags the container already sets (by flag name), the exit-on-oom flag,
+//! and the merge into an options variable (ours first, the user's tokens after, so theirs win).
 
 use std::collections::BTreeSet;
-
-use k8s_openapi::api::core::v1::Container;
-
-use super::container::ContainerMutation;
-use crate::config::quantity::Quantity;
-use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
 
 /// Read by every HotSpot and OpenJ9 JVM, whatever launcher starts it.
 pub const TOOL_OPTIONS: &str = "JAVA_TOOL_OPTIONS";
 /// Other places users put flags; flags found there are not set again.
-const USER_OPTION_VARS: [&str; 4] = [
+pub(super) const USER_OPTION_VARS: [&str; 4] = [
     TOOL_OPTIONS,
     "JDK_JAVA_OPTIONS",
     "JAVA_OPTS",
@@ -84,21 +78,11 @@ pub fn flag_key(token: &str) -> Option<String> {
 pub struct UserFlags(BTreeSet<String>);
 
 impl UserFlags {
-    pub fn of(container: &Container) -> UserFlags {
-        let env_values = container
-            .env
-            .iter()
-            .flatten()
-            .filter(|e| USER_OPTION_VARS.contains(&e.name.as_str()))
-            .filter_map(|e| e.value.as_deref());
-        let argv = container
-            .command
-            .iter()
-            .flatten()
-            .chain(container.args.iter().flatten());
+    /// The flags in `texts`: option variables' values and `command`/`args` words.
+    pub fn new<'t>(texts: impl IntoIterator<Item = &'t str>) -> UserFlags {
         UserFlags(
-            env_values
-                .chain(argv.map(String::as_str))
+            texts
+                .into_iter()
                 .flat_map(str::split_whitespace)
                 .filter_map(flag_key)
                 .collect(),
@@ -108,70 +92,6 @@ impl UserFlags {
     pub fn sets(&self, token: &str) -> bool {
         flag_key(token).is_some_and(|k| self.0.contains(&k))
     }
-}
-
-/// The memory flags for a container, or why none apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemoryFlags {
-    pub flags: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-/// `p = clamp(floor(100 × (L − R) / L), 25, 75)`.
-pub fn auto_percent(limit: u64, reserve: u64) -> Percent {
-    let p = if limit == 0 {
-        25
-    } else {
-        (100 * u128::from(limit.saturating_sub(reserve)) / u128::from(limit)) as u16
-    };
-    Percent::from_tenths(p.clamp(25, 75) * 10).expect("25..=75 is a valid percentage")
-}
-
-pub fn memory_flags(
-    cfg: &MemoryConfig,
-    limit: Option<u64>,
-    container: &str,
-    user: &UserFlags,
-) -> MemoryFlags {
-    let mut flags = Vec::new();
-    let mut warnings = Vec::new();
-    let user_max = user.sets("-XX:MaxRAMPercentage");
-    let max = match (&cfg.max, limit) {
-        _ if user_max => None,
-        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, cfg.reserve.bytes())),
-        (MaxRam::Fixed(p), _) => Some(*p),
-    };
-    if let Some(p) = max {
-        flags.push(format!("-XX:MaxRAMPercentage={p}"));
-        // Below ~250 MiB of RAM HotSpot sizes the heap from MinRAMPercentage (default 50%)
-        // instead, which would silently drop the non-heap reserve in small containers.
-        if !user.sets("-XX:MinRAMPercentage") {
-            flags.push(format!("-XX:MinRAMPercentage={p}"));
-        }
-    }
-    if let Some(initial) = cfg
-        .initial
-        .filter(|_| !user.sets("-XX:InitialRAMPercentage"))
-    {
-        match max {
-            Some(m) if initial > m => warnings.push(format!(
-                "container {container}: initial-ram-percentage {initial} is above the max {m}; not set"
-            )),
-            _ => flags.push(format!("-XX:InitialRAMPercentage={initial}")),
-        }
-    }
-    let auto_unset = cfg.max == MaxRam::Auto && !user_max && max.is_none();
-    if limit.is_none() && (auto_unset || !flags.is_empty()) {
-        let consequence = if auto_unset {
-            "MaxRAMPercentage not set (a percentage would apply to node memory)"
-        } else {
-            "the RAM percentages apply to node memory"
-        };
-        warnings.push(format!(
-            "container {container} has no memory limit: {consequence}; set resources.limits.memory"
-        ));
-    }
-    MemoryFlags { flags, warnings }
 }
 
 /// Exit (code 3) so the kubelet restarts the container instead of leaving a broken JVM.
@@ -186,75 +106,6 @@ pub fn merge_tool_options(ours: &[String], user: Option<&str>) -> String {
     match user.map(str::trim) {
         Some(u) if !u.is_empty() => format!("{ours} {u}"),
         _ => ours,
-    }
-}
-
-/// Where `JAVA_TOOL_OPTIONS` stands in a container's env.
-pub(super) enum ToolOptions<'a> {
-    Absent,
-    Literal {
-        index: usize,
-        value: &'a str,
-    },
-    /// Set from `valueFrom`, or possibly by `envFrom`: we cannot merge, so we do not touch it.
-    Opaque(String),
-}
-
-pub(super) fn tool_options(container: &Container) -> ToolOptions<'_> {
-    let env = container.env.as_deref().unwrap_or_default();
-    match env
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, e)| e.name == TOOL_OPTIONS)
-    {
-        Some((index, e)) if e.value_from.is_none() => ToolOptions::Literal {
-            index,
-            value: e.value.as_deref().unwrap_or(""),
-        },
-        Some(_) => ToolOptions::Opaque(format!("{TOOL_OPTIONS} is set from valueFrom")),
-        None if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) => {
-            ToolOptions::Opaque(format!("envFrom may set {TOOL_OPTIONS}"))
-        }
-        None => ToolOptions::Absent,
-    }
-}
-
-fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
-    let limit = container
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.as_ref())
-        .and_then(|l| l.get("memory"));
-    match limit {
-        None => Ok(None),
-        Some(q) => {
-            q.0.parse::<Quantity>()
-                .map(|q| Some(q.bytes()))
-                .map_err(|e| e.to_string())
-        }
-    }
-}
-
-impl ContainerMutation<'_> {
-    /// The memory feature: the RAM percentages for the container's limit, or `None` when
-    /// there is nothing to size from (skipped).
-    pub(super) fn memory(&mut self, cfg: &MemoryConfig, user: &UserFlags) -> Option<Vec<String>> {
-        let name = &self.container.name;
-        let limit = memory_limit(self.container).unwrap_or_else(|e| {
-            self.warnings
-                .push(format!("container {name}: memory limit {e}"));
-            None
-        });
-        let out = memory_flags(cfg, limit, name, user);
-        for w in out.warnings {
-            self.warnings.push(w);
-        }
-        if out.flags.is_empty() && !user.sets("-XX:MaxRAMPercentage") {
-            self.skip(Feature::Memory, "no memory limit");
-            return None;
-        }
-        Some(out.flags)
     }
 }
 
@@ -283,19 +134,6 @@ mod tests {
     #[case("-", None)]
     fn keys(#[case] token: &str, #[case] key: Option<&str>) {
         assert_eq!(flag_key(token).as_deref(), key);
-    }
-
-    #[rstest]
-    #[case(1 << 30, 62)] // 1Gi: floor(100 * 640 / 1024) = 62
-    #[case(512 << 20, 25)] // floor(25) = 25
-    #[case(256 << 20, 25)] // reserve above limit: clamped up
-    #[case(4 << 30, 75)] // 90 clamped down
-    #[case(2 << 30, 75)] // floor(81.25) clamped to 75
-    #[case(1536 << 20, 75)]
-    #[case(1024 << 20 | 1, 62)]
-    #[case(0, 25)]
-    fn auto(#[case] limit: u64, #[case] percent: u16) {
-        assert_eq!(auto_percent(limit, 384 << 20).tenths(), percent * 10);
     }
 
     #[test]

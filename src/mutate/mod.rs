@@ -9,6 +9,8 @@ pub mod dumps;
 pub mod env;
 pub mod image;
 pub mod jvm;
+mod launcher;
+mod memory;
 pub mod patch;
 mod plan;
 pub mod probes;
@@ -25,6 +27,7 @@ pub use plan::Plan;
 
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
 use container::{ContainerMutation, Uses};
+use env::EnvView;
 use patch::{pointer, to_value, PatchBuilder};
 use plan::Decision;
 use status::{ContainerStatus, Status};
@@ -92,7 +95,7 @@ impl Plan<'_> {
     /// Mutates the planned pod with the image commands looked up for
     /// [`images_to_resolve`](Plan::images_to_resolve).
     pub fn mutate(self, images: &ResolvedImages) -> Mutation {
-        let pod = self.pod;
+        let (pod, sources) = (self.pod, self.sources);
         let plan = match self.decision {
             Decision::LeaveAlone(warnings) => return Mutation::unchanged(warnings),
             Decision::Mutate(plan) => plan,
@@ -121,6 +124,7 @@ impl Plan<'_> {
                 container,
                 image,
                 pod: &plan,
+                env: EnvView::new(container, sources),
                 patch: &mut patch,
                 warnings: &mut warnings,
                 status: ContainerStatus::default(),

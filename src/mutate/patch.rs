@@ -1,7 +1,7 @@
 //! JSONPatch building from typed operations. Pointers are made from tokens (annotation keys
 //! contain `/`), and a missing parent is added whole instead of added into.
 
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use jsonptr::{PointerBuf, Token};
 use serde::Serialize;
 use serde_json::Value;
@@ -22,6 +22,11 @@ impl PatchBuilder {
     pub fn add(&mut self, path: PointerBuf, value: Value) {
         self.0
             .push(PatchOperation::Add(AddOperation { path, value }));
+    }
+
+    pub fn replace(&mut self, path: PointerBuf, value: Value) {
+        self.0
+            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
     }
 
     /// Appends to an array, creating it when absent.

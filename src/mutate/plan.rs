@@ -3,6 +3,7 @@
 //! lookup ([`Plan::images_to_resolve`]) and to the mutation ([`Plan::mutate`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
@@ -10,7 +11,7 @@ use super::env::EnvSources;
 use super::image::{ImageRequest, Platform};
 use super::{dumps, targets, tools};
 use crate::config::{
-    Config, DumpConfig, Key, NamespaceConfig, ServerSettings, Switch, Warnings,
+    Config, DumpConfig, Key, NamespaceConfig, Profiles, ServerSettings, Switch, Warnings,
     EXCLUDED_NAMESPACES, INJECT_LABEL, STATUS_ANNOTATION,
 };
 
@@ -47,6 +48,8 @@ pub(super) struct PodPlan<'a> {
     pub tools: Result<String, String>,
     /// What resolving the configuration and choosing the targets had to say.
     pub warnings: Warnings,
+    /// The launcher profiles (the server's).
+    pub profiles: Arc<Profiles>,
 }
 
 /// Why the pod must be left alone, if it must.
@@ -126,6 +129,7 @@ impl<'a> Plan<'a> {
             tools,
             config,
             warnings,
+            profiles: settings.profiles.clone(),
         };
         Plan {
             pod,

@@ -18,6 +18,19 @@ pub struct ContainerStatus {
     /// Feature → why it was not applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<Feature, String>,
+    /// The launcher profile matched (SPEC §4.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The variable our JVM flags go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The variable our memory flags go to, when not `via` (the launcher's heap variable).
+    #[serde(
+        default,
+        rename = "memory-via",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_via: Option<String>,
 }
 
 impl ContainerStatus {

@@ -1,0 +1,199 @@
+//! The launcher a container starts through (SPEC §4.7): the profile its evidence matches, the
+//! variable our flags go to, and who owns the heap.
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::env::EnvView;
+use super::jvm::TOOL_OPTIONS;
+use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
+use crate::config::{ProfileChoice, Profiles};
+
+/// The image's repository as written, without tag or digest: `docker.io/bitnami/kafka`.
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    // A `:` after the last `/` starts the tag; one before it is a registry port.
+    match image.rfind(':') {
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
+}
+
+/// `*` matches within one path segment.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && text.len() >= head.len() + tail.len()
+                && !text[head.len()..text.len() - tail.len()].contains('/')
+                && text.ends_with(tail)
+        }
+    }
+}
+
+/// Whether `repository` is `pattern` or ends with it at a path boundary, so a pattern matches
+/// whatever registry or mirror the image comes from.
+pub fn image_matches(pattern: &str, image: &str) -> bool {
+    let repo = repository(image);
+    let segments: Vec<&str> = repo.split('/').collect();
+    let want = pattern.split('/').count();
+    segments.len() >= want && glob(pattern, &segments[segments.len() - want..].join("/"))
+}
+
+/// The programs a container runs: `command`/`args` words, and the words of a shell script they
+/// hand to `sh -c` (split on blanks and `;&|()`, so `exec /etc/confluent/docker/run` counts).
+pub fn programs(container: &Container) -> Vec<String> {
+    let argv = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten());
+    let mut out = Vec::new();
+    for word in argv {
+        for token in word.split(|c: char| c.is_whitespace() || ";&|()`'\"".contains(c)) {
+            if !token.is_empty() {
+                out.push(token.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn command_matches(pattern: &str, program: &str) -> bool {
+    if pattern.contains('/') {
+        glob(pattern, program)
+    } else {
+        program
+            .rsplit('/')
+            .next()
+            .is_some_and(|base| glob(pattern, base))
+    }
+}
+
+fn env_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// How strongly `evidence` points at a container: 3 its image, 2 a program it runs, 1 a
+/// variable it sets, 0 nothing.
+fn strength(evidence: &Evidence, image: &str, programs: &[String], env: &[String]) -> u8 {
+    if evidence.images.iter().any(|p| image_matches(p, image)) {
+        3
+    } else if evidence
+        .commands
+        .iter()
+        .any(|p| programs.iter().any(|prog| command_matches(p, prog)))
+    {
+        2
+    } else if evidence
+        .env
+        .iter()
+        .any(|p| env.iter().any(|n| env_matches(p, n)))
+    {
+        1
+    } else {
+        0
+    }
+}
+
+/// The profile for a container: the one named, none, or the best evidence (first on a tie).
+pub fn select<'p>(
+    container: &Container,
+    env: &EnvView<'_>,
+    choice: &ProfileChoice,
+    profiles: &'p Profiles,
+) -> Option<&'p Profile> {
+    match choice {
+        ProfileChoice::None => None,
+        ProfileChoice::Named(name) => profiles.get(name),
+        ProfileChoice::Auto => {
+            let image = container.image.as_deref().unwrap_or_default();
+            let programs = programs(container);
+            let names = env.names();
+            let mut best: Option<(u8, &Profile)> = None;
+            for profile in profiles.iter() {
+                let s = strength(&profile.evidence, image, &programs, &names);
+                if s > 0 && best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, profile));
+                }
+            }
+            best.map(|(_, p)| p)
+        }
+    }
+}
+
+/// Where our JVM flags go under `profile`: its options variable, else `JAVA_TOOL_OPTIONS`;
+/// `Err` when the launcher drops `JAVA_TOOL_OPTIONS` and offers no variable.
+pub fn options_var(profile: Option<&Profile>) -> Result<&str, String> {
+    match profile {
+        None => Ok(TOOL_OPTIONS),
+        Some(p) => match (&p.options, p.java_tool_options) {
+            (Some(var), _) => Ok(var),
+            (None, ToolOptionsUse::Honoured) => Ok(TOOL_OPTIONS),
+            (None, ToolOptionsUse::Dropped) => Err(format!(
+                "the {} launcher drops {TOOL_OPTIONS} and reads no other variable",
+                p.name
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case("bitnami/kafka", "docker.io/bitnami/kafka:3.9.0-debian-12-r4", true)]
+    #[case("bitnami/kafka", "bitnami/kafka", true)]
+    #[case("bitnami/kafka", "registry.local:5000/bitnami/kafka@sha256:abc", true)]
+    #[case("kafka", "bitnami/kafka:3", true)]
+    #[case("bitnami/kafka", "bitnami/kafka-exporter:1", false)]
+    #[case("confluentinc/cp-kafka", "confluentinc/cp-kafka-connect:7", false)]
+    #[case("paketobuildpacks/*", "paketobuildpacks/builder:base", true)]
+    #[case(
+        "ubi9/openjdk-*",
+        "registry.access.redhat.com/ubi9/openjdk-21:1.20",
+        true
+    )]
+    #[case(
+        "elasticsearch/elasticsearch",
+        "docker.elastic.co/elasticsearch/elasticsearch:8.5.1",
+        true
+    )]
+    fn images(#[case] pattern: &str, #[case] image: &str, #[case] expected: bool) {
+        assert_eq!(
+            image_matches(pattern, image),
+            expected,
+            "{pattern} ~ {image}"
+        );
+    }
+
+    #[test]
+    fn programs_look_inside_shell_scripts() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "k",
+            "command": ["sh", "-exc"],
+            "args": ["export KAFKA_BROKER_ID=${HOSTNAME##*-} && exec /etc/confluent/docker/run"],
+        }))
+        .unwrap();
+        let p = programs(&container);
+        assert!(
+            p.contains(&"/etc/confluent/docker/run".to_string()),
+            "{p:?}"
+        );
+        assert!(command_matches(
+            "/etc/confluent/docker/run",
+            "/etc/confluent/docker/run"
+        ));
+        assert!(command_matches(
+            "kafka-server-start.sh",
+            "/opt/kafka/bin/kafka-server-start.sh"
+        ));
+        assert!(!command_matches("/opt/kafka/bin/x", "x"));
+    }
+}

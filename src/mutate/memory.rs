@@ -1,0 +1,383 @@
+//! The memory feature: who owns the heap (the workload, its launcher, or us), our RAM
+//! percentages for the container's limit (SPEC §4.1), and the warnings when a heap cannot fit.
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::container::{ContainerMutation, Jvm};
+use super::env::VarState;
+use super::jvm::UserFlags;
+use crate::config::profiles::Profile;
+use crate::config::quantity::Quantity;
+use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
+
+const MIB: u64 = 1 << 20;
+
+/// The memory flags for a container, or why none apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryFlags {
+    pub flags: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// `p = clamp(floor(100 × (L − R) / L), 25, 75)`.
+pub fn auto_percent(limit: u64, reserve: u64) -> Percent {
+    let p = if limit == 0 {
+        25
+    } else {
+        (100 * u128::from(limit.saturating_sub(reserve)) / u128::from(limit)) as u16
+    };
+    Percent::from_tenths(p.clamp(25, 75) * 10).expect("25..=75 is a valid percentage")
+}
+
+pub fn memory_flags(
+    cfg: &MemoryConfig,
+    limit: Option<u64>,
+    container: &str,
+    user: &UserFlags,
+) -> MemoryFlags {
+    let mut flags = Vec::new();
+    let mut warnings = Vec::new();
+    let user_max = user.sets("-XX:MaxRAMPercentage");
+    let max = match (&cfg.max, limit) {
+        _ if user_max => None,
+        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, cfg.reserve.bytes())),
+        (MaxRam::Fixed(p), _) => Some(*p),
+    };
+    if let Some(p) = max {
+        flags.push(format!("-XX:MaxRAMPercentage={p}"));
+        // Below ~250 MiB of RAM HotSpot sizes the heap from MinRAMPercentage (default 50%)
+        // instead, which would silently drop the non-heap reserve in small containers.
+        if !user.sets("-XX:MinRAMPercentage") {
+            flags.push(format!("-XX:MinRAMPercentage={p}"));
+        }
+    }
+    if let Some(initial) = cfg
+        .initial
+        .filter(|_| !user.sets("-XX:InitialRAMPercentage"))
+    {
+        match max {
+            Some(m) if initial > m => warnings.push(format!(
+                "container {container}: initial-ram-percentage {initial} is above the max {m}; not set"
+            )),
+            _ => flags.push(format!("-XX:InitialRAMPercentage={initial}")),
+        }
+    }
+    let auto_unset = cfg.max == MaxRam::Auto && !user_max && max.is_none();
+    if limit.is_none() && (auto_unset || !flags.is_empty()) {
+        let consequence = if auto_unset {
+            "MaxRAMPercentage not set (a percentage would apply to node memory)"
+        } else {
+            "the RAM percentages apply to node memory"
+        };
+        warnings.push(format!(
+            "container {container} has no memory limit: {consequence}; set resources.limits.memory"
+        ));
+    }
+    MemoryFlags { flags, warnings }
+}
+
+fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
+    let limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"));
+    match limit {
+        None => Ok(None),
+        Some(q) => {
+            q.0.parse::<Quantity>()
+                .map(|q| Some(q.bytes()))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A JVM size (`512m`, `4G`, `1073741824`), in bytes.
+fn jvm_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        "" => 0,
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        "t" | "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+/// Whether `token` sets the heap (SPEC §4.1), and the maximum it gives when it says.
+fn heap_flag(token: &str, limit: Option<u64>) -> Option<Option<u64>> {
+    let t = token.trim_matches(|c| c == '"' || c == '\'');
+    if let Some(size) = t.strip_prefix("-Xmx") {
+        return Some(jvm_size(size));
+    }
+    if t.starts_with("-Xms") {
+        return Some(None);
+    }
+    let xx = t.strip_prefix("-XX:")?;
+    let (name, value) = xx.split_once('=').unwrap_or((xx, ""));
+    let percent = |v: &str| v.parse::<f64>().ok();
+    match name {
+        "MaxHeapSize" => Some(jvm_size(value)),
+        "MaxRAMPercentage" => Some(
+            limit
+                .zip(percent(value))
+                .map(|(l, p)| (l as f64 * p / 100.0) as u64),
+        ),
+        "MaxRAMFraction" => Some(
+            limit
+                .zip(value.parse::<u64>().ok().filter(|n| *n > 0))
+                .map(|(l, n)| l / n),
+        ),
+        "InitialHeapSize"
+        | "MinHeapSize"
+        | "MaxRAM"
+        | "MinRAMPercentage"
+        | "InitialRAMPercentage"
+        | "MinRAMFraction"
+        | "InitialRAMFraction" => Some(None),
+        _ => None,
+    }
+}
+
+/// Who sizes the heap of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum HeapOwner {
+    /// The workload: a heap flag or size in `by` (`KAFKA_HEAP_OPTS=-Xmx512M`).
+    Workload { by: String, max: Option<u64> },
+    /// The launcher computes it, whatever is set.
+    Launcher { reason: String },
+    /// The launcher's default heap stands: no variable of ours can replace it.
+    LauncherDefault {
+        profile: String,
+        default: String,
+        max: Option<u64>,
+    },
+    /// Us: our flags go to `var` (the profile's memory variable) or with the other flags.
+    Us { var: Option<String> },
+}
+
+/// Decides who owns the heap. `places` are the texts the JVM sees flags from, each with its
+/// variable's name (or `the command`); `var` reads a variable as admission knows it.
+pub(super) fn heap_owner(
+    places: &[(String, String)],
+    profile: Option<&Profile>,
+    var: &dyn Fn(&str) -> VarState,
+    limit: Option<u64>,
+) -> HeapOwner {
+    for (label, text) in places {
+        let mut found: Option<Option<u64>> = None;
+        let mut tokens: Vec<&str> = Vec::new();
+        for token in text.split_whitespace() {
+            if let Some(max) = heap_flag(token, limit) {
+                found = Some(found.flatten().or(max));
+                tokens.push(token);
+            }
+        }
+        if let Some(max) = found {
+            let tokens = tokens.join(" ");
+            let by = match label.as_str() {
+                "the command" => format!("the command ({tokens})"),
+                var => format!("{var}={tokens}"),
+            };
+            return HeapOwner::Workload { by, max };
+        }
+    }
+    let Some(profile) = profile else {
+        return HeapOwner::Us { var: None };
+    };
+    let heap = &profile.heap;
+    let mut set: Vec<(&String, String)> = Vec::new();
+    for name in &heap.vars {
+        match var(name) {
+            // Admission cannot read it: whatever it holds, the heap is not ours to claim.
+            VarState::Opaque(reason) => {
+                return HeapOwner::Workload {
+                    by: reason,
+                    max: None,
+                }
+            }
+            state => match state.value() {
+                Some(value) if !value.trim().is_empty() => set.push((name, value.to_string())),
+                _ => {}
+            },
+        }
+    }
+    for (name, value) in &set {
+        let value = value.trim();
+        let is_number = value.bytes().all(|b| b.is_ascii_digit());
+        let max = match is_number {
+            true if heap.megabytes.contains(name) => value.parse::<u64>().ok().map(|n| n * MIB),
+            true => None,
+            false => jvm_size(value),
+        };
+        if is_number || max.is_some() {
+            return HeapOwner::Workload {
+                by: format!("{name}={value}"),
+                max,
+            };
+        }
+    }
+    if let Some(reason) = &heap.sized_by_launcher {
+        return HeapOwner::Launcher {
+            reason: reason.clone(),
+        };
+    }
+    match (&heap.default, &heap.memory_var) {
+        // A heap variable is set (without a heap): the launcher's default does not apply.
+        (Some(_), _) if !set.is_empty() => HeapOwner::Us { var: None },
+        (Some(_), Some(var)) => HeapOwner::Us {
+            var: Some(var.clone()),
+        },
+        (Some(default), None) => HeapOwner::LauncherDefault {
+            profile: profile.name.clone(),
+            default: default.clone(),
+            max: default
+                .split_whitespace()
+                .find_map(|t| heap_flag(t, limit).flatten()),
+        },
+        (None, _) => HeapOwner::Us { var: None },
+    }
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / MIB
+}
+
+impl ContainerMutation<'_> {
+    /// Warns when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
+    fn check_fit(&mut self, by: &str, max: Option<u64>, limit: Option<u64>, reserve: u64) {
+        let (Some(max), Some(limit)) = (max, limit) else {
+            return;
+        };
+        if max > limit.saturating_sub(reserve) {
+            self.warnings.push(format!(
+                "container {}: the heap of {} MiB set by {by} does not fit the memory limit of {} MiB minus the non-heap reserve of {} MiB; the kernel may OOM-kill the container before the JVM writes a heap dump",
+                self.container.name,
+                mib(max),
+                mib(limit),
+                mib(reserve)
+            ));
+        }
+    }
+
+    /// The memory feature: our RAM percentages and the variable they go to (`None`: with the
+    /// other flags), or no flags when the heap is not ours to size (skipped, with the reason).
+    pub(super) fn memory(&mut self, cfg: &MemoryConfig, jvm: &Jvm<'_>) -> Memory {
+        let name = self.container.name.clone();
+        let limit = memory_limit(self.container).unwrap_or_else(|e| {
+            self.warnings
+                .push(format!("container {name}: memory limit {e}"));
+            None
+        });
+        let skipped = |heap_max| Memory {
+            flags: None,
+            heap_max,
+        };
+        let reserve = cfg.reserve.bytes();
+        if jvm.user.sets("-XX:-UseContainerSupport") {
+            self.warnings.push(format!(
+                "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
+            ));
+            self.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
+            return skipped(None);
+        }
+        let owner = heap_owner(&jvm.places, jvm.profile, &|v| self.env.var(v), limit);
+        let var = match owner {
+            HeapOwner::Workload { by, max } => {
+                self.check_fit(&by, max, limit, reserve);
+                self.skip(Feature::Memory, format!("heap set by {by}"));
+                return skipped(max);
+            }
+            HeapOwner::Launcher { reason } => {
+                self.skip(Feature::Memory, reason);
+                return skipped(None);
+            }
+            HeapOwner::LauncherDefault {
+                profile,
+                default,
+                max,
+            } => {
+                let by = format!("the {profile} launcher's default ({default})");
+                self.check_fit(&by, max, limit, reserve);
+                self.skip(
+                    Feature::Memory,
+                    format!("the {profile} launcher sets its default heap {default}"),
+                );
+                return skipped(max);
+            }
+            HeapOwner::Us { var } => var,
+        };
+        if let (MaxRam::Auto, Some(l)) = (&cfg.max, limit) {
+            if l <= reserve {
+                self.warnings.push(format!(
+                    "container {name}: the memory limit of {} MiB leaves no heap after the non-heap reserve of {} MiB; MaxRAMPercentage takes the 25% floor",
+                    mib(l),
+                    mib(reserve)
+                ));
+            }
+        }
+        let out = memory_flags(cfg, limit, &name, &jvm.user);
+        for w in out.warnings {
+            self.warnings.push(w);
+        }
+        if out.flags.is_empty() {
+            self.skip(Feature::Memory, "no memory limit");
+            return skipped(None);
+        }
+        let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
+        Memory {
+            flags: Some((out.flags, var)),
+            heap_max,
+        }
+    }
+}
+
+/// What the memory feature decided.
+pub(super) struct Memory {
+    /// Our flags and their variable (`None`: with the other flags), when the heap is ours.
+    pub flags: Option<(Vec<String>, Option<String>)>,
+    /// The heap maximum, as far as it is known (for the dump-room check).
+    pub heap_max: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(1 << 30, 62)] // 1Gi: floor(100 * 640 / 1024) = 62
+    #[case(512 << 20, 25)] // floor(25) = 25
+    #[case(256 << 20, 25)] // reserve above limit: clamped up
+    #[case(4 << 30, 75)] // 90 clamped down
+    #[case(2 << 30, 75)] // floor(81.25) clamped to 75
+    #[case(1536 << 20, 75)]
+    #[case(1024 << 20 | 1, 62)]
+    #[case(0, 25)]
+    fn auto(#[case] limit: u64, #[case] percent: u16) {
+        assert_eq!(auto_percent(limit, 384 << 20).tenths(), percent * 10);
+    }
+
+    #[rstest]
+    #[case("-Xmx512m", Some(Some(512 << 20)))]
+    #[case("-Xmx1G", Some(Some(1 << 30)))]
+    #[case("-XX:MaxHeapSize=2g", Some(Some(2 << 30)))]
+    #[case("-XX:MaxRAMPercentage=50.0", Some(Some(512 << 20)))]
+    #[case("-XX:MaxRAMFraction=2", Some(Some(512 << 20)))]
+    #[case("-Xms256m", Some(None))]
+    #[case("-XX:MaxRAM=8g", Some(None))]
+    #[case("-XX:InitialRAMPercentage=30", Some(None))]
+    #[case("-Xss1m", None)]
+    #[case("-XX:MaxRAMPercentageX=1", None)]
+    #[case("-XX:+UseG1GC", None)]
+    fn heap_flags(#[case] token: &str, #[case] expected: Option<Option<u64>>) {
+        assert_eq!(heap_flag(token, Some(1 << 30)), expected);
+    }
+}
