@@ -86,9 +86,7 @@ pub fn mutate_with_sources(
     images: &ResolvedImages,
     sources: &EnvSources,
 ) -> Mutation {
-    Plan::new(pod, ns, settings)
-        .with_sources(sources)
-        .mutate(images)
+    Plan::with_sources(pod, ns, settings, sources).mutate(images)
 }
 
 impl Plan<'_> {
@@ -106,7 +104,7 @@ impl Plan<'_> {
         let mut patch = PatchBuilder::default();
         let mut status = Status::new();
         let mut uses = Uses::default();
-        for &index in &plan.targets {
+        for &(index, why) in &plan.targets {
             let container = &spec.containers[index];
             // A `command` replaces the ENTRYPOINT: the image's is of no use then.
             let image = container
@@ -129,6 +127,7 @@ impl Plan<'_> {
                 warnings: &mut warnings,
                 status: ContainerStatus::default(),
             };
+            ctx.status.jvm = Some(why.as_str().to_string());
             let used = ctx.run();
             uses.dump |= used.dump;
             uses.tools |= used.tools;

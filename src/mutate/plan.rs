@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 use super::env::EnvSources;
-use super::image::{ImageRequest, Platform};
+use super::image::{ImageRequest, Platform, OS_LABEL};
 use super::{dumps, targets, tools};
 use crate::config::{
     Config, DumpConfig, Key, NamespaceConfig, Profiles, ServerSettings, Switch, Warnings,
@@ -38,8 +38,8 @@ pub(super) enum Decision<'a> {
 pub(super) struct PodPlan<'a> {
     pub spec: &'a PodSpec,
     pub config: Config,
-    /// Indices into `spec.containers`.
-    pub targets: Vec<usize>,
+    /// Indices into `spec.containers`, with why each is a target.
+    pub targets: Vec<(usize, targets::Why)>,
     pub platform: Platform,
     /// The dump configuration when the pod can take the dump volume, else why not (empty when
     /// the feature is off).
@@ -62,6 +62,26 @@ fn excluded(pod: &Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Optio
     let labels = pod.metadata.labels.as_ref();
     if labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("false") {
         return Some(format!("pod opted out with label {INJECT_LABEL}=false"));
+    }
+    None
+}
+
+/// Pods that are not workloads to guard (SPEC §2): Helm test hooks, and Windows pods (the tools
+/// are Linux binaries with a Linux security context).
+fn not_for_us(pod: &Pod, spec: &PodSpec) -> Option<String> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let hook = annotations.and_then(|a| a.get("helm.sh/hook"));
+    if hook.is_some_and(|h| h.split(',').any(|h| h.trim().starts_with("test"))) {
+        return Some("pod is a Helm test hook (helm.sh/hook: test); left alone".into());
+    }
+    let os = spec.os.as_ref().map(|o| o.name.as_str());
+    let selector = spec
+        .node_selector
+        .as_ref()
+        .and_then(|s| s.get(OS_LABEL))
+        .map(String::as_str);
+    if os == Some("windows") || selector == Some("windows") {
+        return Some("Windows pod; left alone (jvm-guard's tools are Linux binaries)".into());
     }
     None
 }
@@ -89,10 +109,20 @@ impl<'a> Plan<'a> {
     /// Decides about `pod`, created in namespace `ns`: the one place its configuration is
     /// resolved.
     pub fn new(pod: &'a Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Plan<'a> {
+        Plan::with_sources(pod, ns, settings, &NO_SOURCES)
+    }
+
+    /// [`Plan::new`], knowing the ConfigMaps and Secrets in `sources` (the preview's input).
+    pub fn with_sources(
+        pod: &'a Pod,
+        ns: &NamespaceConfig,
+        settings: &ServerSettings,
+        sources: &'a EnvSources,
+    ) -> Plan<'a> {
         let leave_alone = |warnings| Plan {
             pod,
             decision: Decision::LeaveAlone(warnings),
-            sources: &NO_SOURCES,
+            sources,
         };
         let mut warnings = Warnings::default();
         if let Some(reason) = excluded(pod, ns, settings) {
@@ -108,8 +138,18 @@ impl<'a> Plan<'a> {
             warnings.push("pod has no spec; nothing injected");
             return leave_alone(warnings);
         };
+        if let Some(reason) = not_for_us(pod, spec) {
+            warnings.push(reason);
+            return leave_alone(warnings);
+        }
         let config = Config::resolve(ns, annotations, settings, &mut warnings);
-        let targets = targets::select(pod, &config.targets, &mut warnings);
+        let targets = targets::select(
+            pod,
+            &config.targets,
+            &settings.profiles,
+            sources,
+            &mut warnings,
+        );
         let dump = match &config.heap_dump {
             Switch::On(cfg) => match dumps::pod_collision(spec) {
                 None => Ok(cfg.clone()),
@@ -134,13 +174,8 @@ impl<'a> Plan<'a> {
         Plan {
             pod,
             decision: Decision::Mutate(Box::new(plan)),
-            sources: &NO_SOURCES,
+            sources,
         }
-    }
-
-    /// The same plan, knowing the ConfigMaps and Secrets in `sources`.
-    pub fn with_sources(self, sources: &'a EnvSources) -> Plan<'a> {
-        Plan { sources, ..self }
     }
 
     /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
@@ -153,7 +188,7 @@ impl<'a> Plan<'a> {
             return Vec::new();
         }
         let mut requests: Vec<ImageRequest> = Vec::new();
-        for &index in &plan.targets {
+        for &(index, _) in &plan.targets {
             let container = &plan.spec.containers[index];
             if tools::has_command(container) || tools::container_collision(container).is_some() {
                 continue;

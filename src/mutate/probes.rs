@@ -1,5 +1,6 @@
-//! Probes for containers that lack them: startup, readiness and liveness by preset or
-//! annotation. Existing probes are never changed.
+//! Probes (SPEC §4.3): a container without probes gets startup, readiness and liveness by
+//! preset or annotation (tcpSocket where it speaks TLS); one with its own gets only a missing
+//! startup probe, with its own handler. Existing probes are never changed.
 
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -95,38 +96,117 @@ fn probe(port: i32, path: Option<&str>, period: i32, failures: i32) -> Probe {
     }
 }
 
-/// The missing probes for `container`, or why none can be built.
-pub fn plan(container: &Container, cfg: &ProbeConfig) -> Result<ProbePlan, String> {
-    let needs_any = container.startup_probe.is_none()
-        || container.readiness_probe.is_none()
-        || container.liveness_probe.is_none();
-    if !needs_any {
-        return Ok(ProbePlan::default());
+/// Whether the container speaks TLS on `port`: its own probe there uses HTTPS, or the port is
+/// named `https` or `*-tls`. A plain-HTTP probe could never pass there.
+fn speaks_tls(container: &Container, port: i32) -> bool {
+    let own = [
+        &container.liveness_probe,
+        &container.readiness_probe,
+        &container.startup_probe,
+    ];
+    let https = own
+        .iter()
+        .filter_map(|p| p.as_ref()?.http_get.as_ref())
+        .any(|h| {
+            h.scheme.as_deref() == Some("HTTPS")
+                && match &h.port {
+                    IntOrString::Int(n) => *n == port,
+                    IntOrString::String(name) => container
+                        .ports
+                        .iter()
+                        .flatten()
+                        .any(|p| p.name.as_deref() == Some(name) && p.container_port == port),
+                }
+        });
+    let named = container.ports.iter().flatten().any(|p| {
+        p.container_port == port
+            && p.name
+                .as_deref()
+                .is_some_and(|n| n == "https" || n.ends_with("-tls") || n == "tls")
+    });
+    https || named
+}
+
+/// A startup probe with the handler of the container's own probe (liveness preferred) and the
+/// startup timing: the slow JVM start is covered, the app's health check kept.
+fn derived_startup(container: &Container, failures: i32) -> Option<Probe> {
+    let own = container
+        .liveness_probe
+        .as_ref()
+        .or(container.readiness_probe.as_ref())?;
+    Some(Probe {
+        http_get: own.http_get.clone(),
+        tcp_socket: own.tcp_socket.clone(),
+        exec: own.exec.clone(),
+        grpc: own.grpc.clone(),
+        period_seconds: Some(PERIOD_STARTUP),
+        timeout_seconds: Some(TIMEOUT),
+        failure_threshold: Some(failures),
+        success_threshold: Some(1),
+        ..Probe::default()
+    })
+}
+
+/// The missing probes for `container`, or why none can be built, and a note to warn with.
+pub fn plan(
+    container: &Container,
+    cfg: &ProbeConfig,
+) -> Result<(ProbePlan, Option<String>), String> {
+    let startup_failures = cfg.startup_timeout_seconds.div_ceil(PERIOD_STARTUP as u32) as i32;
+    let has_own = container.startup_probe.is_some()
+        || container.readiness_probe.is_some()
+        || container.liveness_probe.is_some();
+    if has_own {
+        // The app's own probes stand; only a missing startup probe is added, from them.
+        let startup = match &container.startup_probe {
+            Some(_) => None,
+            None => derived_startup(container, startup_failures),
+        };
+        return Ok((
+            ProbePlan {
+                startup,
+                ..ProbePlan::default()
+            },
+            None,
+        ));
     }
     let port = port(container, cfg.port.as_ref())?;
+    let mut note = None;
     let [startup_path, readiness_path, liveness_path] = match paths(&cfg.mode) {
+        Some(_) if speaks_tls(container, port) => {
+            note = Some(format!(
+                "container {}: port {port} speaks TLS, so the probes are tcpSocket, not plain HTTP",
+                container.name
+            ));
+            [None; 3]
+        }
         Some(p) => p.map(Some),
         None => [None; 3],
     };
-    let startup_failures = cfg.startup_timeout_seconds.div_ceil(PERIOD_STARTUP as u32) as i32;
-    let startup = container
-        .startup_probe
-        .is_none()
-        .then(|| probe(port, startup_path, PERIOD_STARTUP, startup_failures));
-    let readiness = container
-        .readiness_probe
-        .is_none()
-        .then(|| probe(port, readiness_path, PERIOD_READINESS, FAILURES_READINESS));
-    // Without a startup probe a liveness probe kills slow-starting JVMs (CrashLoopBackOff).
-    let has_startup = container.startup_probe.is_some() || startup.is_some();
-    let liveness = (container.liveness_probe.is_none() && has_startup)
-        .then(|| probe(port, liveness_path, PERIOD_LIVENESS, FAILURES_LIVENESS));
-    Ok(ProbePlan {
-        startup,
-        readiness,
-        liveness,
-    })
+    let startup = Some(probe(port, startup_path, PERIOD_STARTUP, startup_failures));
+    let readiness = Some(probe(
+        port,
+        readiness_path,
+        PERIOD_READINESS,
+        FAILURES_READINESS,
+    ));
+    // With the startup probe above, a liveness probe cannot kill a slow-starting JVM.
+    let liveness = Some(probe(
+        port,
+        liveness_path,
+        PERIOD_LIVENESS,
+        FAILURES_LIVENESS,
+    ));
+    Ok((
+        ProbePlan {
+            startup,
+            readiness,
+            liveness,
+        },
+        note,
+    ))
 }
+
 impl ContainerMutation<'_> {
     /// The probes feature: the missing probe kinds, never changing the container's own.
     pub(super) fn probes(&mut self) {
@@ -140,10 +220,13 @@ impl ContainerMutation<'_> {
                 self.warnings.push(format!("{reason}; probes skipped"));
                 self.skip(Feature::Probes, reason);
             }
-            Ok(plan) if plan.is_empty() => {
+            Ok((plan, _)) if plan.is_empty() => {
                 self.skip(Feature::Probes, "the container has its own probes")
             }
-            Ok(plan) => {
+            Ok((plan, note)) => {
+                if let Some(note) = note {
+                    self.warnings.push(note);
+                }
                 for (field, probe) in [
                     ("startupProbe", plan.startup),
                     ("readinessProbe", plan.readiness),

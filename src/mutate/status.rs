@@ -18,6 +18,10 @@ pub struct ContainerStatus {
     /// Feature → why it was not applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<Feature, String>,
+    /// Why the container is a target: `seen` (JVM evidence), `assumed` (none either way) or
+    /// `named` (listed in `containers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jvm: Option<String>,
     /// The launcher profile matched (SPEC §4.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,

@@ -1,10 +1,12 @@
-//! Which containers of a pod get the features (SPEC §2): the `containers` key, else the
-//! default-container annotation, else the first container that is not a known sidecar.
+//! Which containers of a pod get the features (SPEC §2), by evidence: a container is a JVM, not
+//! a JVM, or unknown; known sidecars (meshes, agents, JVM metrics exporters) are never chosen
+//! unless named.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::config::Warnings;
-use crate::config::{Key, Targets};
+use super::env::{EnvSources, EnvView};
+use super::launcher;
+use crate::config::{Key, ProfileChoice, Profiles, Targets, Warnings};
 
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
@@ -26,19 +28,308 @@ pub const KNOWN_SIDECARS: &[&str] = &[
     "jaeger-agent",
     "fluent-bit",
     "oauth2-proxy",
+    "config-reload",
 ];
 
-/// Indices into `spec.containers`, in the pod's order, each at most once.
-pub fn select(pod: &Pod, targets: &Targets, warnings: &mut Warnings) -> Vec<usize> {
+/// JVM metrics exporters run as sidecars (`java -jar jmx_prometheus_httpserver.jar`, Bitnami's
+/// `jmx-exporter`): JVMs, but never the application. Matched in the name or image...
+const EXPORTER_MARKS: &[&str] = &[
+    "jmx-exporter",
+    "jmx_prometheus",
+    "prometheus-jmx",
+    "jmx-prometheus",
+];
+/// ... or the standalone exporter's jar in the command (its in-process `-javaagent` jar,
+/// `jmx_prometheus_javaagent`, leaves the container the application's).
+const EXPORTER_JARS: &[&str] = &["jmx_prometheus_httpserver", "jmx_prometheus_standalone"];
+
+/// Image names (the repository's last segment) that are not JVMs: web servers, proxies, shells,
+/// other runtimes, databases (research notes of the 35 public charts, and their Dockerfiles).
+const NOT_JVM_IMAGES: &[&str] = &[
+    "nginx",
+    "envoy",
+    "proxyv2",
+    "haproxy",
+    "traefik",
+    "caddy",
+    "httpd",
+    "busybox",
+    "alpine",
+    "debian",
+    "ubuntu",
+    "curl",
+    "os-shell",
+    "kubectl",
+    "git",
+    "python",
+    "node",
+    "golang",
+    "ruby",
+    "php",
+    "redis",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "mongodb",
+    "memcached",
+    "etcd",
+    "minio",
+    "mc",
+    "vault",
+    "fluent-bit",
+    "k8s-sidecar",
+    "kibana",
+    "opensearch-dashboards",
+    "bats",
+    "kafka-exporter",
+    "pause",
+];
+
+/// Programs that are not JVMs: a command, or a shell script, running only these is not one.
+const NOT_JVM_PROGRAMS: &[&str] = &[
+    "sh",
+    "bash",
+    "ash",
+    "dash",
+    "zsh",
+    "curl",
+    "wget",
+    "nc",
+    "ncat",
+    "timeout",
+    "sleep",
+    "echo",
+    "printf",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "ls",
+    "find",
+    "tar",
+    "touch",
+    "tee",
+    "chown",
+    "chmod",
+    "mkdir",
+    "ln",
+    "sysctl",
+    "ulimit",
+    "openssl",
+    "envsubst",
+    "sed",
+    "awk",
+    "grep",
+    "jq",
+    "yq",
+    "kubectl",
+    "pg_isready",
+    "psql",
+    "mysql",
+    "redis-cli",
+    "mc",
+    "bats",
+    "python",
+    "python3",
+    "node",
+    "nginx",
+    "envoy",
+    "true",
+    "false",
+    "test",
+    "[",
+    "export",
+    "set",
+    "exit",
+    "wait",
+    "until",
+    "do",
+    "done",
+    "while",
+    "if",
+    "then",
+    "fi",
+    "else",
+    "for",
+    "in",
+    "cd",
+    "exec",
+];
+
+const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
+
+/// Env variables that only a JVM reads.
+const JVM_VARS: &[&str] = &[
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "JAVA_OPTS",
+    "JAVA_HOME",
+    "JAVA_VERSION",
+    "_JAVA_OPTIONS",
+];
+
+/// What the pod spec says about a container being a JVM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Seen: the reason.
+    Jvm(String),
+    NotJvm(String),
+    Unknown,
+}
+
+/// Why a container is a target, as the status says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// JVM evidence.
+    Seen,
+    /// No evidence either way: the namespace opted in, so the default target is guarded.
+    Assumed,
+    /// Listed in `containers`.
+    Named,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Seen => "seen",
+            Why::Assumed => "assumed",
+            Why::Named => "named",
+        }
+    }
+}
+
+fn base(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn image_name(image: &str) -> &str {
+    let repo = image.split('@').next().unwrap_or(image);
+    let last = base(repo);
+    last.split(':').next().unwrap_or(last)
+}
+
+/// A JVM metrics exporter sidecar, by its name, image or command.
+pub fn is_exporter(container: &Container) -> bool {
+    let named = std::iter::once(container.name.as_str())
+        .chain(container.image.as_deref())
+        .map(str::to_ascii_lowercase)
+        .any(|w| EXPORTER_MARKS.iter().any(|m| w.contains(m)));
+    let mut argv = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten());
+    named || argv.any(|w| EXPORTER_JARS.iter().any(|j| w.contains(j)))
+}
+
+fn is_sidecar(container: &Container) -> bool {
+    KNOWN_SIDECARS.contains(&container.name.as_str()) || is_exporter(container)
+}
+
+/// The programs a shell script runs: the first word of each command, past `exec`, `env` and
+/// variable assignments.
+fn script_commands(script: &str) -> Vec<&str> {
+    script
+        .split(['\n', ';', '&', '|', '(', ')', '`'])
+        .filter_map(|segment| {
+            segment
+                .split_whitespace()
+                .find(|w| !matches!(*w, "exec" | "env" | "!" | "{" | "}") && !w.contains('='))
+        })
+        .collect()
+}
+
+/// The programs a container runs: argv\[0\], and for a shell with `-c`, its script's commands.
+fn commands(container: &Container) -> Vec<String> {
+    let argv: Vec<&str> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    let Some(first) = argv.first() else {
+        return Vec::new();
+    };
+    if SHELLS.contains(&base(first)) {
+        // `sh -c SCRIPT` / `bash -ec SCRIPT`: the script is the first word after the flags.
+        let script = argv[1..].iter().find(|w| !w.starts_with('-'));
+        let mut out = vec![first.to_string()];
+        out.extend(
+            script
+                .into_iter()
+                .flat_map(|s| script_commands(s))
+                .map(str::to_string),
+        );
+        return out;
+    }
+    vec![first.to_string()]
+}
+
+/// The evidence a container gives of being a JVM.
+pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -> Evidence {
+    let programs = launcher::programs(container);
+    if let Some(java) = programs
+        .iter()
+        .find(|p| *p == "java" || p.ends_with("/java"))
+    {
+        return Evidence::Jvm(format!("runs {java}"));
+    }
+    if let Some(p) = launcher::select(container, env, &ProfileChoice::Auto, profiles) {
+        return Evidence::Jvm(format!("the {} launcher", p.name));
+    }
+    let names = env.names();
+    if let Some(var) = JVM_VARS.iter().find(|v| names.iter().any(|n| n == *v)) {
+        return Evidence::Jvm(format!("sets {var}"));
+    }
+    let commands = commands(container);
+    if !commands.is_empty() && commands.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
+        return Evidence::NotJvm(format!("runs {}", commands.join(", ")));
+    }
+    let image = container.image.as_deref().unwrap_or_default();
+    let name = image_name(image);
+    if commands.is_empty()
+        && NOT_JVM_IMAGES
+            .iter()
+            .any(|n| name == *n || name.starts_with(&format!("{n}-")))
+    {
+        return Evidence::NotJvm(format!("image {name}"));
+    }
+    Evidence::Unknown
+}
+
+/// The targets, in the pod's order, each at most once, with why.
+pub fn select(
+    pod: &Pod,
+    targets: &Targets,
+    profiles: &Profiles,
+    sources: &EnvSources,
+    warnings: &mut Warnings,
+) -> Vec<(usize, Why)> {
     let containers = pod
         .spec
         .as_ref()
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
+    let evidence: Vec<Evidence> = containers
+        .iter()
+        .map(|c| evidence(c, &EnvView::new(c, sources), profiles))
+        .collect();
+    let why = |i: usize| match evidence[i] {
+        Evidence::Jvm(_) => Why::Seen,
+        _ => Why::Assumed,
+    };
+    let candidate =
+        |i: &usize| !is_sidecar(&containers[*i]) && !matches!(evidence[*i], Evidence::NotJvm(_));
     let index_of = |name: &str| containers.iter().position(|c| c.name == name);
-    let mut out: Vec<usize> = match targets {
+    let mut out: Vec<(usize, Why)> = match targets {
         Targets::Invalid => Vec::new(),
-        Targets::All => (0..containers.len()).collect(),
+        Targets::All => (0..containers.len())
+            .filter(candidate)
+            .map(|i| (i, why(i)))
+            .collect(),
         Targets::Named(names) => names
             .iter()
             .filter_map(|name| {
@@ -49,7 +340,16 @@ pub fn select(pod: &Pod, targets: &Targets, warnings: &mut Warnings) -> Vec<usiz
                         Key::Containers.annotation()
                     ));
                 }
-                i
+                i.map(|i| {
+                    (
+                        i,
+                        if why(i) == Why::Seen {
+                            Why::Seen
+                        } else {
+                            Why::Named
+                        },
+                    )
+                })
             })
             .collect(),
         Targets::Default => {
@@ -60,7 +360,7 @@ pub fn select(pod: &Pod, targets: &Targets, warnings: &mut Warnings) -> Vec<usiz
                 .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION));
             match named {
                 Some(name) => match index_of(name) {
-                    Some(i) => vec![i],
+                    Some(i) => vec![(i, why(i))],
                     None => {
                         warnings.push(format!(
                             "container {name} named in {DEFAULT_CONTAINER_ANNOTATION} does not exist; nothing injected"
@@ -68,25 +368,92 @@ pub fn select(pod: &Pod, targets: &Targets, warnings: &mut Warnings) -> Vec<usiz
                         Vec::new()
                     }
                 },
-                None => match containers
-                    .iter()
-                    .position(|c| !KNOWN_SIDECARS.contains(&c.name.as_str()))
-                {
-                    Some(i) => vec![i],
-                    None => {
-                        if !containers.is_empty() {
-                            warnings.push(format!(
-                                "every container is a known sidecar; name the JVM container in {}",
-                                Key::Containers.annotation()
-                            ));
+                None => {
+                    let seen = (0..containers.len())
+                        .filter(candidate)
+                        .find(|i| matches!(evidence[*i], Evidence::Jvm(_)));
+                    match seen.or_else(|| (0..containers.len()).find(candidate)) {
+                        Some(i) => vec![(i, why(i))],
+                        None => {
+                            if !containers.is_empty() {
+                                warnings.push(format!(
+                                    "no container looks like a JVM (every one is a known sidecar or not a JVM); name the JVM container in {}",
+                                    Key::Containers.annotation()
+                                ));
+                            }
+                            Vec::new()
                         }
-                        Vec::new()
                     }
-                },
+                }
             }
         }
     };
-    out.sort_unstable();
-    out.dedup();
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.dedup_by_key(|(i, _)| *i);
+    if !out.is_empty() {
+        for (i, c) in containers.iter().enumerate() {
+            let targeted = out.iter().any(|(t, _)| *t == i);
+            if let (false, false, Evidence::Jvm(reason)) = (targeted, is_sidecar(c), &evidence[i]) {
+                warnings.push(format!(
+                    "container {} looks like a JVM ({reason}) but is not guarded; name it in {}",
+                    c.name,
+                    Key::Containers.annotation()
+                ));
+            }
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+
+    fn container(value: serde_json::Value) -> Container {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[rstest]
+    #[case::java(json!({"name": "a", "command": ["java", "-jar", "app.jar"]}), "jvm")]
+    #[case::java_in_script(json!({"name": "a", "command": ["sh", "-c", "exec /opt/java/bin/java -jar x.jar"]}), "jvm")]
+    #[case::profile(json!({"name": "a", "image": "bitnami/kafka:3.9"}), "jvm")]
+    #[case::env(json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JAVA_OPTS", "value": "-Dx"}]}), "jvm")]
+    #[case::curl_job(json!({"name": "a", "image": "bitnami/os-shell", "command": ["/bin/bash", "-ec", "curl -f http://x; echo done"]}), "not")]
+    #[case::nginx(json!({"name": "a", "image": "nginx:1.27"}), "not")]
+    #[case::plain(json!({"name": "a", "image": "corp/orders:1"}), "unknown")]
+    #[case::script(json!({"name": "a", "image": "corp/orders:1", "command": ["/opt/start.sh"]}), "unknown")]
+    fn classifies(#[case] c: serde_json::Value, #[case] expected: &str) {
+        let c = container(c);
+        let sources = EnvSources::default();
+        let got = match evidence(&c, &EnvView::new(&c, &sources), &Profiles::default()) {
+            Evidence::Jvm(_) => "jvm",
+            Evidence::NotJvm(_) => "not",
+            Evidence::Unknown => "unknown",
+        };
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn exporters_are_sidecars() {
+        let confluent = container(json!({
+            "name": "prometheus-jmx-exporter",
+            "image": "solsson/kafka-prometheus-jmx-exporter@sha256:6f82",
+            "command": ["java", "-jar", "jmx_prometheus_httpserver.jar", "5556"],
+        }));
+        assert!(is_exporter(&confluent));
+        let bitnami = container(
+            json!({"name": "metrics", "image": "bitnami/jmx-exporter:1", "args": ["-jar", "jmx_prometheus_standalone.jar"]}),
+        );
+        assert!(is_exporter(&bitnami));
+        let app = container(
+            json!({"name": "app", "image": "corp/app", "args": ["-javaagent:/jmx_prometheus_javaagent.jar=9404:/c.yml"]}),
+        );
+        assert!(
+            !is_exporter(&app),
+            "the in-process agent leaves the container the app's"
+        );
+    }
 }
