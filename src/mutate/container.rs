@@ -184,7 +184,9 @@ impl<'a> ContainerMutation<'a> {
                     VarState::Opaque(reason) => self.skip(Feature::Memory, reason),
                     _ => {
                         self.status.applied(Feature::Memory);
-                        self.status.memory_via = Some(var.clone());
+                        if self.status.via.as_deref() != Some(var.as_str()) {
+                            self.status.memory_via = Some(var.clone());
+                        }
                         edits.memory = Some((var, flags));
                     }
                 },
