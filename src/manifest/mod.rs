@@ -1,18 +1,20 @@
-//! Manifests for the offline preview: multi-document YAML or JSON in, Pods and workload pod
-//! templates mutated with the same [`mutate`](crate::mutate::mutate), documents out.
+//! Manifests for the offline preview: multi-document YAML or JSON in ([`yaml`]), Pods and
+//! workload pod templates mutated with the same [`mutate`](crate::mutate::mutate), documents out.
+
+pub mod yaml;
 
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
 use crate::mutate::{images_to_resolve, mutate_with, ImageRequest, ResolvedImages};
+pub use yaml::YamlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("not valid YAML or JSON: {0}")]
-    Syntax(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Syntax(#[from] YamlError),
     #[error("document {index}: expected a Kubernetes object (a map with kind)")]
     NotAnObject { index: usize },
     #[error("document {index} ({object}): {message}")]
@@ -27,16 +29,10 @@ pub enum ManifestError {
     PatchNeedsOnePod(String),
 }
 
-/// Reads every document of a YAML stream (JSON is YAML too), skipping empty ones.
+/// Reads every document of a YAML stream (JSON is YAML too) as kubectl does, skipping empty
+/// ones (see [`yaml`]).
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
-    let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(de)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    Ok(yaml::parse_documents(text)?)
 }
 
 /// Reads a Namespace manifest; its name and annotations configure the mutation.
