@@ -1,6 +1,8 @@
 //! Manifests for the offline preview: multi-document YAML or JSON in ([`yaml`]), Pods and
-//! workload pod templates mutated with the same [`mutate`](crate::mutate::mutate), documents out.
+//! workload pod templates mutated with the same [`mutate`](crate::mutate::mutate), knowing the
+//! ConfigMaps and Secrets of the input ([`sources`]), documents out.
 
+pub mod sources;
 pub mod yaml;
 
 use json_patch::Patch;
@@ -8,7 +10,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
-use crate::mutate::{images_to_resolve, mutate_with, ImageRequest, ResolvedImages};
+use crate::mutate::{images_to_resolve, mutate_with_sources, ImageRequest, ResolvedImages};
+use sources::KnownSources;
 pub use yaml::YamlError;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,16 @@ pub struct Output {
 }
 
 impl Preview {
+    /// The namespace of a document without `metadata.namespace`: the `--namespace` one, else
+    /// `default`, as kubectl would create it in.
+    fn default_namespace(&self) -> &str {
+        let name = self
+            .namespace
+            .as_ref()
+            .and_then(|ns| ns.metadata.name.as_deref());
+        name.unwrap_or("default")
+    }
+
     fn namespace_config(&self, doc_namespace: Option<&str>) -> (NamespaceConfig, Vec<String>) {
         let mut notes = Vec::new();
         let Some(ns) = &self.namespace else {
@@ -134,9 +147,10 @@ impl Preview {
         docs: Vec<Value>,
         images: &ResolvedImages,
     ) -> Result<Output, ManifestError> {
+        let known = KnownSources::collect(&docs, self.default_namespace())?;
         let mut out = Output::default();
         for (i, doc) in docs.into_iter().enumerate() {
-            let doc = self.document(i + 1, doc, images, &mut out)?;
+            let doc = self.document(i + 1, doc, images, &known, &mut out)?;
             out.documents.push(doc);
         }
         Ok(out)
@@ -174,6 +188,7 @@ impl Preview {
         index: usize,
         mut doc: Value,
         images: &ResolvedImages,
+        known: &KnownSources,
         out: &mut Output,
     ) -> Result<Value, ManifestError> {
         if !doc.is_object() || doc.get("kind").and_then(Value::as_str).is_none() {
@@ -189,7 +204,7 @@ impl Preview {
         if kind == "List" {
             let items = doc.get_mut("items").and_then(Value::as_array_mut);
             for item in items.into_iter().flatten() {
-                *item = self.document(index, item.take(), images, out)?;
+                *item = self.document(index, item.take(), images, known, out)?;
             }
             return Ok(doc);
         }
@@ -208,7 +223,8 @@ impl Preview {
             ))
         })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
-        let mutation = mutate_with(&pod, &ns, &self.settings, images);
+        let sources = known.get(doc_ns.as_deref().unwrap_or(self.default_namespace()));
+        let mutation = mutate_with_sources(&pod, &ns, &self.settings, images, sources);
         for w in notes.into_iter().chain(mutation.warnings) {
             out.warnings.push((object.clone(), w));
         }
