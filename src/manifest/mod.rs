@@ -218,8 +218,9 @@ impl Preview {
         };
         let pod: Pod = serde_json::from_value(pod_value.clone()).map_err(|e| {
             invalid(format!(
-                "not a valid pod{}: {e}",
-                if kind == "Pod" { "" } else { " template" }
+                "not a valid pod{}: {e}{}",
+                if kind == "Pod" { "" } else { " template" },
+                yaml::hint(&e)
             ))
         })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
@@ -270,10 +271,11 @@ fn pod_of(doc: &Value) -> Option<Result<Value, String>> {
     })))
 }
 
-/// Renders documents as YAML, separated by `---`.
+/// Renders documents as YAML that kubectl reads back the same (see [`yaml::to_yaml`]),
+/// separated by `---`.
 pub fn to_yaml(docs: &[Value]) -> String {
     docs.iter()
-        .map(|d| serde_yaml::to_string(d).expect("JSON values serialize to YAML"))
+        .map(yaml::to_yaml)
         .collect::<Vec<_>>()
         .join("---\n")
 }

@@ -39,7 +39,7 @@ impl KnownSources {
         let invalid = |kind: &str, e: serde_json::Error| ManifestError::Invalid {
             index,
             object: describe(doc),
-            message: format!("not a valid {kind}: {e}"),
+            message: format!("not a valid {kind}: {e}{}", super::yaml::hint(&e)),
         };
         // Nothing can refer to a ConfigMap by a name the API server has not given it yet.
         let name = doc.pointer("/metadata/name").and_then(Value::as_str);

@@ -1,5 +1,6 @@
 //! YAML read as kubectl and Helm read it: YAML 1.1 scalars (go-yaml v2, under sigs.k8s.io/yaml),
-//! a duplicate key refused, and numbers as their JSON encoding writes them.
+//! a duplicate key refused, and numbers as their JSON encoding writes them; and written so that
+//! kubectl reads every string back as a string.
 //!
 //! go-yaml v2 resolves `0755` to the octal 493, `0x1F` to 31, `1_000` to 1000, and the plain
 //! words `y`, `yes`, `on` (and `n`, `no`, `off`, any case form it lists) to booleans; the JSON
@@ -8,8 +9,8 @@
 
 use std::io::Cursor;
 
-use serde_json::{Number, Value};
-use serde_saphyr::{DuplicateKeyPolicy, MessageFormatter, UserMessageFormatter};
+use serde_json::{Map, Number, Value};
+use serde_saphyr::{DuplicateKeyPolicy, MessageFormatter, Options, UserMessageFormatter};
 
 /// Where in the stream a problem is, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,15 +36,9 @@ fn at_line(line: Option<u64>) -> String {
 /// Reads every document of a YAML stream (JSON is YAML too), skipping empty ones; `index` in
 /// errors counts the documents that are not empty, as the preview's other messages do.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
-    let options = serde_saphyr::options! {
-        legacy_octal_numbers: true,
-        duplicate_keys: DuplicateKeyPolicy::Error,
-        with_snippet: false,
-        budget: serde_saphyr::budget! { max_reader_input_bytes: None },
-    };
     let mut input = Cursor::new(text.as_bytes());
     let mut docs = Vec::new();
-    for result in serde_saphyr::read_with_options::<_, Value>(&mut input, options) {
+    for result in serde_saphyr::read_with_options::<_, Value>(&mut input, yaml_1_1()) {
         match result {
             Ok(mut doc) => {
                 as_json_numbers(&mut doc);
@@ -55,6 +50,15 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
         }
     }
     Ok(docs)
+}
+
+fn yaml_1_1() -> Options {
+    serde_saphyr::options! {
+        legacy_octal_numbers: true,
+        duplicate_keys: DuplicateKeyPolicy::Error,
+        with_snippet: false,
+        budget: serde_saphyr::budget! { max_reader_input_bytes: None },
+    }
 }
 
 fn located(index: usize, error: &serde_saphyr::Error) -> YamlError {
@@ -75,6 +79,15 @@ fn located(index: usize, error: &serde_saphyr::Error) -> YamlError {
     }
 }
 
+/// What to say after a typed read refused a boolean: in YAML 1.1 a plain `yes` is one.
+pub fn hint(error: &serde_json::Error) -> &'static str {
+    if error.to_string().contains("invalid type: boolean") {
+        " (kubectl reads unquoted yes/no/on/off/y/n as booleans too: quote a string value)"
+    } else {
+        ""
+    }
+}
+
 /// go-yaml reads `08` or `1e3` as floats and Go's JSON encoder writes a whole float without a
 /// fraction (`8`, `1000`), which integer fields then accept: the same here.
 fn as_json_numbers(value: &mut Value) {
@@ -90,6 +103,78 @@ fn as_json_numbers(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(as_json_numbers),
         Value::Object(map) => map.values_mut().for_each(as_json_numbers),
         _ => {}
+    }
+}
+
+// Private-use characters around a string that must be single-quoted.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+
+/// One document as YAML that kubectl reads back to the same JSON. serde_yaml 0.9 quotes a
+/// string only when YAML 1.2 would read it as something else, so it writes `yes`, `on` or
+/// `1_000` plain, which go-yaml v2 reads as a boolean or a number: such strings (values and
+/// keys) are marked before writing and single-quoted after.
+pub fn to_yaml(doc: &Value) -> String {
+    let write = |v: &Value| serde_yaml::to_string(v).expect("JSON values serialize to YAML");
+    if has_marker(doc) {
+        return write(doc);
+    }
+    let marked = write(&marked(doc));
+    let mut out = String::with_capacity(marked.len());
+    let mut rest = marked.as_str();
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + OPEN.len_utf8()..];
+        let end = inner.find(CLOSE).expect("a marked string is written whole");
+        out.push('\'');
+        out.push_str(&inner[..end].replace('\'', "''"));
+        out.push('\'');
+        rest = &inner[end + CLOSE.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether YAML 1.1 reads `s`, written plain, as something other than the string `s`. Such
+/// scalars are short runs of ASCII without spaces; anything else is left to serde_yaml.
+fn misread_plain(s: &str) -> bool {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return false;
+    }
+    match serde_saphyr::from_str_with_options::<Value>(s, yaml_1_1()) {
+        Ok(Value::String(read)) => read != s,
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+fn marked(value: &Value) -> Value {
+    let mark = |s: &str| {
+        if misread_plain(s) {
+            format!("{OPEN}{s}{CLOSE}")
+        } else {
+            s.to_string()
+        }
+    };
+    match value {
+        Value::String(s) => Value::String(mark(s)),
+        Value::Array(items) => Value::Array(items.iter().map(marked).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (mark(k), marked(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn has_marker(value: &Value) -> bool {
+    let marker = |s: &str| s.contains(OPEN) || s.contains(CLOSE);
+    match value {
+        Value::String(s) => marker(s),
+        Value::Array(items) => items.iter().any(has_marker),
+        Value::Object(map) => map.iter().any(|(k, v)| marker(k) || has_marker(v)),
+        _ => false,
     }
 }
 
@@ -127,6 +212,49 @@ mod tests {
     #[case::timestamp_is_a_string("2024-01-01", json!("2024-01-01"))]
     fn scalars_as_go_yaml_v2_reads_them(#[case] scalar: &str, #[case] expected: Value) {
         assert_eq!(one(&format!("kind: X\nv: {scalar}\n"))["v"], expected);
+    }
+
+    #[test]
+    fn strings_yaml_1_1_would_misread_are_written_quoted() {
+        let words = [
+            "yes",
+            "No",
+            "ON",
+            "off",
+            "y",
+            "N",
+            "true",
+            "0755",
+            "0x1F",
+            "1_000",
+            "012_3",
+            "08",
+            "1e3",
+            "~",
+            "null",
+            "",
+            "1:30",
+            "2024-01-01",
+            "plain",
+            "-XX:+UseG1GC",
+            "it's",
+            "a\nb",
+        ];
+        let doc = Value::Object(
+            words
+                .iter()
+                .map(|w| (w.to_string(), Value::String(w.to_string())))
+                .collect(),
+        );
+        let text = to_yaml(&doc);
+        assert!(text.contains("'yes': 'yes'\n"), "{text}");
+        assert!(text.contains("'1_000': '1_000'\n"), "{text}");
+        assert!(text.contains("plain: plain\n"), "{text}");
+        assert_eq!(one(&format!("{text}kind: X\n"))["yes"], "yes");
+        assert_eq!(one(&text), doc, "{text}");
+
+        let odd = serde_json::json!({"a": "\u{E000}x\u{E001}", "b": "plain"});
+        assert_eq!(one(&to_yaml(&odd)), odd);
     }
 
     #[test]
