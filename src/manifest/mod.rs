@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
-use crate::mutate::{images_to_resolve, mutate_with_sources, ImageRequest, ResolvedImages};
+use crate::mutate::{
+    images_to_resolve, mutate_with_sources, EnvSources, ImageRequest, ResolvedImages,
+};
 use sources::KnownSources;
 pub use yaml::YamlError;
 
@@ -106,6 +108,11 @@ impl Preview {
             .as_ref()
             .and_then(|ns| ns.metadata.name.as_deref());
         name.unwrap_or("default")
+    }
+
+    /// The ConfigMaps and Secrets a pod with this `metadata.namespace` can read.
+    fn sources<'k>(&self, known: &'k KnownSources, doc_ns: Option<&str>) -> &'k EnvSources {
+        known.get(doc_ns.unwrap_or(self.default_namespace()))
     }
 
     fn namespace_config(&self, doc_namespace: Option<&str>) -> (NamespaceConfig, Vec<String>) {
@@ -224,7 +231,7 @@ impl Preview {
             ))
         })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
-        let sources = known.get(doc_ns.as_deref().unwrap_or(self.default_namespace()));
+        let sources = self.sources(known, doc_ns.as_deref());
         let mutation = mutate_with_sources(&pod, &ns, &self.settings, images, sources);
         for w in notes.into_iter().chain(mutation.warnings) {
             out.warnings.push((object.clone(), w));
@@ -287,4 +294,44 @@ pub fn to_json(docs: &[Value]) -> String {
         many => json!({"apiVersion": "v1", "kind": "List", "items": many}),
     };
     serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preview(namespace: Option<&str>) -> Preview {
+        let namespace = namespace.map(|name| {
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("a Namespace")
+        });
+        Preview {
+            namespace,
+            defaults: Defaults::default(),
+            settings: ServerSettings::default(),
+        }
+    }
+
+    #[test]
+    fn a_pod_reads_the_sources_of_its_namespace() {
+        let docs = vec![
+            json!({"kind": "ConfigMap", "metadata": {"name": "env"}, "data": {"WHERE": "unset"}}),
+            json!({"kind": "ConfigMap", "metadata": {"name": "env", "namespace": "shop"},
+                   "data": {"WHERE": "shop"}}),
+        ];
+        let data = |preview: &Preview, doc_ns: Option<&str>| {
+            let known = KnownSources::collect(&docs, preview.default_namespace()).unwrap();
+            let sources = preview.sources(&known, doc_ns);
+            sources.config_maps.get("env").map(|d| d["WHERE"].clone())
+        };
+        let plain = preview(None);
+        assert_eq!(data(&plain, None).as_deref(), Some("unset"));
+        assert_eq!(data(&plain, Some("default")).as_deref(), Some("unset"));
+        assert_eq!(data(&plain, Some("shop")).as_deref(), Some("shop"));
+        assert_eq!(data(&plain, Some("other")), None);
+        // With --namespace team, documents without a namespace are in team.
+        let team = preview(Some("team"));
+        assert_eq!(data(&team, None).as_deref(), Some("unset"));
+        assert_eq!(data(&team, Some("default")), None);
+        assert_eq!(data(&team, Some("shop")).as_deref(), Some("shop"));
+    }
 }
