@@ -38,7 +38,7 @@ fn at_line(line: Option<u64>) -> String {
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
     let mut input = Cursor::new(text.as_bytes());
     let mut docs = Vec::new();
-    for result in serde_saphyr::read_with_options::<_, Value>(&mut input, yaml_1_1()) {
+    for result in serde_saphyr::read_with_options::<_, Value>(&mut input, yaml_1_1(text.len())) {
         match result {
             Ok(mut doc) => {
                 as_json_numbers(&mut doc);
@@ -52,12 +52,23 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
     Ok(docs)
 }
 
-fn yaml_1_1() -> Options {
+/// go-yaml's resolution, and serde-saphyr's budget scaled to the input: a node or an event
+/// takes at least one byte of it (`kubectl get -A -o yaml` is one `List` of every object), and
+/// alias replay keeps its own limits. The depth is serde_yaml's, which the preview had before.
+fn yaml_1_1(input_len: usize) -> Options {
+    let size = input_len.saturating_add(1024);
     serde_saphyr::options! {
         legacy_octal_numbers: true,
         duplicate_keys: DuplicateKeyPolicy::Error,
         with_snippet: false,
-        budget: serde_saphyr::budget! { max_reader_input_bytes: None },
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: None,
+            max_depth: 128,
+            max_documents: size,
+            max_nodes: size.max(250_000),
+            max_events: size.saturating_mul(2).max(1_000_000),
+            max_total_scalar_bytes: size.max(64 << 20),
+        },
     }
 }
 
@@ -141,7 +152,7 @@ fn misread_plain(s: &str) -> bool {
     if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return false;
     }
-    match serde_saphyr::from_str_with_options::<Value>(s, yaml_1_1()) {
+    match serde_saphyr::from_str_with_options::<Value>(s, yaml_1_1(s.len())) {
         Ok(Value::String(read)) => read != s,
         Ok(_) => true,
         Err(_) => false,
@@ -255,6 +266,24 @@ mod tests {
 
         let odd = serde_json::json!({"a": "\u{E000}x\u{E001}", "b": "plain"});
         assert_eq!(one(&to_yaml(&odd)), odd);
+    }
+
+    #[test]
+    fn large_and_deep_documents_are_read() {
+        // serde-saphyr's default is 250 000 nodes a document; reading that many unoptimized takes
+        // seconds, so the budget is checked here (a 15 MB List of 3000 Deployments was read).
+        let budget = yaml_1_1(50 << 20).budget.expect("a budget");
+        assert!(budget.max_nodes >= 50 << 20 && budget.max_events >= 50 << 20);
+        assert!(budget.max_total_scalar_bytes >= 50 << 20 && budget.max_documents >= 1 << 20);
+
+        // Unoptimized, each level takes ~20 KiB of stack: more than a test thread's 2 MiB.
+        let deep = std::thread::Builder::new().stack_size(32 << 20).spawn(|| {
+            let nested = |d: usize| format!("kind: X\nv: {}{}\n", "[".repeat(d), "]".repeat(d));
+            assert!(one(&nested(120))["v"].is_array());
+            let err = parse_documents(&nested(200)).unwrap_err().to_string();
+            assert!(err.contains("Depth"), "{err}");
+        });
+        deep.unwrap().join().unwrap();
     }
 
     #[test]
