@@ -164,3 +164,103 @@ fn defaults_file_errors_name_the_file() {
     );
     assert!(Path::new(&defaults).exists());
 }
+
+#[test]
+fn a_duplicate_key_exits_2_naming_the_file_document_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("twice.yaml");
+    let input = "---\n# Source: app/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\n\
+                 metadata: {name: c}\n---\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n\
+                 spec:\n  containers:\n  - name: a\n    image: eclipse-temurin:21-jre\n\
+                 \x20   image: eclipse-temurin:17-jre\n";
+    std::fs::write(&file, input).unwrap();
+    let out = jvm_guard(&["mutate", "-f", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let expected = format!(
+        "error: {}: document 2, line 16: duplicate key image\n",
+        file.display()
+    );
+    assert_eq!(stderr, expected);
+    assert!(out.stdout.is_empty());
+}
+
+/// What `helm template` prints: a leading `---`, empty documents, `envFrom:` and `value:` with
+/// nothing after them, an octal mode, the ConfigMap and Secret after the workload.
+const RENDERED: &str = r#"---
+# Source: app/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  selector:
+    matchLabels: {app: app}
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      containers:
+        - name: app
+          image: ghcr.io/acme/app:1.0.0
+          envFrom:
+          env:
+            - name: EXTRA
+              value:
+          resources:
+            limits: {memory: 1Gi}
+      volumes:
+        - name: scripts
+          configMap:
+            name: app-scripts
+            defaultMode: 0755
+---
+# Source: app/templates/empty.yaml
+---
+# Source: app/templates/configmap.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-env
+data:
+  MODE: "0644"
+  ENABLED: "yes"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+data:
+  PASSWORD: c2VjcmV0
+stringData:
+  USER: admin
+"#;
+
+#[test]
+fn rendered_chart_shapes_are_read_and_configmaps_pass_through() {
+    let out = jvm_guard(&["mutate", "--offline", "-f", "-"], Some(RENDERED));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs = jvm_guard::manifest::parse_documents(&text(&out.stdout)).unwrap();
+    let input = jvm_guard::manifest::parse_documents(RENDERED).unwrap();
+    assert_eq!(docs.len(), 3);
+    let volume = &docs[0]["spec"]["template"]["spec"]["volumes"][0];
+    assert_eq!(volume["configMap"]["defaultMode"], 493);
+    assert_eq!(docs[1], input[1], "the ConfigMap is unchanged");
+    assert_eq!(docs[2], input[2], "the Secret is unchanged");
+    assert_eq!(docs[1]["data"]["ENABLED"], "yes");
+}
+
+#[test]
+fn an_unquoted_yes_in_a_string_field_is_a_boolean_as_for_kubectl() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n\
+               \x20 - name: a\n    image: eclipse-temurin:21-jre\n    env:\n\
+               \x20   - {name: DEBUG, value: yes}\n";
+    let out = jvm_guard(&["mutate", "-f", "-"], Some(pod));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: <stdin>: document 1 (Pod/p): not a valid pod: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("quote a string value"), "{stderr}");
+}

@@ -211,7 +211,11 @@ items:
     }
 
     #[rstest]
-    #[case::not_yaml("kind: [", "not valid YAML or JSON")]
+    #[case::not_yaml("kind: [", "document 1, line 1: not valid YAML or JSON")]
+    #[case::duplicate_key(
+        "---\n---\nkind: Namespace\nmetadata:\n  name: a\n  name: b\n",
+        "document 1, line 6: duplicate key name"
+    )]
     #[case::other_kind(
         "kind: Namespace\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: p}",
         "document 2: expected a Namespace, found Pod/p"

@@ -1,18 +1,25 @@
-//! Manifests for the offline preview: multi-document YAML or JSON in, Pods and workload pod
-//! templates mutated with the same [`mutate`](crate::mutate::mutate), documents out.
+//! Manifests for the offline preview: multi-document YAML or JSON in ([`yaml`]), Pods and
+//! workload pod templates mutated with the same [`mutate`](crate::mutate::mutate), knowing the
+//! ConfigMaps and Secrets of the input ([`sources`]), documents out.
+
+pub mod sources;
+pub mod yaml;
 
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
-use crate::mutate::{images_to_resolve, mutate_with, ImageRequest, ResolvedImages};
+use crate::mutate::{
+    images_to_resolve, mutate_with_sources, EnvSources, ImageRequest, ResolvedImages,
+};
+use sources::KnownSources;
+pub use yaml::YamlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("not valid YAML or JSON: {0}")]
-    Syntax(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Syntax(#[from] YamlError),
     #[error("document {index}: expected a Kubernetes object (a map with kind)")]
     NotAnObject { index: usize },
     #[error("document {index} ({object}): {message}")]
@@ -27,16 +34,10 @@ pub enum ManifestError {
     PatchNeedsOnePod(String),
 }
 
-/// Reads every document of a YAML stream (JSON is YAML too), skipping empty ones.
+/// Reads every document of a YAML stream (JSON is YAML too) as kubectl does, skipping empty
+/// ones (see [`yaml`]).
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
-    let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(de)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    Ok(yaml::parse_documents(text)?)
 }
 
 /// Reads a Namespace manifest; its name and annotations configure the mutation.
@@ -99,6 +100,21 @@ pub struct Output {
 }
 
 impl Preview {
+    /// The namespace of a document without `metadata.namespace`: the `--namespace` one, else
+    /// `default`, as kubectl would create it in.
+    fn default_namespace(&self) -> &str {
+        let name = self
+            .namespace
+            .as_ref()
+            .and_then(|ns| ns.metadata.name.as_deref());
+        name.unwrap_or("default")
+    }
+
+    /// The ConfigMaps and Secrets a pod with this `metadata.namespace` can read.
+    fn sources<'k>(&self, known: &'k KnownSources, doc_ns: Option<&str>) -> &'k EnvSources {
+        known.get(doc_ns.unwrap_or(self.default_namespace()))
+    }
+
     fn namespace_config(&self, doc_namespace: Option<&str>) -> (NamespaceConfig, Vec<String>) {
         let mut notes = Vec::new();
         let Some(ns) = &self.namespace else {
@@ -138,9 +154,10 @@ impl Preview {
         docs: Vec<Value>,
         images: &ResolvedImages,
     ) -> Result<Output, ManifestError> {
+        let known = KnownSources::collect(&docs, self.default_namespace())?;
         let mut out = Output::default();
         for (i, doc) in docs.into_iter().enumerate() {
-            let doc = self.document(i + 1, doc, images, &mut out)?;
+            let doc = self.document(i + 1, doc, images, &known, &mut out)?;
             out.documents.push(doc);
         }
         Ok(out)
@@ -178,6 +195,7 @@ impl Preview {
         index: usize,
         mut doc: Value,
         images: &ResolvedImages,
+        known: &KnownSources,
         out: &mut Output,
     ) -> Result<Value, ManifestError> {
         if !doc.is_object() || doc.get("kind").and_then(Value::as_str).is_none() {
@@ -193,7 +211,7 @@ impl Preview {
         if kind == "List" {
             let items = doc.get_mut("items").and_then(Value::as_array_mut);
             for item in items.into_iter().flatten() {
-                *item = self.document(index, item.take(), images, out)?;
+                *item = self.document(index, item.take(), images, known, out)?;
             }
             return Ok(doc);
         }
@@ -207,12 +225,14 @@ impl Preview {
         };
         let pod: Pod = serde_json::from_value(pod_value.clone()).map_err(|e| {
             invalid(format!(
-                "not a valid pod{}: {e}",
-                if kind == "Pod" { "" } else { " template" }
+                "not a valid pod{}: {e}{}",
+                if kind == "Pod" { "" } else { " template" },
+                yaml::hint(&e)
             ))
         })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
-        let mutation = mutate_with(&pod, &ns, &self.settings, images);
+        let sources = self.sources(known, doc_ns.as_deref());
+        let mutation = mutate_with_sources(&pod, &ns, &self.settings, images, sources);
         for w in notes.into_iter().chain(mutation.warnings) {
             out.warnings.push((object.clone(), w));
         }
@@ -258,10 +278,11 @@ fn pod_of(doc: &Value) -> Option<Result<Value, String>> {
     })))
 }
 
-/// Renders documents as YAML, separated by `---`.
+/// Renders documents as YAML that kubectl reads back the same (see [`yaml::to_yaml`]),
+/// separated by `---`.
 pub fn to_yaml(docs: &[Value]) -> String {
     docs.iter()
-        .map(|d| serde_yaml::to_string(d).expect("JSON values serialize to YAML"))
+        .map(yaml::to_yaml)
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -273,4 +294,44 @@ pub fn to_json(docs: &[Value]) -> String {
         many => json!({"apiVersion": "v1", "kind": "List", "items": many}),
     };
     serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preview(namespace: Option<&str>) -> Preview {
+        let namespace = namespace.map(|name| {
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("a Namespace")
+        });
+        Preview {
+            namespace,
+            defaults: Defaults::default(),
+            settings: ServerSettings::default(),
+        }
+    }
+
+    #[test]
+    fn a_pod_reads_the_sources_of_its_namespace() {
+        let docs = vec![
+            json!({"kind": "ConfigMap", "metadata": {"name": "env"}, "data": {"WHERE": "unset"}}),
+            json!({"kind": "ConfigMap", "metadata": {"name": "env", "namespace": "shop"},
+                   "data": {"WHERE": "shop"}}),
+        ];
+        let data = |preview: &Preview, doc_ns: Option<&str>| {
+            let known = KnownSources::collect(&docs, preview.default_namespace()).unwrap();
+            let sources = preview.sources(&known, doc_ns);
+            sources.config_maps.get("env").map(|d| d["WHERE"].clone())
+        };
+        let plain = preview(None);
+        assert_eq!(data(&plain, None).as_deref(), Some("unset"));
+        assert_eq!(data(&plain, Some("default")).as_deref(), Some("unset"));
+        assert_eq!(data(&plain, Some("shop")).as_deref(), Some("shop"));
+        assert_eq!(data(&plain, Some("other")), None);
+        // With --namespace team, documents without a namespace are in team.
+        let team = preview(Some("team"));
+        assert_eq!(data(&team, None).as_deref(), Some("unset"));
+        assert_eq!(data(&team, Some("default")), None);
+        assert_eq!(data(&team, Some("shop")).as_deref(), Some("shop"));
+    }
 }
