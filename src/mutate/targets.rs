@@ -230,15 +230,26 @@ fn is_sidecar(container: &Container) -> bool {
 
 /// The programs a shell script runs: the first word of each command, past `exec`, `env` and
 /// variable assignments.
-fn script_commands(script: &str) -> Vec<&str> {
-    script
-        .split(['\n', ';', '&', '|', '(', ')', '`'])
-        .filter_map(|segment| {
-            segment
-                .split_whitespace()
-                .find(|w| !matches!(*w, "exec" | "env" | "!" | "{" | "}") && !w.contains('='))
-        })
-        .collect()
+fn script_commands(script: &str) -> Vec<String> {
+    let joined = script.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let line = line.trim_start();
+        if line.starts_with('#') {
+            continue;
+        }
+        for segment in line.split([';', '&', '|', '(', ')', '`']) {
+            // The first word that can name a program: not a keyword, an assignment, a flag, a
+            // quoted string or an expansion.
+            let word = segment.split_whitespace().find(|w| {
+                !matches!(*w, "exec" | "env" | "!" | "{" | "}" | "then" | "do" | "else")
+                    && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./[]-".contains(&b))
+                    && !w.starts_with('-')
+            });
+            out.extend(word.map(str::to_string));
+        }
+    }
+    out
 }
 
 /// The programs a container runs: argv\[0\], and for a shell with `-c`, its script's commands.
@@ -257,12 +268,7 @@ fn commands(container: &Container) -> Vec<String> {
         // `sh -c SCRIPT` / `bash -ec SCRIPT`: the script is the first word after the flags.
         let script = argv[1..].iter().find(|w| !w.starts_with('-'));
         let mut out = vec![first.to_string()];
-        out.extend(
-            script
-                .into_iter()
-                .flat_map(|s| script_commands(s))
-                .map(str::to_string),
-        );
+        out.extend(script.into_iter().flat_map(|s| script_commands(s)));
         return out;
     }
     vec![first.to_string()]
