@@ -571,6 +571,90 @@ fn container_detection_problems(stderr: &str, log: &str, seen: &CgroupSeen) -> V
     problems
 }
 
+/// `MaxHeapSize` from `-XX:+PrintFlagsFinal` output.
+fn max_heap(stdout: &str) -> Result<u64, String> {
+    let flags = parse_flags(stdout);
+    let value = flags.get("MaxHeapSize").map(|f| f.value.clone());
+    value
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("MaxHeapSize unreadable: {value:?}"))
+}
+
+#[test]
+fn container_support_decides_between_the_cgroup_and_the_machine_on_every_jdk() {
+    // Why SPEC §4.1 skips `memory` for `-XX:-UseContainerSupport`: in the same 1 GiB cgroup,
+    // with no options of ours, the JVM sizes its default 25% from the limit with container
+    // support, and from the machine's memory without it, exactly as outside any limit.
+    let limit = GIB;
+    for_each_runtime("container support", |rt| {
+        let flags_of = |extra: &[&str], cgroup: bool| -> Result<(u64, String), Vec<String>> {
+            let logs = tempfile::tempdir().map_err(|e| vec![format!("temp dir: {e}")])?;
+            let log = logs.path().join("container.log");
+            let mut cmd = java_command(&rt.java);
+            cmd.args(extra)
+                .arg(format!("-Xlog:os+container=trace:file={}", log.display()))
+                .args(["-XX:+PrintFlagsFinal", "-version"]);
+            let out = if cgroup {
+                run_limited(cmd, "container-support", limit, JVM_TIMEOUT).map(|(out, _)| out)
+            } else {
+                run(cmd, JVM_TIMEOUT)
+            }
+            .map_err(|e| vec![e])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                return Err(vec![format!(
+                    "{extra:?}: exited with {}: {stderr}",
+                    out.status
+                )]);
+            }
+            let log = std::fs::read_to_string(&log)
+                .map_err(|e| vec![format!("the JVM wrote no {}: {e}", log.display())])?;
+            let heap = max_heap(&String::from_utf8_lossy(&out.stdout)).map_err(|e| vec![e])?;
+            Ok((heap, log))
+        };
+        let (with_support, _) = flags_of(&[], true)?;
+        let (without_support, log) = flags_of(&["-XX:-UseContainerSupport"], true)?;
+        let (machine, _) = flags_of(&["-XX:-UseContainerSupport"], false)?;
+        let mut problems = Vec::new();
+        if with_support != expected_heap(limit, 25) {
+            problems.push(format!(
+                "with container support MaxHeapSize = {with_support}, expected {} (25% of the \
+                 cgroup limit {limit})",
+                expected_heap(limit, 25)
+            ));
+        }
+        if without_support != machine {
+            problems.push(format!(
+                "without container support MaxHeapSize = {without_support} in the cgroup, \
+                 {machine} outside it: the JVM still saw the limit"
+            ));
+        }
+        if without_support == with_support {
+            problems.push(format!(
+                "MaxHeapSize = {with_support} either way: the machine is too small to tell"
+            ));
+        }
+        if !log
+            .lines()
+            .any(|l| l.ends_with("Container Support not enabled"))
+        {
+            problems.push(format!(
+                "-XX:-UseContainerSupport: the log lacks \"Container Support not enabled\":\n{log}"
+            ));
+        }
+        if problems.is_empty() {
+            Ok(format!(
+                "MaxHeapSize {} MiB with container support, {} MiB without (as on the machine)",
+                with_support / MIB,
+                without_support / MIB
+            ))
+        } else {
+            Err(problems)
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test 2: an OutOfMemoryError leaves a heap dump and exits with code 3
 
