@@ -515,7 +515,17 @@ proptest! {
             let c = &input["spec"]["containers"][i];
             let out = &output["spec"]["containers"][i];
             prop_assert_eq!(&out["securityContext"], &c["securityContext"], "container {} securityContext", i);
-            prop_assert_eq!(&out["args"].is_null(), &c["args"].is_null(), "args are kept or set, never removed");
+            // The wrapper goes in front of the command; the command itself and `args` stay.
+            if !c["args"].is_null() {
+                prop_assert_eq!(&out["args"], &c["args"], "container {} args", i);
+            }
+            if out["command"] != c["command"] {
+                let command: Vec<&str> = items(out, "/command").iter().filter_map(Value::as_str).collect();
+                let original: Vec<&str> = items(c, "/command").iter().filter_map(Value::as_str).collect();
+                let tail = command.iter().position(|t| *t == "--").map(|i| &command[i + 1..]);
+                prop_assert_eq!(command.first(), Some(&"/jvm-guard/bin/jvm-guard"), "container {} command", i);
+                prop_assert_eq!(tail, Some(original.as_slice()), "container {} command", i);
+            }
         }
         // Init containers, native sidecars included, are never targets: left exactly as they
         // were, ours (the tools) only ever appended.
