@@ -20,6 +20,9 @@ use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+#[path = "../tests/support/idempotence.rs"]
+mod idempotence;
+
 /// Probes, dumps and ulimits on, so every part of the mutation runs.
 const DEFAULTS: &str = "
 heap-dump: \"true\"
@@ -44,7 +47,8 @@ fn settings(allow_host_path: bool) -> ServerSettings {
 
 /// (a) Any bytes POSTed to /mutate: never a panic; a patch applies to the object it was made
 /// for, gives a valid Pod, and mutating that pod again changes nothing (the apiserver may
-/// reinvoke us).
+/// reinvoke us), nor does mutating it again without our status annotation (which alone makes
+/// the mutation return early) beyond writing the status again.
 pub fn admission_review(body: &[u8]) {
     let namespaces = StaticNamespaces::every(defaults());
     let settings = settings(body.first().is_some_and(|b| b & 1 == 1));
@@ -74,6 +78,8 @@ pub fn admission_review(body: &[u8]) {
     json_patch::patch(object, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}"));
     serde_json::from_value::<Pod>(object.clone()).expect("the patched object is a Pod");
 
+    let stripped = idempotence::without_status(object);
+
     let again = serde_json::to_vec(&review).expect("encodes");
     let second = admission::review(&again, &namespaces, &settings).expect("still a review");
     let second = second.review.response.expect("a response");
@@ -82,6 +88,18 @@ pub fn admission_review(body: &[u8]) {
         "the mutated pod is mutated again: {}",
         String::from_utf8_lossy(&second.patch.unwrap_or_default())
     );
+
+    review["request"]["object"] = stripped.clone();
+    let again = serde_json::to_vec(&review).expect("encodes");
+    let third = admission::review(&again, &namespaces, &settings).expect("still a review");
+    let third = third.review.response.expect("a response");
+    let patch: json_patch::Patch = match third.patch {
+        Some(p) => serde_json::from_slice(&p).expect("the patch is JSON"),
+        None => json_patch::Patch(Vec::new()),
+    };
+    if let Err(changes) = idempotence::only_status_changes(&stripped, &patch) {
+        panic!("{changes}");
+    }
 }
 
 /// (b) Namespace and pod annotations with any values, keys mostly real ones, configuring the
@@ -129,7 +147,8 @@ fn example_pod() -> &'static Pod {
 }
 
 /// Never a panic; quantities read back to what they parsed to; the patch applies, gives a
-/// valid Pod, and a second mutation changes nothing.
+/// valid Pod, and a second mutation changes nothing, with or without the status annotation
+/// (without it, the status may be written again).
 pub fn annotations(input: &Annotations) {
     if let Ok(q) = input.quantity.parse::<Quantity>() {
         let again: Quantity = q.as_str().parse().expect("a parsed quantity parses again");
@@ -144,9 +163,16 @@ pub fn annotations(input: &Annotations) {
     let mut value = serde_json::to_value(&pod).expect("a pod encodes");
     json_patch::patch(&mut value, &mutation.patch)
         .unwrap_or_else(|e| panic!("patch does not apply: {e}"));
-    let mutated: Pod = serde_json::from_value(value).expect("the patched object is a Pod");
+    let mutated: Pod = serde_json::from_value(value.clone()).expect("the patched object is a Pod");
     let again = mutate(&mutated, &ns, &settings);
     assert!(again.patch.0.is_empty(), "mutated twice: {:?}", again.patch);
+
+    let stripped = idempotence::without_status(&value);
+    let stripped_pod: Pod = serde_json::from_value(stripped.clone()).expect("still a Pod");
+    let again = mutate(&stripped_pod, &ns, &settings);
+    if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch) {
+        panic!("{changes}");
+    }
 }
 
 /// (c) Any argument list after `jvm-guard exec`: clap errors are answers, not crashes; every

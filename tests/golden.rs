@@ -11,6 +11,8 @@ use jvm_guard::manifest::{self, Preview};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 
+#[path = "support/idempotence.rs"]
+mod idempotence;
 #[path = "support/pod_security.rs"]
 mod pod_security;
 use pod_security::restricted_violations;
@@ -54,9 +56,10 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
     }
 }
 
-/// Every pod (or pod template) in the output must be a valid Pod, and mutating it again must
-/// change nothing.
-fn check_output(case: &str, preview: &Preview, doc: &Value) {
+/// Every pod (or pod template) in the output must be a valid Pod; mutating it again must
+/// change nothing (our status annotation makes `mutate` return early), and so must mutating it
+/// again without that annotation, apart from writing the status again. Returns what failed.
+fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     let template = match kind {
         "Pod" => Some(doc.clone()),
@@ -66,8 +69,10 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) {
         }
         _ => None,
     };
-    let Some(pod) = template else { return };
-    let pod: Pod = serde_json::from_value(pod)
+    let Some(template) = template else {
+        return Vec::new();
+    };
+    let pod: Pod = serde_json::from_value(template.clone())
         .unwrap_or_else(|e| panic!("{case}: output {kind} is not a valid pod: {e}"));
     let ns_name = preview
         .namespace
@@ -84,12 +89,22 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) {
         .as_ref()
         .and_then(|n| n.metadata.annotations.as_ref());
     let ns = NamespaceConfig::new(&ns_name, annotations, &preview.defaults);
+    let mut problems = Vec::new();
     let again = mutate(&pod, &ns, &preview.settings);
-    assert!(
-        again.patch.0.is_empty(),
-        "{case}: mutating the output again is not a no-op: {:?}",
-        again.patch
-    );
+    if !again.patch.0.is_empty() {
+        problems.push(format!(
+            "{case}: {kind}: mutating the output again is not a no-op: {:?}",
+            again.patch
+        ));
+    }
+    let stripped = idempotence::without_status(&template);
+    let stripped_pod: Pod = serde_json::from_value(stripped.clone())
+        .unwrap_or_else(|e| panic!("{case}: output {kind} without status is not a pod: {e}"));
+    let remutated = mutate(&stripped_pod, &ns, &preview.settings);
+    if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch) {
+        problems.push(format!("{case}: {kind}: {changes}"));
+    }
+    problems
 }
 
 fn spec_of(pod: &Pod) -> &PodSpec {
@@ -109,7 +124,8 @@ fn pod_of(doc: &Value) -> Option<Pod> {
     Some(serde_json::from_value(pod).expect("valid pod"))
 }
 
-fn render(case: &Path) -> String {
+/// The expected output of a case, and what failed in the checks of [`check_output`].
+fn render(case: &Path) -> (String, Vec<String>) {
     let text = std::fs::read_to_string(case).expect("readable case");
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let mut docs = manifest::parse_documents(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -137,16 +153,18 @@ fn render(case: &Path) -> String {
             );
         }
     }
-    for doc in &out.documents {
-        check_output(&name, &preview, doc);
-    }
+    let problems: Vec<String> = out
+        .documents
+        .iter()
+        .flat_map(|doc| check_output(&name, &preview, doc))
+        .collect();
     let mut rendered =
         format!("# Generated from {name} by tests/golden.rs (UPDATE_GOLDEN=1 regenerates).\n");
     for (object, warning) in &out.warnings {
         rendered.push_str(&format!("# warning: {object}: {warning}\n"));
     }
     rendered.push_str(&manifest::to_yaml(&out.documents));
-    rendered
+    (rendered, problems)
 }
 
 #[test]
@@ -161,7 +179,8 @@ fn golden_cases() {
     let mut failures = Vec::new();
     for case in &cases {
         let expected_path = case.with_extension("mutated.yaml");
-        let actual = render(case);
+        let (actual, problems) = render(case);
+        failures.extend(problems);
         if update {
             std::fs::write(&expected_path, &actual).expect("writable golden file");
             continue;

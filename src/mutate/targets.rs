@@ -242,8 +242,12 @@ fn script_commands(script: &str) -> Vec<String> {
             // The first word that can name a program: not a keyword, an assignment, a flag, a
             // quoted string or an expansion.
             let word = segment.split_whitespace().find(|w| {
-                !matches!(*w, "exec" | "env" | "!" | "{" | "}" | "then" | "do" | "else")
-                    && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./[]-".contains(&b))
+                !matches!(
+                    *w,
+                    "exec" | "env" | "!" | "{" | "}" | "then" | "do" | "else"
+                ) && w
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_./[]-".contains(&b))
                     && !w.starts_with('-')
             });
             out.extend(word.map(str::to_string));
