@@ -156,6 +156,42 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "in",
     "cd",
     "exec",
+    "elif",
+    "basename",
+    "dirname",
+    "date",
+    "head",
+    "tail",
+    "sort",
+    "uniq",
+    "wc",
+    "tr",
+    "cut",
+    "xargs",
+    "read",
+    "local",
+    "return",
+    "source",
+    ".",
+    "[[",
+    "unset",
+    "trap",
+    "shift",
+    "case",
+    "esac",
+    "base64",
+    "sha256sum",
+    "id",
+    "whoami",
+    "hostname",
+    "env",
+    "stat",
+    "df",
+    "du",
+    "ps",
+    "kill",
+    "function",
+    "IFS",
 ];
 
 const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
@@ -300,10 +336,10 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     }
     let image = container.image.as_deref().unwrap_or_default();
     let name = image_name(image);
-    if commands.is_empty()
-        && NOT_JVM_IMAGES
-            .iter()
-            .any(|n| name == *n || name.starts_with(&format!("{n}-")))
+    // An image known not to be a JVM stays one whatever script it runs (java was looked for).
+    if NOT_JVM_IMAGES
+        .iter()
+        .any(|n| name == *n || name.starts_with(&format!("{n}-")))
     {
         return Evidence::NotJvm(format!("image {name}"));
     }
