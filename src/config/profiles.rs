@@ -27,6 +27,11 @@ pub struct Profile {
     pub java_tool_options: ToolOptionsUse,
     #[serde(default)]
     pub heap: Heap,
+    /// The launcher runs the user's own application (a runtime such as Paketo's, UBI's or
+    /// Tomcat), so framework probe presets may apply; else it is a product with its own
+    /// endpoints.
+    #[serde(default)]
+    pub generic: bool,
     /// A variable the launcher builds `-XX:HeapDumpPath` from: set to the dump directory
     /// instead of our flag (which the launcher's would override).
     #[serde(default)]

@@ -237,7 +237,7 @@ impl<'a> ContainerMutation<'a> {
                 edits.prepend_env,
             );
         }
-        self.probes();
+        self.probes(profile);
         let mut uses = edits.uses;
         uses.tools |= self.ulimits();
         if uses.tools {

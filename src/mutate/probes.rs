@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::container::ContainerMutation;
 use super::patch::to_value;
-use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Switch};
+use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Profile, Switch};
 
 const PERIOD_STARTUP: i32 = 5;
 const PERIOD_READINESS: i32 = 5;
@@ -209,12 +209,35 @@ pub fn plan(
 
 impl ContainerMutation<'_> {
     /// The probes feature: the missing probe kinds, never changing the container's own.
-    pub(super) fn probes(&mut self) {
+    /// `launcher` is the profile the container matched: a framework preset (Spring Boot,
+    /// Quarkus, Micronaut) is not applied to a launcher's workload, whose endpoints it is not.
+    pub(super) fn probes(&mut self, launcher: Option<&Profile>) {
         let cfg = match &self.pod.config.probes {
             Switch::Off => return,
             Switch::Invalid => return self.skip(Feature::Probes, "invalid configuration"),
             Switch::On(cfg) => cfg,
         };
+        let preset = matches!(
+            cfg.mode,
+            ProbeMode::SpringBoot | ProbeMode::Quarkus | ProbeMode::Micronaut
+        );
+        let has_own = self.container.startup_probe.is_some()
+            || self.container.readiness_probe.is_some()
+            || self.container.liveness_probe.is_some();
+        if let (true, false, Some(name)) = (
+            preset,
+            has_own,
+            launcher.filter(|p| !p.generic).map(|p| &p.name),
+        ) {
+            let reason = format!(
+                "the {name} launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod"
+            );
+            self.warnings.push(format!(
+                "container {}: {reason}; probes skipped",
+                self.container.name
+            ));
+            return self.skip(Feature::Probes, reason);
+        }
         match plan(self.container, cfg) {
             Err(reason) => {
                 self.warnings.push(format!("{reason}; probes skipped"));
