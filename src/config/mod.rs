@@ -201,6 +201,33 @@ mod tests {
         ));
     }
 
+    #[rstest]
+    #[case::quote("/d\"x", false)]
+    #[case::command("/d;touch${IFS}/tmp/pwned;#", false)]
+    #[case::double_slash("//", false)]
+    #[case::empty_part("/a//b", false)]
+    #[case::dot("/a/./b", false)]
+    #[case::dotdot("/a/../b", false)]
+    #[case::relative("dumps", false)]
+    #[case::space("/my dumps", false)]
+    #[case::colon("/a:b", false)]
+    #[case::plain("/dumps", true)]
+    #[case::trailing("/var/dumps/", true)]
+    #[case::chars("/data/heap_dumps-1.0", true)]
+    fn dump_paths_are_safe_in_a_shell_and_an_options_string(#[case] path: &str, #[case] ok: bool) {
+        let (c, w) = resolve(&[("dump-mount-path", path)], &[]);
+        assert_eq!(c.heap_dump.as_on().is_some(), ok, "{path}: {w:?}");
+        assert_eq!(w.is_empty(), ok, "{w:?}");
+    }
+
+    #[test]
+    fn jvm_options_cannot_carry_quotes_or_separators() {
+        let (c, w) = resolve(&[("jvm-options", "-Dx=\"a -XX:+UseG1GC")], &[]);
+        assert_eq!(c.jvm_options, Switch::Invalid, "{w:?}");
+        let (c, _) = resolve(&[("jvm-options", "-Dx=a:b,c -XX:+UseG1GC")], &[]);
+        assert!(c.jvm_options.as_on().is_some());
+    }
+
     #[test]
     fn http_probes_need_a_path() {
         let (c, w) = resolve(&[("probes", "http")], &[]);

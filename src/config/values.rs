@@ -134,15 +134,23 @@ pub(super) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// An absolute path that is safe in a shell command and a JVM options string (SPEC §3): only
+/// `[A-Za-z0-9._/-]`, no empty, `.` or `..` component; a trailing `/` is dropped.
 pub(super) fn parse_abs_path(v: &str) -> Result<String, String> {
-    let ok = v.starts_with('/')
-        && v.len() > 1
-        && !v.split('/').any(|c| c == "..")
-        && !v.contains(|c: char| c == ':' || c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(v.trim_end_matches('/').to_string())
+    let bad = || {
+        "expected an absolute path of [A-Za-z0-9._/-], without empty, '.' or '..' parts".to_string()
+    };
+    let path = v.strip_suffix('/').unwrap_or(v);
+    let safe = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+    let mut parts = path.split('/');
+    let rooted = parts.next() == Some("");
+    let parts_ok = path.len() > 1 && parts.all(|p| !matches!(p, "" | "." | ".."));
+    if safe && rooted && parts_ok {
+        Ok(path.to_string())
     } else {
-        Err("expected an absolute path without '..', ':' or spaces".into())
+        Err(bad())
     }
 }
 
@@ -179,8 +187,13 @@ pub(super) fn parse_dump_volume(v: &str, allow_host_path: bool) -> Result<DumpVo
 
 pub(super) fn parse_jvm_options(v: &str) -> Result<Vec<String>, String> {
     let tokens: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-    match tokens.iter().find(|t| !t.starts_with('-')) {
-        Some(t) => Err(format!("{t:?} does not start with '-'")),
+    if let Some(t) = tokens.iter().find(|t| !t.starts_with('-')) {
+        return Err(format!("{t:?} does not start with '-'"));
+    }
+    // Quotes and backslashes change how the JVM splits JAVA_TOOL_OPTIONS (a stray quote stops
+    // it from starting), and `;` splits an OnOutOfMemoryError command.
+    match tokens.iter().find(|t| t.contains(['"', '\'', '\\', ';'])) {
+        Some(t) => Err(format!("{t:?} has a quote, a backslash or ';'")),
         None => Ok(tokens),
     }
 }

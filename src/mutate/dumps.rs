@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use super::container::{ContainerMutation, Jvm, JvmEdits};
 use super::env::VarState;
 use super::patch::to_value;
-use super::tools::TOOLS_BINARY;
+use super::tools::{TOOLS_BINARY, TOOLS_DIR};
 use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
 
@@ -78,6 +78,14 @@ pub fn pod_collision(spec: &PodSpec) -> Option<String> {
         .flatten()
         .any(|v| v.name == VOLUME_NAME)
         .then(|| format!("the pod already has a volume named {VOLUME_NAME}"))
+}
+
+/// Why the dump directory cannot be mounted next to the tools, if it cannot: at or under the
+/// tools directory (two mounts at one path make the apiserver refuse the pod).
+pub fn tools_collision(cfg: &DumpConfig) -> Option<String> {
+    let path = cfg.mount_path.as_str();
+    let under = path == TOOLS_DIR || path.starts_with(&format!("{TOOLS_DIR}/"));
+    under.then(|| format!("dump-mount-path {path} is the tools directory {TOOLS_DIR}"))
 }
 
 /// Why this container cannot take our mount and variable, if it cannot.

@@ -151,13 +151,15 @@ impl<'a> Plan<'a> {
             &mut warnings,
         );
         let dump = match &config.heap_dump {
-            Switch::On(cfg) => match dumps::pod_collision(spec) {
-                None => Ok(cfg.clone()),
-                Some(reason) => {
-                    warnings.push(format!("{reason}; heap-dump skipped"));
-                    Err(reason)
+            Switch::On(cfg) => {
+                match dumps::pod_collision(spec).or_else(|| dumps::tools_collision(cfg)) {
+                    None => Ok(cfg.clone()),
+                    Some(reason) => {
+                        warnings.push(format!("{reason}; heap-dump skipped"));
+                        Err(reason)
+                    }
                 }
-            },
+            }
             Switch::Off | Switch::Invalid => Err(String::new()),
         };
         let tools = tools_image(spec, &config, settings);

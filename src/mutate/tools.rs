@@ -22,8 +22,9 @@ pub const TOOLS_DIR: &str = "/jvm-guard/bin";
 pub const TOOLS_BINARY: &str = "/jvm-guard/bin/jvm-guard";
 /// Where the binary sits in the jvm-guard image (the Dockerfile copies it there).
 pub const IMAGE_BINARY: &str = "/usr/local/bin/jvm-guard";
-/// The distroless `nonroot` user.
-const NON_ROOT_UID: i64 = 65532;
+/// Where the kubelet mounts the ServiceAccount token; a mount of ours there keeps the
+/// ServiceAccount admission plugin from adding the token to the init container.
+pub const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     [("cpu", cpu), ("memory", memory)]
@@ -32,7 +33,9 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
-/// Small, and compliant with the Pod Security "restricted" profile.
+/// Small (requests equal to limits, so LimitRange ratios pass), compliant with the Pod Security
+/// "restricted" profile, non-root as the image's numeric user (no fixed `runAsUser`, which
+/// OpenShift's restricted SCC refuses), and without the API token (SPEC §4.4).
 pub fn init_container(image: &str) -> Container {
     Container {
         name: INIT_CONTAINER.to_string(),
@@ -43,13 +46,12 @@ pub fn init_container(image: &str) -> Container {
             TOOLS_DIR.to_string(),
         ]),
         resources: Some(ResourceRequirements {
-            requests: Some(quantities("10m", "16Mi")),
+            requests: Some(quantities("100m", "64Mi")),
             limits: Some(quantities("100m", "64Mi")),
             ..ResourceRequirements::default()
         }),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(NON_ROOT_UID),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             capabilities: Some(Capabilities {
@@ -62,11 +64,19 @@ pub fn init_container(image: &str) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: VOLUME_NAME.to_string(),
-            mount_path: TOOLS_DIR.to_string(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: VOLUME_NAME.to_string(),
+                mount_path: TOOLS_DIR.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: VOLUME_NAME.to_string(),
+                mount_path: TOKEN_DIR.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
         ..Container::default()
     }
 }
