@@ -81,10 +81,12 @@ fn in_file(path: &Path) -> impl Fn(ManifestError) -> InputError + '_ {
 pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError> {
     let defaults = match &args.defaults {
         None => Defaults::default(),
-        Some(path) => Defaults::from_yaml(&read_input(path)?).map_err(|e| InputError {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?,
+        Some(path) => Defaults::from_yaml(&read_input(path)?)
+            .and_then(|d| d.check_server(args.allow_host_path).map(|()| d))
+            .map_err(|e| InputError {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?,
     };
     let namespace = match &args.namespace {
         None => None,

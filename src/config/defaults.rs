@@ -99,6 +99,20 @@ impl Defaults {
         &self.0
     }
 
+    /// Checks the values the server's flags decide: a `hostPath` dump volume needs
+    /// `--allow-host-path`, else it would disable dumps on every pod (refused at start-up).
+    pub fn check_server(&self, allow_host_path: bool) -> Result<(), DefaultsError> {
+        match self.0.get(&Key::DumpVolume) {
+            Some(v) => values::check(Key::DumpVolume, v, allow_host_path).map_err(|reason| {
+                DefaultsError::Invalid(format!(
+                    "invalid defaults value {}={v:?}: {reason}",
+                    Key::DumpVolume.annotation()
+                ))
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The launcher profiles: the file's `profiles:` over the built-in ones.
     pub fn profiles(&self) -> std::sync::Arc<Profiles> {
         match &self.1 {

@@ -257,6 +257,15 @@ mod tests {
     }
 
     #[test]
+    fn a_host_path_in_the_defaults_needs_the_server_flag() {
+        let d = Defaults::from_yaml("dump-volume: hostPath:/var/dumps\n").unwrap();
+        let err = d.check_server(false).unwrap_err().to_string();
+        assert!(err.contains("--allow-host-path"), "{err}");
+        assert!(d.check_server(true).is_ok());
+        assert!(Defaults::default().check_server(false).is_ok());
+    }
+
+    #[test]
     fn defaults_file_is_checked_at_load() {
         let d = Defaults::from_yaml(
             "jvm-guard.io/probes: tcp\nstartup-timeout: 300\nheap-dump: false\n",

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use super::container::ContainerMutation;
 use super::image::ImageCommand;
 use super::patch::to_value;
-use crate::config::rlimit::Rlimit;
+use crate::config::rlimit::{Resource, Rlimit};
 use crate::config::{Feature, Switch};
 
 pub const INIT_CONTAINER: &str = "jvm-guard-tools";
@@ -201,6 +201,13 @@ impl ContainerMutation<'_> {
                 false
             }
             Ok((command, args)) => {
+                let user_namespace = self.pod.spec.host_users == Some(false);
+                if !user_namespace && limits.iter().any(|l| l.resource == Resource::Nproc) {
+                    self.warnings.push(format!(
+                        "container {}: nproc limits the processes of the container's UID on the whole node, not in the container (set hostUsers: false for a user namespace)",
+                        self.container.name
+                    ));
+                }
                 self.patch.add(self.path("command"), to_value(&command));
                 if let Some(args) = args {
                     self.patch.add(self.path("args"), to_value(&args));

@@ -131,12 +131,13 @@ impl Parsed {
     fn pod(
         &self,
         namespaces: &dyn NamespaceLookup,
-    ) -> Option<(Arc<NamespaceConfig>, Result<&Pod, &str>)> {
+    ) -> Result<(Arc<NamespaceConfig>, Result<&Pod, &str>), Option<String>> {
         if !is_pod_create(&self.request) {
-            return None;
+            return Err(None);
         }
-        let ns = namespaces.get(self.request.namespace.as_deref()?)?;
-        Some((ns, self.pod.as_ref().map_err(String::as_str)))
+        let name = self.request.namespace.as_deref().ok_or(None)?;
+        let ns = namespaces.get(name).ok_or_else(|| namespaces.miss(name))?;
+        Ok((ns, self.pod.as_ref().map_err(String::as_str)))
     }
 
     /// Plans the request's pod, once: the plan serves the image lookup
@@ -147,9 +148,9 @@ impl Parsed {
         settings: &ServerSettings,
     ) -> Planned<'p> {
         let target = match self.pod(namespaces) {
-            None => Target::NotOurs,
-            Some((_, Err(message))) => Target::Failed(message.to_string()),
-            Some((ns, Ok(pod))) => {
+            Err(warning) => Target::NotOurs(warning),
+            Ok((_, Err(message))) => Target::Failed(message.to_string()),
+            Ok((ns, Ok(pod))) => {
                 match catch_unwind(AssertUnwindSafe(|| Plan::new(pod, &ns, settings))) {
                     Ok(plan) => Target::Pod(plan),
                     Err(_) => Target::Failed(INTERNAL_ERROR.to_string()),
@@ -172,8 +173,8 @@ pub struct Planned<'p> {
 }
 
 enum Target<'p> {
-    /// Not a pod CREATE in an opted-in namespace.
-    NotOurs,
+    /// Not a pod CREATE in an opted-in namespace; a warning when that is doubtful.
+    NotOurs(Option<String>),
     /// Ours, but the pod cannot be read or planned: admitted unchanged with this warning.
     Failed(String),
     Pod(Plan<'p>),
@@ -246,7 +247,14 @@ fn respond(
 ) -> Answer {
     let response = AdmissionResponse::from(request);
     let plan = match target {
-        Target::NotOurs => return unpatched(response, Outcome::Skipped),
+        Target::NotOurs(None) => return unpatched(response, Outcome::Skipped),
+        Target::NotOurs(Some(warning)) => {
+            let mut warnings = Warnings::default();
+            warnings.push(warning);
+            let mut response = response;
+            response.warnings = Some(warnings.into_vec());
+            return unpatched(response, Outcome::Skipped);
+        }
         Target::Failed(message) => return internal_error(response, message),
         Target::Pod(plan) => plan,
     };

@@ -164,7 +164,12 @@ fn load_defaults(args: &ServeOptions) -> anyhow::Result<Defaults> {
     };
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read --defaults {}", path.display()))?;
-    Defaults::from_yaml(&text).with_context(|| format!("--defaults {}", path.display()))
+    let defaults =
+        Defaults::from_yaml(&text).with_context(|| format!("--defaults {}", path.display()))?;
+    defaults
+        .check_server(args.settings.allow_host_path)
+        .with_context(|| format!("--defaults {}", path.display()))?;
+    Ok(defaults)
 }
 
 fn serving_cert(args: &ServeOptions) -> anyhow::Result<ServingCert> {

@@ -277,3 +277,39 @@ fn malformed_bodies_are_errors(#[case] body: &[u8], #[case] message: &str) {
     let err = review(body, &namespaces(), &ServerSettings::default()).unwrap_err();
     assert!(err.to_string().starts_with(message), "{err}");
 }
+
+#[tokio::test]
+async fn a_namespace_the_cache_does_not_know_yet_is_a_warning() {
+    use crate::webhook::namespaces::KubeNamespaces;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    let (store, mut writer) = reflector::store();
+    let lookup = KubeNamespaces::from_store(store, Defaults::default());
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitDone);
+    // The label arrived at the apiserver, not yet in the watch: the pod goes through unchanged,
+    // and says so.
+    let reviewed = review(
+        &body("CREATE", "pods", "shop", pod(), false),
+        &lookup,
+        &ServerSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(reviewed.outcome, Outcome::Skipped);
+    let out = wire(&reviewed);
+    assert!(out["response"].get("patch").is_none());
+    let warnings = out["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("namespace shop is not known as opted in yet"),
+        "{warnings}"
+    );
+    // The static sources know every namespace they serve: no warning there.
+    let reviewed = review(
+        &body("CREATE", "pods", "elsewhere", pod(), false),
+        &namespaces(),
+        &ServerSettings::default(),
+    )
+    .unwrap();
+    assert!(wire(&reviewed)["response"].get("warnings").is_none());
+}

@@ -20,6 +20,11 @@ pub trait NamespaceLookup: Send + Sync {
     fn get(&self, name: &str) -> Option<Arc<NamespaceConfig>>;
     /// Whether the namespaces are known yet (readiness).
     fn ready(&self) -> bool;
+    /// For a pod the webhook was called for in `name` while [`get`](Self::get) does not know
+    /// it as opted in: the warning worth giving, if any (a cache behind the label).
+    fn miss(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 fn is_opted_in(ns: &Namespace) -> bool {

@@ -92,6 +92,14 @@ impl NamespaceLookup for KubeNamespaces {
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// The apiserver only calls for namespaces labelled to opt in: not knowing one means the
+    /// watch has not caught up with the label yet.
+    fn miss(&self, name: &str) -> Option<String> {
+        Some(format!(
+            "namespace {name} is not known as opted in yet (the label was added moments ago?); pod admitted unchanged: recreate it to have it guarded"
+        ))
+    }
 }
 
 #[cfg(test)]
