@@ -126,12 +126,16 @@ fn no_pod() -> String {
     "the request has no pod; nothing injected".to_string()
 }
 
+/// A pod to mutate: its namespace's configuration and the pod, or why it cannot be read.
+type OurPod<'p> = (Arc<NamespaceConfig>, Result<&'p Pod, &'p str>);
+
 impl Parsed {
-    /// The pod to mutate and its namespace's configuration, if this request is one to mutate.
+    /// The pod to mutate and its namespace's configuration, if this request is one to mutate;
+    /// else a warning when that is doubtful.
     fn pod(
         &self,
         namespaces: &dyn NamespaceLookup,
-    ) -> Result<(Arc<NamespaceConfig>, Result<&Pod, &str>), Option<String>> {
+    ) -> Result<OurPod<'_>, Option<String>> {
         if !is_pod_create(&self.request) {
             return Err(None);
         }
