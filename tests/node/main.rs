@@ -26,6 +26,10 @@ use serde_json::{json, Value};
 use cluster::{cluster, map, within, DISTROLESS_IMAGE, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
 use process::run_bounded;
 
+/// The fault test deletes a webhook pod: it runs alone (write); every other test shares the
+/// webhook (read).
+static FAULTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 const MI: u64 = 1024 * 1024;
 /// SPEC §3: the default `non-heap-reserve`.
 const RESERVE: u64 = 384 * MI;
@@ -437,6 +441,7 @@ fn the_local_image_is_laid_out_as_the_dockerfile() {
 /// comes back mutated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_installs_and_the_apiserver_calls_it_through_its_service() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     eprintln!(
         "node booted in {:.1} s: {:?}",
@@ -545,6 +550,7 @@ fn is_ready_any(pod: &Pod) -> bool {
 /// the running app, in the image without a shell (the static agent runs there too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-heap";
@@ -596,6 +602,7 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
 /// OutOfMemoryError leaves a second dump (the shell image: the hook renames the first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_dumps_into_the_pods_dir_exits_3_and_restarts() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-oom";
@@ -656,6 +663,7 @@ async fn an_oom_dumps_into_the_pods_dir_exits_3_and_restarts() {
 /// under the hard limit this machine's processes have: no CAP_SYS_RESOURCE to raise it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ulimits_are_what_the_jvm_sees() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let mut hard = libc::rlimit {
         rlim_cur: 0,
@@ -719,6 +727,7 @@ async fn ulimits_are_what_the_jvm_sees() {
 /// Ready through the added readiness probe, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_start_survives_with_the_added_startup_probe() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-slow";
@@ -787,6 +796,7 @@ async fn a_slow_start_survives_with_the_added_startup_probe() {
 /// killed by the added probes and restarted. The probes are enforced, not decoration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_startup_timeout_shorter_than_the_start_restarts_the_app() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-slow-control";
@@ -813,6 +823,7 @@ async fn a_startup_timeout_shorter_than_the_start_restarts_the_app() {
 /// init container ran as non-root (the files it wrote on the node belong to 65532).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restricted_namespace_runs_the_pod_with_a_non_root_init_container() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-restricted";
@@ -880,6 +891,7 @@ async fn a_restricted_namespace_runs_the_pod_with_a_non_root_init_container() {
 #[ignore = "fails until the hardening issue: the SA plugin mounts a token into jvm-guard-tools"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tools_init_container_gets_no_api_token() {
+    let _shared = FAULTS.read().await;
     let cluster = cluster();
     let client = cluster.client().await;
     let ns = "node-token";
@@ -904,4 +916,155 @@ async fn the_tools_init_container_gets_no_api_token() {
         "an API token in the init container: {:?}",
         init.volume_mounts
     );
+}
+
+/// What a stored (here: dry-run) pod carries: all of the mutation, or none of it.
+fn mutation_of(pod: &Pod) -> Result<bool, String> {
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("jvm-guard.io/status"));
+    let spec = pod.spec.as_ref().unwrap();
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == "jvm-guard-tools");
+    let options = spec.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "JAVA_TOOL_OPTIONS")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default();
+    let dumps = spec
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name == "jvm-guard-dumps");
+    match (
+        annotated,
+        init,
+        options.contains("-XX:MaxRAMPercentage=25.0"),
+        dumps,
+    ) {
+        (true, true, true, true) => Ok(true),
+        (false, false, false, false) => Ok(false),
+        parts => Err(format!(
+            "a broken mutation {parts:?}: {}",
+            serde_json::to_string(pod).unwrap()
+        )),
+    }
+}
+
+/// Fault: one webhook pod deleted while 200 pods are created (dry run: admitted, not run),
+/// gracefully (as a rollout or a drain does: the chart's shutdown delay keeps it serving while
+/// the endpoints change) and then killed outright (grace period 0). With `failurePolicy:
+/// Ignore` a create the webhook misses is admitted unmutated; none may be admitted
+/// half-mutated, and none refused. The counts are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_pod_deleted_during_creates_leaves_no_broken_pod() {
+    let _alone = FAULTS.write().await;
+    let cluster = cluster();
+    let client = cluster.client().await;
+    let ns = "node-faults";
+    injected_namespace(&client, ns).await;
+    for (round, grace) in [(0, None), (1, Some(0))] {
+        fault_round(&client, round, grace).await;
+    }
+}
+
+async fn fault_round(client: &Client, round: usize, grace: Option<u32>) {
+    let webhook_pods: Api<Pod> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let victim = webhook_pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=jvm-guard"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .expect("a webhook pod");
+    let victim = victim.metadata.name.unwrap();
+
+    let total = 200;
+    let workers = 4;
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(client, "node-faults");
+            let dry_run = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            let mut results = Vec::new();
+            for i in 0..total / workers {
+                let pod: Pod = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("fault-{round}-{worker}-{i}")},
+                    "spec": {"containers": [{"name": "app", "image": SHELL_IMAGE,
+                        "command": ["java", "-cp", "/app", "App"],
+                        "resources": {"limits": {"memory": "512Mi"}}}]},
+                }))
+                .unwrap();
+                let started = Instant::now();
+                let created = within(60, "dry-run create", pods.create(&dry_run, &pod)).await;
+                results.push((created.map_err(|e| e.to_string()), started.elapsed()));
+                // Paced over ~10 s, so that most creates come after the delete.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            results
+        }));
+    }
+    let creates_started = Instant::now();
+    // Delete one replica once the creates are under way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let params = kube::api::DeleteParams {
+        grace_period_seconds: grace,
+        ..Default::default()
+    };
+    within(
+        30,
+        "delete a webhook pod",
+        webhook_pods.delete(&victim, &params),
+    )
+    .await
+    .unwrap();
+    let mut mutated = 0;
+    let mut unmutated = 0;
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        for (result, took) in task.await.unwrap() {
+            slowest = slowest.max(took);
+            let pod = result.unwrap_or_else(|e| panic!("a create was refused: {e}"));
+            match mutation_of(&pod) {
+                Ok(true) => mutated += 1,
+                Ok(false) => unmutated += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    eprintln!(
+        "webhook pod {victim} deleted (grace {grace:?}) 2 s into {total} creates over {:.1} s: \
+         {mutated} mutated, {unmutated} admitted unmutated, slowest create {:.2} s",
+        creates_started.elapsed().as_secs_f64(),
+        slowest.as_secs_f64()
+    );
+    assert_eq!(mutated + unmutated, total);
+    // The Deployment replaces the pod; the next tests get both replicas back.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let d = deployments.get(RELEASE).await.unwrap();
+        let status = d.status.unwrap_or_default();
+        if status.ready_replicas == Some(2) && status.replicas == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook Deployment did not recover: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
