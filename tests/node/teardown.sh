@@ -140,7 +140,14 @@ if [ -n "$LOGS" ] && [ -d "$STATE/pod-logs" ]; then
 fi
 # The kubelet makes /var/lib/kubelet/device-plugins even with --root-dir, and links
 # container logs into /var/log/containers.
+# containerd 1.6 caches the loopback CNI result of each sandbox in /var/lib/cni: ours are the
+# sandboxes in our containerd's root. Without a system containerd, /run/containerd is ours too.
+for sandbox in "$STATE"/containerd/io.containerd.grpc.v1.cri/sandboxes/*; do
+    [ -d "$sandbox" ] && rm -f /var/lib/cni/results/*-"$(basename "$sandbox")"-* 2>/dev/null
+done
 rm -rf "$STATE" "$RUN" /run/containerd/runc/k8s.io 2>/dev/null || true
+[ -S /run/containerd/containerd.sock ] || rm -rf /run/containerd
+rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
 for link in /var/log/containers/*.log; do
     [ -L "$link" ] && [[ "$(readlink "$link")" == "$STATE"/* ]] && rm -f "$link"
 done
