@@ -2,8 +2,10 @@
 # Runs every test. On first run it installs, cached outside the repo, what the tests need:
 # the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), helm and kubernetes-validate for the
 # chart tests (scripts/install-chart-tools.sh), kube-apiserver and etcd for the e2e tests
-# (scripts/install-e2e-tools.sh, which also runs the chart one), and Debian's docker-registry
-# for the registry tests. Extra arguments go to `cargo test`.
+# (scripts/install-e2e-tools.sh, which also runs the chart one), the node's kubelet,
+# controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins and
+# iptables for tests/node (scripts/install-node-tools.sh), and Debian's docker-registry for the
+# registry tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,9 @@ fi
 scripts/install-jdks.sh
 # helm and kubernetes-validate, then kube-apiserver and etcd (a cold build: ~10 min on 2 cores).
 scripts/install-e2e-tools.sh
+# The real node of tests/node: kubelet and friends from the same pinned module (a cold build:
+# ~10 min on 2 cores, less right after kube-apiserver's), containerd and runc from Debian.
+scripts/install-node-tools.sh
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 # A Debian package, installed once: COMMAND PACKAGE WHY.

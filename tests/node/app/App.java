@@ -1,0 +1,84 @@
+// The JVM app of tests/node: a plain HTTP server (the JDK's own com.sun.net.httpserver) that
+// reports what the JVM it runs in really got, on port 8080 (or PORT).
+//
+//   GET /health, /ready  200 "ok" (once started)
+//   GET /memory          JSON: Runtime.maxMemory() and the MaxHeapSize, MaxRAMPercentage,
+//                        MinRAMPercentage flags as HotSpot set them
+//   GET /limits          the text of /proc/self/limits
+//   GET /ls?dir=PATH     the names of the files in PATH, one a line
+//   GET /oom             allocates until OutOfMemoryError (the JVM's flags decide what follows)
+//
+// SLOW_START_SECONDS=N: sleeps N seconds before it listens (a slow-starting app).
+import com.sun.management.HotSpotDiagnosticMXBean;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import java.io.File;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.lang.management.ManagementFactory;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+public class App {
+    static final List<long[]> HOARD = new ArrayList<>();
+
+    public static void main(String[] args) throws Exception {
+        String slow = System.getenv("SLOW_START_SECONDS");
+        if (slow != null && !slow.isEmpty()) {
+            System.out.println("slow start: sleeping " + slow + " s");
+            Thread.sleep(Long.parseLong(slow) * 1000L);
+        }
+        String port = System.getenv().getOrDefault("PORT", "8080");
+        HttpServer server = HttpServer.create(new InetSocketAddress(Integer.parseInt(port)), 16);
+        server.createContext("/health", ex -> reply(ex, 200, "ok\n"));
+        server.createContext("/ready", ex -> reply(ex, 200, "ok\n"));
+        server.createContext("/memory", ex -> reply(ex, 200, memory()));
+        server.createContext("/limits", ex -> reply(ex, 200,
+                new String(Files.readAllBytes(Paths.get("/proc/self/limits")), StandardCharsets.UTF_8)));
+        server.createContext("/ls", ex -> {
+            String query = ex.getRequestURI().getQuery();
+            String dir = query != null && query.startsWith("dir=") ? query.substring(4) : "/";
+            String[] names = new File(dir).list();
+            if (names == null) {
+                reply(ex, 404, "no directory " + dir + "\n");
+                return;
+            }
+            Arrays.sort(names);
+            StringBuilder out = new StringBuilder();
+            for (String name : names) {
+                out.append(name).append('\n');
+            }
+            reply(ex, 200, out.toString());
+        });
+        server.createContext("/oom", ex -> {
+            System.out.println("allocating until OutOfMemoryError");
+            while (true) {
+                HOARD.add(new long[1 << 17]);
+            }
+        });
+        server.start();
+        System.out.println("listening on " + port);
+    }
+
+    static String memory() {
+        HotSpotDiagnosticMXBean hotspot = ManagementFactory.getPlatformMXBean(HotSpotDiagnosticMXBean.class);
+        return "{\"maxMemory\":" + Runtime.getRuntime().maxMemory()
+                + ",\"MaxHeapSize\":" + hotspot.getVMOption("MaxHeapSize").getValue()
+                + ",\"MaxRAMPercentage\":" + hotspot.getVMOption("MaxRAMPercentage").getValue()
+                + ",\"MinRAMPercentage\":" + hotspot.getVMOption("MinRAMPercentage").getValue()
+                + ",\"availableProcessors\":" + Runtime.getRuntime().availableProcessors() + "}\n";
+    }
+
+    static void reply(HttpExchange ex, int status, String body) throws IOException {
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+        ex.sendResponseHeaders(status, bytes.length);
+        try (OutputStream out = ex.getResponseBody()) {
+            out.write(bytes);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module jvm-guard.io/node/pause
+
+go 1.26.0
