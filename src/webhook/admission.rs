@@ -132,10 +132,7 @@ type OurPod<'p> = (Arc<NamespaceConfig>, Result<&'p Pod, &'p str>);
 impl Parsed {
     /// The pod to mutate and its namespace's configuration, if this request is one to mutate;
     /// else a warning when that is doubtful.
-    fn pod(
-        &self,
-        namespaces: &dyn NamespaceLookup,
-    ) -> Result<OurPod<'_>, Option<String>> {
+    fn pod(&self, namespaces: &dyn NamespaceLookup) -> Result<OurPod<'_>, Option<String>> {
         if !is_pod_create(&self.request) {
             return Err(None);
         }
