@@ -22,6 +22,10 @@ pub struct Profile {
     /// The variable our JVM flags go to; `None`: `JAVA_TOOL_OPTIONS`.
     #[serde(default)]
     pub options: Option<String>,
+    /// More variables that get the same flags: launchers that start several JVMs, each from
+    /// its own variable (SonarQube's web and compute-engine processes).
+    #[serde(default)]
+    pub also_options: Vec<String>,
     /// What the launcher does with `JAVA_TOOL_OPTIONS`.
     #[serde(default)]
     pub java_tool_options: ToolOptionsUse,
@@ -153,6 +157,12 @@ impl Profile {
             if let Some(v) = var.as_deref().filter(|v| !is_env_name(v)) {
                 return Err(format!("{field}: {v:?} is not a variable name"));
             }
+        }
+        if let Some(v) = self.also_options.iter().find(|v| !is_env_name(v)) {
+            return Err(format!("also-options: {v:?} is not a variable name"));
+        }
+        if !self.also_options.is_empty() && self.options.is_none() {
+            return Err("also-options: needs options".into());
         }
         if let Some(v) = self.heap.vars.iter().find(|v| !is_env_name(v)) {
             return Err(format!("heap.vars: {v:?} is not a variable name"));

@@ -23,9 +23,16 @@ pub(super) struct Uses {
     pub tools: bool,
 }
 
-/// What the JVM features of a container gathered, written to its env in one go.
+/// What the JVM features of a container gathered: the env edits, written in one go, and what
+/// they use of the pod.
 #[derive(Default)]
 pub(super) struct JvmEdits {
+    pub env: EnvEdits,
+    pub uses: Uses,
+}
+
+#[derive(Default)]
+pub(super) struct EnvEdits {
     /// Our flags for the options variable, merged before the user's own.
     pub tokens: Vec<String>,
     /// Our memory flags, when they go to a variable of their own (the profile's memory
@@ -35,7 +42,6 @@ pub(super) struct JvmEdits {
     pub set_env: Vec<EnvVar>,
     /// Variables inserted at the front of the env (they must precede their users).
     pub prepend_env: Vec<EnvVar>,
-    pub uses: Uses,
 }
 
 pub(super) struct ContainerMutation<'a> {
@@ -115,7 +121,7 @@ impl<'a> ContainerMutation<'a> {
             self.skip(feature, "already set by the container");
         } else {
             self.status.applied(feature);
-            edits.tokens.extend(new);
+            edits.env.tokens.extend(new);
         }
     }
 
@@ -125,6 +131,7 @@ impl<'a> ContainerMutation<'a> {
         vars.extend(options);
         if let Some(p) = profile {
             vars.extend(p.options.as_deref());
+            vars.extend(p.also_options.iter().map(String::as_str));
             vars.extend(p.heap.vars.iter().map(String::as_str));
             vars.extend(p.heap.memory_var.as_deref());
         }
@@ -187,7 +194,7 @@ impl<'a> ContainerMutation<'a> {
                         if self.status.via.as_deref() != Some(var.as_str()) {
                             self.status.memory_via = Some(var.clone());
                         }
-                        edits.memory = Some((var, flags));
+                        edits.env.memory = Some((var, flags));
                     }
                 },
             }
@@ -228,14 +235,10 @@ impl<'a> ContainerMutation<'a> {
         }
 
         if let Ok(var) = options_var {
-            self.apply_env(
-                var,
-                options.as_ref().ok(),
-                edits.tokens,
-                edits.memory,
-                edits.set_env,
-                edits.prepend_env,
-            );
+            let also = profile
+                .map(|p| p.also_options.as_slice())
+                .unwrap_or_default();
+            self.apply_env(var, options.as_ref().ok(), also, edits.env);
         }
         self.probes(profile);
         let mut uses = edits.uses;
@@ -256,16 +259,27 @@ impl<'a> ContainerMutation<'a> {
         &mut self,
         options_var: &str,
         options: Option<&VarState>,
-        tokens: Vec<String>,
-        memory: Option<(String, Vec<String>)>,
-        set_env: Vec<EnvVar>,
-        prepend: Vec<EnvVar>,
+        also: &[String],
+        env: EnvEdits,
     ) {
+        let EnvEdits {
+            tokens,
+            memory,
+            set_env,
+            prepend_env: prepend,
+        } = env;
         // Each variable with our tokens, memory first (they precede the other flags).
         let mut merges: Vec<(String, VarState, Vec<String>)> = Vec::new();
         if let Some((var, flags)) = memory {
             let state = self.env.var(&var);
             merges.push((var, state, flags));
+        }
+        // Launchers that start several JVMs, each from its own variable, get the flags in each.
+        for var in also.iter().filter(|_| !tokens.is_empty()) {
+            match self.env.var(var) {
+                VarState::Opaque(_) => {}
+                state => merges.push((var.clone(), state, tokens.clone())),
+            }
         }
         if !tokens.is_empty() {
             match merges.iter_mut().find(|(var, _, _)| var == options_var) {

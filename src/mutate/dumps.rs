@@ -158,7 +158,7 @@ impl ContainerMutation<'_> {
             self.container.volume_mounts.is_some(),
             vec![to_value(&mount(cfg))],
         );
-        edits.prepend_env.push(pod_name_env());
+        edits.env.prepend_env.push(pod_name_env());
         edits.uses.dump = true;
         // Counted as applied even if the user set every flag: the volume is there.
         self.status.applied(Feature::HeapDump);
@@ -167,7 +167,7 @@ impl ContainerMutation<'_> {
         if let Some(var) = dir_var {
             // The launcher's -XX:HeapDumpPath comes later on its command line: it would win.
             flags.retain(|f| !f.starts_with("-XX:HeapDumpPath="));
-            edits.set_env.push(EnvVar {
+            edits.env.set_env.push(EnvVar {
                 name: var.to_string(),
                 value: Some(cfg.mount_path.clone()),
                 value_from: None,
@@ -175,6 +175,7 @@ impl ContainerMutation<'_> {
         }
         let user = &jvm.user;
         edits
+            .env
             .tokens
             .extend(flags.into_iter().filter(|t| !user.sets(t)));
         let hook = oom_hook_flag(&cfg.mount_path, cfg.keep, &self.container.name);
@@ -185,7 +186,7 @@ impl ContainerMutation<'_> {
                 "the container sets OnOutOfMemoryError",
             ),
             Ok(()) => {
-                edits.tokens.push(hook);
+                edits.env.tokens.push(hook);
                 edits.uses.tools = true;
                 self.status.applied(Feature::DumpRotation);
             }
