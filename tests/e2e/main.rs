@@ -252,18 +252,32 @@ async fn opted_in_pod_is_stored_with_every_feature() {
         );
     }
     // The apiserver runs the in-tree mutating plugins again after a webhook changed the pod:
-    // ServiceAccount mounts the token into our init container too, and that change calls
-    // jvm-guard once more (reinvocationPolicy: IfNeeded), which leaves the pod as it is.
+    // ServiceAccount would mount the token into our init container too, but our own mount at
+    // the token path keeps it out (SPEC §4.4). So the plugins change nothing after us, and the
+    // apiserver calls jvm-guard once per create (no reinvocation).
     let init_mounts = names(&init[0]["volumeMounts"]);
     assert!(
-        init_mounts
+        !init_mounts
             .iter()
             .any(|m| m.starts_with("kube-api-access-")),
-        "{init_mounts:?}"
+        "no API token in the init container: {init_mounts:?}"
     );
+    let token_path = init[0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount");
     assert_eq!(
-        outcomes(&cluster.serve, ns, 2).await,
-        ["mutated", "unchanged"]
+        token_path.map(|m| &m["name"]),
+        Some(&json!("jvm-guard-tools"))
+    );
+    // Every call happened before the create returned; the log lines may lag a little.
+    outcomes(&cluster.serve, ns, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        cluster.serve.outcomes(ns),
+        ["mutated"],
+        "one call per create"
     );
 }
 
