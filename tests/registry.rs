@@ -439,7 +439,7 @@ async fn slow_registry_budget_is_respected_through_the_webhook() {
     let registry = Resolver::new(RegistryConfig {
         insecure: vec![addr.to_string()],
         budget,
-        secrets: None,
+        ..RegistryConfig::default()
     });
     let app = router(AppState {
         namespaces: Arc::new(StaticNamespaces::every(&Defaults::default())),
