@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST};
@@ -1156,4 +1157,246 @@ async fn beyond_max_connections_clients_wait_and_the_admin_port_still_answers() 
     let (status, out) = within(10, "POST", post_on(tls, pod_review("ninth"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(out["response"]["uid"], "ninth");
+}
+
+/// An HTTP/2 client connection over TLS, answering pings and sending its own every second.
+async fn h2_handshake<B>(
+    tls: TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    (
+        sender,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http2_clients_are_closed_and_give_their_slots_back() {
+    let server = Server::start_with(Options {
+        args: vec![
+            "--shutdown-delay".into(),
+            "0".into(),
+            "--max-connections".into(),
+            "64".into(),
+        ],
+        ..Options::default()
+    });
+    let config = server.client_config(b"h2");
+    let started = Instant::now();
+    // 32 that finish the HTTP/2 handshake and then open no stream, pinging every second (one
+    // sends a request first), and 32 that choose h2 in TLS and never send the preface: every
+    // slot is taken.
+    let mut pinging = Vec::new();
+    for i in 0..32 {
+        let (mut sender, conn) = h2_handshake(server.connect_with(config.clone()).await).await;
+        if i == 0 {
+            let response = sender.send_request(mutate_request(pod_review("h2-then-idle")));
+            let (status, _) = read_json(within(10, "h2 POST", response).await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        pinging.push((sender, conn));
+    }
+    let mut silent = Vec::new();
+    for _ in 0..32 {
+        silent.push(server.connect_with(config.clone()).await);
+    }
+    // They are closed (GOAWAY) once idle for 10 s, not kept for ever.
+    for (_sender, conn) in pinging {
+        within(40, "an idle HTTP/2 connection closed", conn)
+            .await
+            .unwrap();
+    }
+    for mut tls in silent {
+        assert!(
+            closed_within(&mut tls, 30).await,
+            "an HTTP/2 connection without a preface still open"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+    // The slots are back.
+    let (status, out) = server.post(pod_review("after-the-idle-h2")).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+}
+
+/// An HTTP/2 stream that sends its head and part of its body, then nothing more.
+fn stalled_request(sent: usize, declared: usize, pad: usize) -> Request<StalledBody> {
+    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        hyper::body::Frame::data(Bytes::from(vec![b' '; sent])),
+    )])
+    .chain(futures_util::stream::pending());
+    Request::post("/mutate")
+        .header(HOST, "localhost")
+        .header(CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_LENGTH, declared)
+        .header("x-pad", "p".repeat(pad))
+        .body(http_body_util::StreamBody::new(
+            Box::pin(chunks) as StalledStream
+        ))
+        .unwrap()
+}
+
+type StalledStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+type StalledBody = http_body_util::StreamBody<StalledStream>;
+
+/// Starts an HTTP/1.1 request of `declared` body bytes, sends `sent` of them and stops.
+async fn stall_http1(server: &Server, sent: usize, declared: usize) -> TlsStream<TcpStream> {
+    let mut tls = server.connect().await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {declared}\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&vec![b' '; sent]).await.unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_are_bounded_and_a_request_beyond_waits_then_gets_503() {
+    use jvm_guard::webhook::router::{BODY_BUDGET, BUDGET_WAIT, MAX_BODY_BYTES, REQUEST_CHARGE};
+    let server = Server::start();
+    // Four clients hold all but 8 KiB of the budget with bodies they never finish: each is
+    // charged its head and what it sent.
+    let sent = BODY_BUDGET / 4 - REQUEST_CHARGE - 2 * 1024;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(stall_http1(&server, sent, MAX_BODY_BYTES).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The next waits for its share, then gets a 503 rather than the server growing.
+    let started = Instant::now();
+    let (status, out) = server.post(pod_review("beyond-the-budget")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{out}");
+    assert!(
+        started.elapsed() >= BUDGET_WAIT - Duration::from_millis(100),
+        "answered without waiting: {:?}",
+        started.elapsed()
+    );
+    // A request that comes while one goes waits and is served.
+    let freed = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(stalled.pop());
+    };
+    let ((status, out), ()) = tokio::join!(server.post(pod_review("budget-freed")), freed);
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["response"]["uid"], "budget-freed");
+}
+
+/// Resident and peak resident memory of a process, in bytes (`VmRSS`, `VmHWM`).
+fn memory_of(pid: libc::pid_t) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The chart's memory limit (charts/jvm-guard/values.yaml).
+const CHART_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
+
+/// Every kind of hostile client at once, 900 connections: HTTP/2 ones opening every stream
+/// they may with 8 KiB heads and stalled 4 MiB bodies, HTTP/1.1 ones with stalled bodies
+/// (some nearly 4 MiB), silent ones. The server's peak RSS stays inside the chart's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_inside_the_chart_limit_under_a_mix_of_hostile_clients() {
+    use jvm_guard::webhook::listener::{H2_MAX_CONCURRENT_STREAMS, H2_WINDOW};
+    use jvm_guard::webhook::router::MAX_BODY_BYTES;
+    let server = Arc::new(Server::start());
+    let (status, _) = server.post(pod_review("warm-up")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (idle_rss, _) = memory_of(server.pid());
+
+    let h2 = server.client_config(b"h2");
+    let mut held = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let (sender, conn) = h2_handshake(server.connect_with(h2.clone()).await).await;
+        for _ in 0..H2_MAX_CONCURRENT_STREAMS {
+            let mut sender = sender.clone();
+            let request = stalled_request(H2_WINDOW as usize, MAX_BODY_BYTES, 7 * 1024);
+            streams.push(tokio::spawn(async move {
+                let _ = sender.send_request(request).await;
+            }));
+        }
+        held.push(conn);
+    }
+    // Each on its own task: the server may stop reading one (no budget left) and answer 503.
+    let mut http1 = Vec::new();
+    for i in 0..300 {
+        let sent = if i < 8 { MAX_BODY_BYTES - 1 } else { 64 * 1024 };
+        let server = server.clone();
+        http1.push(tokio::spawn(async move {
+            let mut tls = server.connect().await;
+            let head = format!(
+                "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+            );
+            if tls.write_all(head.as_bytes()).await.is_ok() {
+                let _ = tls.write_all(&vec![b' '; sent]).await;
+                let _ = tls.flush().await;
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tls);
+        }));
+    }
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(server.connect().await);
+    }
+    let mut peak_rss = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak_rss = peak_rss.max(memory_of(server.pid()).0);
+    }
+    let (_, hwm) = memory_of(server.pid());
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "memory: idle {:.1} MiB, under 900 hostile connections ({} HTTP/2 streams) {:.1} MiB \
+         sampled, {:.1} MiB peak (VmHWM); limit {:.0} MiB",
+        mib(idle_rss),
+        streams.len(),
+        mib(peak_rss),
+        mib(hwm),
+        mib(CHART_MEMORY_LIMIT)
+    );
+    assert!(hwm < CHART_MEMORY_LIMIT, "peak RSS {:.1} MiB", mib(hwm));
+    // And it still answers.
+    let (status, out) = server.post(pod_review("beside-the-hostile")).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status} {out}"
+    );
+    drop((held, silent));
+    for task in streams.into_iter().chain(http1) {
+        task.abort();
+    }
 }

@@ -2,6 +2,7 @@
 //! errors become HTTP responses. TLS, the listener and the admin port wrap it in `serve`.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
@@ -33,6 +35,85 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// has given up by then (`timeoutSeconds` is at most 30).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bytes that all `/mutate` requests in flight may hold together: each is charged
+/// [`REQUEST_CHARGE`] on arrival and its body bytes as they are read, until its response has
+/// been sent. Four 4 MiB bodies at once, or ~800 requests of 20 KB (SPEC §5; README).
+pub const BODY_BUDGET: usize = 16 * 1024 * 1024;
+/// What a request costs before its body: its head (at most 8 KiB on either protocol) and its
+/// state, so that requests without bodies are bounded in number too.
+pub const REQUEST_CHARGE: usize = 16 * 1024;
+/// How long a request waits, in all, for its share of [`BODY_BUDGET`] before a 503. The
+/// apiserver admits a pod unmutated on any error (failurePolicy Ignore), so waiting a little
+/// beats refusing; the chart's `timeoutSeconds` is 5.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// Requests waiting for the budget at once; any more get a 503 at once, so waiting ones
+/// (each holding its head) are bounded too.
+pub const MAX_WAITING: usize = 256;
+
+/// The byte budget of requests in flight, shared by every connection.
+struct Budget {
+    bytes: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            bytes: Arc::new(Semaphore::new(BODY_BUDGET)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// `n` more bytes into `held`, waiting until `deadline` at most.
+    async fn take(
+        &self,
+        held: &mut Option<OwnedSemaphorePermit>,
+        n: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ApiError> {
+        let permit = match self.bytes.clone().try_acquire_many_owned(n as u32) {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = WaitingGuard::enter(&self.waiting)?;
+                let acquired = tokio::time::timeout_at(
+                    deadline,
+                    self.bytes.clone().acquire_many_owned(n as u32),
+                )
+                .await;
+                drop(waiting);
+                match acquired {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(ApiError::Busy),
+                }
+            }
+        };
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// One of [`MAX_WAITING`] places in the queue for the budget.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Result<WaitingGuard<'a>, ApiError> {
+        if waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::Busy);
+        }
+        Ok(WaitingGuard(waiting))
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What every request needs, parsed once at start-up.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,10 +127,12 @@ pub struct AppState {
 /// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only; every
 /// answer, panics included, is counted by outcome and timed.
 pub fn router(state: AppState) -> Router {
+    let budget = Arc::new(Budget::new());
     // Route layers: other paths get a plain 404 and are not counted.
     Router::new()
         .route("/mutate", post(mutate))
         .route_layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(middleware::from_fn_with_state(budget, budgeted))
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -79,15 +162,42 @@ async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Nex
 /// still sending reads our 413 instead of a connection reset; larger ones are cut short.
 const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
 
-/// The request body, at most [`MAX_BODY_BYTES`].
-async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+/// Reads the body within the budget, then hands the request on with the body in memory; the
+/// budget taken is given back when the response body has been sent (or dropped).
+async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
+    let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
+    let mut held = None;
+    if let Err(e) = budget.take(&mut held, REQUEST_CHARGE, deadline).await {
+        return e.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &budget, &mut held, deadline).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (parts, body) = response.into_parts();
+    let body = body.map_frame(move |frame| {
+        let _held = &held;
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`], each piece taken from the budget as it is read.
+async fn read_body(
+    mut body: Body,
+    budget: &Budget,
+    held: &mut Option<OwnedSemaphorePermit>,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, ApiError> {
     let hint = body.size_hint();
     if hint.lower() > DRAIN_LIMIT {
         return Err(ApiError::TooLarge);
     }
     // Sized once from Content-Length (the apiserver sends it): no regrowth, no slack.
     let expected = hint.exact().unwrap_or(0).min(MAX_BODY_BYTES as u64);
-    let mut data = Vec::with_capacity(expected as usize);
+    let mut data = Vec::new();
     let mut size = 0;
     while let Some(frame) = body.frame().await {
         let Ok(chunk) = frame.map_err(ApiError::Body)?.into_data() else {
@@ -95,6 +205,10 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
         };
         size += chunk.len() as u64;
         if size <= MAX_BODY_BYTES as u64 {
+            budget.take(held, chunk.len(), deadline).await?;
+            if data.capacity() == 0 {
+                data.reserve_exact((expected as usize).max(chunk.len()));
+            }
             data.extend_from_slice(&chunk);
         } else if size > DRAIN_LIMIT {
             break;
@@ -107,7 +221,10 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
 }
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
+    // In memory already (`budgeted`); axum's `Bytes` extractor would cap it at 2 MB.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(ApiError::Body)?;
     // One line per admission at debug (`RUST_LOG=info,jvm_guard::webhook::router=debug`): at info, the
     // span and line took over 40% of the throughput of 2 KB reviews (scripts/bench.sh); the
     // metrics count every outcome, and warnings and errors are logged at info anyway.
@@ -152,6 +269,8 @@ enum ApiError {
     Encode(serde_json::Error),
     #[error("handler panicked: {0}")]
     Panic(String),
+    #[error("too many request bytes in flight; try again")]
+    Busy,
 }
 
 impl IntoResponse for ApiError {
@@ -170,6 +289,11 @@ impl IntoResponse for ApiError {
             ApiError::Body(_) => (
                 StatusCode::BAD_REQUEST,
                 RequestOutcome::Rejected,
+                self.to_string(),
+            ),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                RequestOutcome::Failed,
                 self.to_string(),
             ),
             ApiError::Encode(_) | ApiError::Panic(_) => (
