@@ -91,7 +91,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
 
 /// The manifest of an index for `platform`; `variant` is not in a node selector, so the first
 /// entry of the OS and architecture wins.
-pub(super) fn pick<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
+pub fn pick<'a>(entries: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
     entries.iter().find(|e| {
         e.platform
             .as_ref()

@@ -20,10 +20,11 @@ pub use auth::{
 };
 pub use fetch::{
     parse_challenge, parse_error_envelope, parse_image_config, parse_manifest, parse_reference,
-    parse_token, verify_digest, Challenge, Descriptor, Manifest, MAX_CONFIG_BYTES,
+    parse_token, pick, verify_digest, Challenge, Descriptor, Manifest, MAX_CONFIG_BYTES,
     MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES,
 };
 pub use net::{is_public, Access, Refused, MAX_REDIRECTS};
+pub use reqwest::Url;
 
 use crate::mutate::{ImageRequest, ResolvedImages};
 use cache::*;
@@ -402,6 +403,19 @@ mod tests {
         let parsed = parse_image_config(blob.as_bytes()).unwrap();
         assert_eq!(parsed.entrypoint, entrypoint);
         assert_eq!(parsed.cmd, cmd);
+    }
+
+    #[test]
+    fn error_text_is_cut_on_a_char_boundary_and_kept_on_one_line() {
+        assert_eq!(truncate_error("short"), "short");
+        assert_eq!(truncate_error("two\nlines"), "two lines");
+        let long = "é".repeat(1000);
+        let cut = truncate_error(&long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS);
+        assert!(cut.ends_with("..."));
+        assert!(cut.starts_with("ééé"));
+        let exact = "x".repeat(MAX_ERROR_CHARS);
+        assert_eq!(truncate_error(&exact), exact, "at the cap: not cut");
     }
 
     #[test]
