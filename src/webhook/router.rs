@@ -35,20 +35,30 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// has given up by then (`timeoutSeconds` is at most 30).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Bytes that all `/mutate` requests in flight may hold together: each is charged
-/// [`REQUEST_CHARGE`] on arrival and its body bytes as they are read, until its response has
-/// been sent. Four 4 MiB bodies at once, or ~800 requests of 20 KB (SPEC §5; README).
+/// Bytes that all `/mutate` requests in flight may hold together: each is charged its head
+/// (see [`head_charge`]) on arrival and its body bytes as they are read, until its response
+/// has been sent. Four 4 MiB bodies at once, or ~700 requests of 20 KB (SPEC §5; README).
 pub const BODY_BUDGET: usize = 16 * 1024 * 1024;
-/// What a request costs before its body: its head (at most 8 KiB on either protocol) and its
-/// state, so that requests without bodies are bounded in number too.
-pub const REQUEST_CHARGE: usize = 16 * 1024;
+/// What a request costs besides its head and body (its state, its answer's share), so that
+/// requests without bodies are bounded in number too.
+pub const REQUEST_CHARGE: usize = 2 * 1024;
 /// How long a request waits, in all, for its share of [`BODY_BUDGET`] before a 503. The
 /// apiserver admits a pod unmutated on any error (failurePolicy Ignore), so waiting a little
 /// beats refusing; the chart's `timeoutSeconds` is 5.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
-/// Requests waiting for the budget at once; any more get a 503 at once, so waiting ones
-/// (each holding its head) are bounded too.
-pub const MAX_WAITING: usize = 256;
+/// Requests waiting for the budget at once (as many as `--max-connections` by default); any
+/// more get a 503 at once, so waiting ones, each holding its head, are bounded too.
+pub const MAX_WAITING: usize = 1024;
+
+/// A request's charge before its body: [`REQUEST_CHARGE`] and its head as HTTP/2 counts it
+/// (name, value and 32 bytes per field).
+pub fn head_charge(headers: &axum::http::HeaderMap) -> usize {
+    let head: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    REQUEST_CHARGE + head
+}
 
 /// The byte budget of requests in flight, shared by every connection.
 struct Budget {
@@ -167,7 +177,8 @@ const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
 async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
     let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
     let mut held = None;
-    if let Err(e) = budget.take(&mut held, REQUEST_CHARGE, deadline).await {
+    let charge = head_charge(request.headers());
+    if let Err(e) = budget.take(&mut held, charge, deadline).await {
         return e.into_response();
     }
     let (parts, body) = request.into_parts();
@@ -177,11 +188,34 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
     };
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (parts, body) = response.into_parts();
-    let body = body.map_frame(move |frame| {
-        let _held = &held;
-        frame
-    });
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, Body::new(Held { body, _held: held }))
+}
+
+/// A response body that keeps the request's share of the budget until it is sent or dropped,
+/// its size hint (the Content-Length) unchanged.
+struct Held {
+    body: Body,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The request body, at most [`MAX_BODY_BYTES`], each piece taken from the budget as it is read.
