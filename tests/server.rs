@@ -1283,11 +1283,12 @@ async fn stall_http1(server: &Server, sent: usize, declared: usize) -> TlsStream
 async fn bodies_in_flight_are_bounded_and_a_request_beyond_waits_then_gets_503() {
     use jvm_guard::webhook::router::{BODY_BUDGET, BUDGET_WAIT, MAX_BODY_BYTES, REQUEST_CHARGE};
     let server = Server::start();
-    // Four clients hold all but about 1 KiB of the budget with bodies they never finish: each
-    // is charged its head and what it sent.
-    let sent = BODY_BUDGET / 4 - REQUEST_CHARGE - 512;
+    // Clients hold all but about 1 KiB of the budget with bodies they never finish: each is
+    // charged its head and what it sent.
+    let stallers = BODY_BUDGET.div_ceil(MAX_BODY_BYTES - 64 * 1024);
+    let sent = BODY_BUDGET / stallers - REQUEST_CHARGE - 512;
     let mut stalled = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..stallers {
         stalled.push(stall_http1(&server, sent, MAX_BODY_BYTES).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1401,4 +1402,28 @@ async fn memory_stays_inside_the_chart_limit_under_a_mix_of_hostile_clients() {
     for task in streams.into_iter().chain(http1) {
         task.abort();
     }
+}
+
+/// A 4 MiB body of two million JSON values is 300 MiB as a JSON tree, and 300,000 volumes
+/// `{"name":"v"}` a gigabyte as a typed Pod: refused before parsing, the server staying small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_would_parse_into_hundreds_of_mib_is_refused_before_parsing() {
+    let server = Server::start();
+    let zeros = vec!["0"; 2 * 1024 * 1024 - 64].join(",");
+    let tree = format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":5,"x":[{zeros}]}}}}"#
+    );
+    let volumes = vec![r#"{"name":"v"}"#; 300_000].join(",");
+    let mut typed: Value = serde_json::from_slice(&pod_review("many-volumes")).unwrap();
+    typed["request"]["object"]["spec"]["volumes"] = Value::Null;
+    let typed = serde_json::to_string(&typed)
+        .unwrap()
+        .replace(r#""volumes":null"#, &format!(r#""volumes":[{volumes}]"#));
+    for (what, body) in [("tree", tree), ("typed", typed)] {
+        assert!(body.len() <= 4 * 1024 * 1024, "{what}: {}", body.len());
+        let (status, out) = server.post(body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {out}");
+    }
+    let (_, peak) = memory_of(server.pid());
+    assert!(peak < 96 * 1024 * 1024, "peak RSS {} MiB", peak >> 20);
 }
