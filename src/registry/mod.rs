@@ -44,7 +44,7 @@ pub const CACHE_CAPACITY: usize = 1024;
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Registry response bodies held at once by all lookups together; a body waits for its share
 /// (within [`LOOKUP_TIMEOUT`]), so any number of pods naming any images hold at most this.
-pub const REGISTRY_BODY_BUDGET: usize = 8 * 1024 * 1024;
+pub const REGISTRY_BODY_BUDGET: usize = 4 * 1024 * 1024;
 /// Why a lookup failed is cut to this many characters (on a char boundary) before it reaches
 /// a warning or the status annotation: a registry chooses that text.
 pub const MAX_ERROR_CHARS: usize = 256;

@@ -25,9 +25,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// review grow a buffer that large: memory that 1,000 connections multiply.
 pub const HTTP1_MAX_BUF_SIZE: usize = 8 * 1024;
 /// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
-/// and inside the chart's 128Mi memory limit with every connection sending a 20 KB review at
-/// once (about 100 MiB at 1,000, measured by scripts/bench.sh).
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// and what keeps the worst mix of hostile clients inside the chart's 128Mi limit: ~150 KiB
+/// per connection at most (HTTP/2, every stream open, windows full), 512 of them beside the
+/// request budget and the registry's (README, "Memory"; tests/server.rs measures it).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
 /// An HTTP/2 connection with no request in progress for this long, from its start or its last
 /// answer, is closed (GOAWAY): what the header timeout is to HTTP/1.1, for a client that
 /// negotiates h2 and then sends nothing (or only pings).
@@ -42,8 +43,9 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the apiserver's, opens another connection when they are taken.
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
 /// Flow-control windows of HTTP/2 streams and connections (hyper's default: 1 MiB each): what
-/// a client can make a connection buffer before the handler reads it, 1,024 times over.
-pub const H2_WINDOW: u32 = 64 * 1024;
+/// a client can make a connection buffer before the handler reads it, 1,024 times over. 16 KiB
+/// per round trip is 16 MB/s at 1 ms: a 4 MiB review in a quarter of a second.
+pub const H2_WINDOW: u32 = 16 * 1024;
 /// The largest request head on HTTP/2, as [`HTTP1_MAX_BUF_SIZE`] bounds it on HTTP/1.1.
 pub const H2_MAX_HEADER_LIST_SIZE: u32 = 8 * 1024;
 /// What HTTP/2 buffers of a response per stream (hyper's default: 400 KiB).

@@ -38,7 +38,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes that all `/mutate` requests in flight may hold together: each is charged its head
 /// (see [`head_charge`]) on arrival, its body bytes as they are read, then what parsing may
 /// cost ([`parse_cost`]), until its response has been sent (SPEC §5; README).
-pub const BODY_BUDGET: usize = 48 * 1024 * 1024;
+pub const BODY_BUDGET: usize = 24 * 1024 * 1024;
+/// A request whose parse cost alone is over this is refused with 413: it would take most of
+/// the budget (some 2,000 JSON objects; a 20 KB review has ~300).
+pub const MAX_PARSE_COST: usize = 16 * 1024 * 1024;
 /// What a request costs besides its head and body (its state, its answer's share), so that
 /// requests without bodies are bounded in number too.
 pub const REQUEST_CHARGE: usize = 2 * 1024;
@@ -51,9 +54,9 @@ pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
 pub const MAX_WAITING: usize = 1024;
 
 /// What parsing a body may cost per JSON object: the largest object of a Pod as typed (a
-/// `Volume`, 3,280 bytes; a `Container` is 2,336), where its JSON can be 13 bytes
-/// (`{"name":"v"},`).
-pub const PARSE_COST_PER_OBJECT: usize = 4 * 1024;
+/// `Volume`, 3,280 bytes; a `Container` is 2,336), twice over for a `Vec` that grows by
+/// doubling, where its JSON can be 13 bytes (`{"name":"v"},`).
+pub const PARSE_COST_PER_OBJECT: usize = 8 * 1024;
 /// ... and per other JSON value: a node of the JSON tree (`serde_json::Value`, 72 bytes).
 pub const PARSE_COST_PER_VALUE: usize = 80;
 
@@ -223,7 +226,7 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
     // What parsing will allocate is taken before it starts; a body that could never get it
     // is refused like one over the size limit.
     let cost = parse_cost(&body);
-    if cost > BODY_BUDGET / 2 {
+    if cost > MAX_PARSE_COST {
         return ApiError::TooComplex(cost).into_response();
     }
     if let Err(e) = budget.take(&mut held, cost, deadline).await {
