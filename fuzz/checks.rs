@@ -204,3 +204,81 @@ pub fn exec_args(args: &[String]) {
         }
     }
 }
+
+/// (d) What a registry sends back, through each parser of a lookup (the first byte picks
+/// which): never a panic, and what is accepted holds what the lookup relies on.
+pub fn registry_responses(data: &[u8]) {
+    use jvm_guard::registry::{self as r, Challenge, Manifest};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 7 {
+        0 => {
+            if let Some(Challenge::Bearer { realm, .. }) = r::parse_challenge(&text) {
+                let access = r::Access {
+                    insecure: vec!["127.0.0.1:5000".into()],
+                    allowed: vec!["auth.internal".into()],
+                };
+                if let Ok(url) = realm.parse() {
+                    let url: r::Url = url;
+                    // Not listed: only HTTPS, and then to a name or a public address.
+                    if let Ok(false) = access.outside(&url) {
+                        assert_eq!(url.scheme(), "https", "{realm}");
+                    }
+                }
+            }
+        }
+        1 => {
+            if let Ok(token) = r::parse_token(rest) {
+                assert!(!token.is_empty());
+                assert!(token
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80));
+            }
+        }
+        2 => {
+            if let Ok(Manifest::Index { manifests }) = r::parse_manifest(rest) {
+                let platform = mutate::Platform::default();
+                if let Some(entry) = r::pick(&manifests, &platform) {
+                    assert!(entry.platform.as_ref().is_some_and(|p| p.os == platform.os));
+                }
+            }
+        }
+        3 => {
+            let _ = r::parse_image_config(rest);
+        }
+        4 => {
+            if let Some(text) = r::parse_error_envelope(rest) {
+                check_truncated(&text);
+            }
+        }
+        5 => check_truncated(&text),
+        _ => {
+            if rest.len() >= 16 {
+                let v6: [u8; 16] = rest[..16].try_into().expect("16 bytes");
+                let _ = r::is_public(std::net::IpAddr::from(v6));
+            }
+            if rest.len() >= 4 {
+                let v4: [u8; 4] = rest[..4].try_into().expect("4 bytes");
+                let _ = r::is_public(std::net::IpAddr::from(v4));
+            }
+            let _ = r::verify_digest(&text, rest);
+        }
+    }
+}
+
+/// What reaches a warning: at most the cap, on one line, a prefix of the input when short.
+fn check_truncated(text: &str) {
+    let cut = jvm_guard::registry::truncate_error(text);
+    assert!(
+        cut.chars().count() <= jvm_guard::registry::MAX_ERROR_CHARS,
+        "{cut:?}"
+    );
+    assert!(!cut.chars().any(char::is_control), "{cut:?}");
+    if text.chars().count() <= jvm_guard::registry::MAX_ERROR_CHARS
+        && !text.chars().any(char::is_control)
+    {
+        assert_eq!(cut, text);
+    }
+}

@@ -3,14 +3,15 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 600 s, every target)
 # Targets (fuzz/fuzz_targets): admission_review (a POST body through decode and mutation),
 # annotations (namespace/pod annotations and quantities through the mutation), exec_args
-# (`jvm-guard exec` argument parsing). Corpora grow in fuzz/corpus (not committed); a crash
+# (`jvm-guard exec` argument parsing), registry_responses (what a registry sends back, through
+# the lookup's parsers). Corpora grow in fuzz/corpus (not committed); a crash
 # is saved in fuzz/artifacts/TARGET and stops the run: turn it into a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(admission_review annotations exec_args)
+[ ${#targets[@]} -gt 0 ] || targets=(admission_review annotations exec_args registry_responses)
 
 tools="$HOME/.cache/jvm-guard/tools"
 export PATH="$tools/bin:$PATH"

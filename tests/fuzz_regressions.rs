@@ -63,3 +63,13 @@ fn exec_args_regressions_pass_the_checks() {
         }
     }
 }
+
+#[test]
+fn registry_responses_regressions_pass_the_checks() {
+    let inputs = inputs("registry_responses");
+    assert!(!inputs.is_empty(), "no regression inputs found");
+    for (path, bytes) in inputs {
+        eprintln!("{}", path.display());
+        checks::registry_responses(&bytes);
+    }
+}

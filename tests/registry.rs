@@ -7,6 +7,9 @@
 #[path = "support/registry.rs"]
 mod registry_support;
 
+#[path = "support/hostile.rs"]
+mod hostile;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -16,7 +19,9 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use base64::Engine as _;
+use hostile::{respond, Hostile};
 use http_body_util::BodyExt;
+use hyper::StatusCode;
 use jvm_guard::config::ServerSettings;
 use jvm_guard::mutate::tools::TOOLS_BINARY;
 use jvm_guard::mutate::ImageCommand;
@@ -83,6 +88,12 @@ fn namespace(name: &str) -> NamespaceConfig {
 /// What the webhook would do with the pod: resolve its images in `ns`, mutate, apply the
 /// patch. Returns the container as mutated and the warnings.
 async fn admit(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, Vec<String>) {
+    let (pod, warnings) = admit_pod(resolver, pod_value, ns).await;
+    (pod["spec"]["containers"][0].clone(), warnings)
+}
+
+/// [`admit`], returning the whole pod as mutated.
+async fn admit_pod(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, Vec<String>) {
     let pod: Pod = serde_json::from_value(pod_value.clone()).unwrap();
     let ns_config = namespace(ns);
     let settings = settings();
@@ -106,7 +117,7 @@ async fn admit(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, Vec<S
     let mut mutated = pod_value;
     json_patch::patch(&mut mutated, &mutation.patch).expect("the patch applies");
     let _: Pod = serde_json::from_value(mutated.clone()).expect("a valid pod");
-    (mutated["spec"]["containers"][0].clone(), mutation.warnings)
+    (mutated, mutation.warnings)
 }
 
 fn wrapped(tail: &[&str]) -> Value {
@@ -439,7 +450,7 @@ async fn slow_registry_budget_is_respected_through_the_webhook() {
     let registry = Resolver::new(RegistryConfig {
         insecure: vec![addr.to_string()],
         budget,
-        secrets: None,
+        ..RegistryConfig::default()
     });
     let app = router(AppState {
         namespaces: Arc::new(StaticNamespaces::every(&Defaults::default())),
@@ -531,5 +542,408 @@ async fn mutate_command_resolves_unless_offline() {
     assert!(
         stderr.contains("no command, and the image ENTRYPOINT is unknown; set command to wrap it"),
         "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile registries (SPEC §7): a pod author picks the image reference, so the registry, and
+// what it names, may be anyone's. Each is a small server on loopback (tests/support/hostile.rs).
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An image manifest and its config blob, ENTRYPOINT `entrypoint`: (manifest, config, digest
+/// of the config).
+fn image_parts(entrypoint: &[&str]) -> (Vec<u8>, Vec<u8>, String) {
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": entrypoint},
+    }))
+    .unwrap();
+    let digest = registry_support::sha256(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": config.len()},
+        "layers": [],
+    }))
+    .unwrap();
+    (manifest, config, digest)
+}
+
+fn insecure(hosts: &[&Hostile]) -> Resolver {
+    Resolver::new(RegistryConfig {
+        insecure: hosts.iter().map(|h| h.host()).collect(),
+        ..RegistryConfig::default()
+    })
+}
+
+fn image_on(registry: &Hostile, tag: &str) -> Value {
+    pod(
+        &format!("{}/shop/api:{tag}", registry.host()),
+        None,
+        None,
+        None,
+    )
+}
+
+const SECRET: &str = "internal-secret: what only the cluster network should see";
+
+#[tokio::test]
+async fn redirects_to_another_host_are_not_followed() {
+    let internal =
+        Hostile::start(|_, _| respond(StatusCode::INTERNAL_SERVER_ERROR, &[], SECRET)).await;
+    let plain = format!("http://{}/latest/meta-data/", internal.host());
+    let tls = format!("https://{}/admin", internal.host());
+    let registry = Hostile::start(move |request, _| match request.uri().path() {
+        "/v2/shop/api/manifests/plain" => respond(StatusCode::FOUND, &[("location", &plain)], ""),
+        "/v2/shop/api/manifests/tls" => {
+            respond(StatusCode::TEMPORARY_REDIRECT, &[("location", &tls)], "")
+        }
+        _ => respond(StatusCode::NOT_FOUND, &[], ""),
+    })
+    .await;
+    let resolver = insecure(&[&registry]);
+    for (tag, reason) in [
+        ("plain", "is not HTTPS"),
+        ("tls", "is a private, loopback or link-local address"),
+    ] {
+        let (container, warnings) = admit(&resolver, image_on(&registry, tag), "shop").await;
+        assert_unwrapped(&container, &warnings, reason);
+        assert!(
+            !format!("{warnings:?}").contains("internal-secret"),
+            "{warnings:?}"
+        );
+    }
+    assert_eq!(
+        internal.connections(),
+        0,
+        "the internal service was reached: {:?}",
+        internal.requests()
+    );
+}
+
+#[tokio::test]
+async fn redirects_on_the_registry_and_to_listed_hosts_are_followed() {
+    let (manifest, config, digest) = image_parts(&["java", "-jar", "/app.jar"]);
+    let cdn = Hostile::start(move |request, _| match request.uri().path() {
+        "/blobs/config" => respond(StatusCode::OK, &[], config.clone()),
+        _ => respond(StatusCode::NOT_FOUND, &[], ""),
+    })
+    .await;
+    let blob_path = format!("/v2/shop/api/blobs/{digest}");
+    let cdn_url = format!("http://{}/blobs/config", cdn.host());
+    let registry = Hostile::start(move |request, _| match request.uri().path() {
+        "/v2/shop/api/manifests/1.0" => respond(
+            StatusCode::MOVED_PERMANENTLY,
+            &[("location", "/v2/shop/api/manifests/moved")],
+            "",
+        ),
+        "/v2/shop/api/manifests/moved" => respond(
+            StatusCode::OK,
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        ),
+        path if path == blob_path => respond(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[("location", &cdn_url)],
+            "",
+        ),
+        _ => respond(StatusCode::NOT_FOUND, &[], ""),
+    })
+    .await;
+    // The blob store on another host is listed, as a local one would be.
+    let (container, warnings) = admit(
+        &insecure(&[&registry, &cdn]),
+        image_on(&registry, "1.0"),
+        "shop",
+    )
+    .await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(container["command"], wrapped(&["java", "-jar", "/app.jar"]));
+    assert_eq!(cdn.requests(), ["GET /blobs/config"]);
+}
+
+/// A registry that wants a bearer token from `realm` and serves the image only with
+/// `Bearer good-token`.
+async fn token_registry(realm: String) -> Hostile {
+    let (manifest, config, digest) = image_parts(&["java"]);
+    let challenge = format!(r#"Bearer realm="{realm}",service="test-registry""#);
+    let blob_path = format!("/v2/shop/api/blobs/{digest}");
+    Hostile::start(move |request, _| {
+        let authorized = request
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer good-token");
+        if !authorized {
+            return respond(
+                StatusCode::UNAUTHORIZED,
+                &[("www-authenticate", &challenge)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            );
+        }
+        match request.uri().path() {
+            "/v2/shop/api/manifests/1.0" => respond(
+                StatusCode::OK,
+                &[("content-type", OCI_MANIFEST)],
+                manifest.clone(),
+            ),
+            path if path == blob_path => respond(StatusCode::OK, &[], config.clone()),
+            _ => respond(StatusCode::NOT_FOUND, &[], ""),
+        }
+    })
+    .await
+}
+
+async fn token_server() -> Hostile {
+    Hostile::start(|_, _| {
+        respond(
+            StatusCode::OK,
+            &[("content-type", "application/json")],
+            r#"{"token":"good-token","expires_in":300}"#,
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn token_realms_on_private_addresses_or_plain_http_are_not_fetched() {
+    let auth = token_server().await;
+    let port = auth.addr.port();
+    for (realm, reason) in [
+        (format!("http://{}/token", auth.host()), "is not HTTPS"),
+        (
+            format!("https://{}/token", auth.host()),
+            "is a private, loopback",
+        ),
+        (
+            format!("https://localhost:{port}/token"),
+            "is a private, loopback",
+        ),
+        (
+            format!("https://[::1]:{port}/token"),
+            "is a private, loopback",
+        ),
+        (
+            "https://169.254.169.254/latest/api/token".into(),
+            "is a private, loopback",
+        ),
+        ("https://10.0.0.1/token".into(), "is a private, loopback"),
+    ] {
+        let registry = token_registry(realm.clone()).await;
+        let (container, warnings) =
+            admit(&insecure(&[&registry]), image_on(&registry, "1.0"), "shop").await;
+        assert_unwrapped(&container, &warnings, reason);
+        assert!(
+            warnings.iter().any(|w| w.contains("token realm")),
+            "{realm}: {warnings:?}"
+        );
+    }
+    assert_eq!(
+        auth.connections(),
+        0,
+        "a realm was fetched: {:?}",
+        auth.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_listed_token_realm_is_fetched_with_the_credentials_and_its_token_used() {
+    let auth = token_server().await;
+    let registry = token_registry(format!("http://{}/token", auth.host())).await;
+    let (container, warnings) = admit(
+        &insecure(&[&registry, &auth]),
+        image_on(&registry, "1.0"),
+        "shop",
+    )
+    .await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(container["command"], wrapped(&["java"]));
+    assert_eq!(
+        auth.requests(),
+        ["GET /token?scope=repository%3Ashop%2Fapi%3Apull&service=test-registry"]
+    );
+    assert!(
+        registry
+            .requests()
+            .iter()
+            .any(|r| r.ends_with("[Bearer good-token]")),
+        "{:?}",
+        registry.requests()
+    );
+
+    // With a pull secret, the realm gets its basic credentials.
+    let secrets = StaticSecrets(HashMap::from([(
+        ("shop".to_string(), "regcred".to_string()),
+        docker_config_json(&registry.host()),
+    )]));
+    let resolver = Resolver::new(RegistryConfig {
+        insecure: vec![registry.host(), auth.host()],
+        secrets: Some(Arc::new(secrets)),
+        ..RegistryConfig::default()
+    });
+    let mut pod = image_on(&registry, "1.0");
+    pod["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    let (_, warnings) = admit(&resolver, pod, "shop").await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(
+        auth.requests()
+            .last()
+            .unwrap()
+            .ends_with(&format!("[Basic {basic}]")),
+        "{:?}",
+        auth.requests()
+    );
+}
+
+/// `--allow-registry` (here from its variable, through `jvm-guard mutate`): a realm on
+/// loopback over HTTPS is fetched once listed. The test server speaks no TLS, so the lookup
+/// still fails, but after connecting, not before.
+#[tokio::test]
+async fn allow_registry_lets_a_realm_on_a_private_address_be_reached() {
+    let auth = token_server().await;
+    let registry = token_registry(format!("https://{}/token", auth.host())).await;
+    let input = serde_json::to_string(&image_on(&registry, "1.0")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.json");
+    std::fs::write(&file, &input).unwrap();
+    let registry_host = registry.host();
+    let run = move |allow: Option<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jvm-guard"));
+        command
+            .args([
+                "mutate",
+                "-o",
+                "json",
+                "--insecure-registry",
+                &registry_host,
+                "-f",
+            ])
+            .arg(&file);
+        if let Some(allow) = allow {
+            command.env("JVM_GUARD_ALLOW_REGISTRY", allow);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let auth_host = auth.host();
+    let (refused, listed) = tokio::task::spawn_blocking(move || {
+        (
+            run(None),
+            run(Some(format!("other.example:443,{auth_host}"))),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(refused.contains("is a private, loopback"), "{refused}");
+    assert!(!listed.contains("is a private, loopback"), "{listed}");
+    assert!(listed.contains("token realm"), "{listed}");
+    assert_eq!(auth.connections(), 1, "listed: the realm is connected to");
+}
+
+const HUGE: usize = 64 * 1024 * 1024;
+
+/// What a server may have produced of a body the client stopped reading early: the cap and
+/// what the loopback socket buffers and the HTTP stacks hold.
+const READ_AT_MOST: usize = 16 * 1024 * 1024;
+
+#[tokio::test]
+async fn huge_manifests_and_configs_are_not_read() {
+    for (case, reason) in [
+        ("manifest-chunked", "more than the 1048576 bytes read"),
+        (
+            "manifest-declared",
+            "is 67108864 bytes, more than the 1048576 read",
+        ),
+        ("config-chunked", "more than the 1048576 bytes read"),
+        (
+            "config-declared",
+            "is 67108864 bytes, more than the 1048576 read",
+        ),
+    ] {
+        // The manifest says the config is small; the blob is not.
+        let (manifest, _, digest) = image_parts(&["java"]);
+        let blob_path = format!("/v2/shop/api/blobs/{digest}");
+        let registry = Hostile::start(move |request, seen| {
+            let path = request.uri().path();
+            let chunked = !case.ends_with("declared");
+            if path.starts_with("/v2/shop/api/manifests/") {
+                if case.starts_with("manifest") {
+                    return Hostile::huge(seen, StatusCode::OK, HUGE, b' ', !chunked);
+                }
+                return respond(
+                    StatusCode::OK,
+                    &[("content-type", OCI_MANIFEST)],
+                    manifest.clone(),
+                );
+            }
+            if path == blob_path {
+                return Hostile::huge(seen, StatusCode::OK, HUGE, b' ', !chunked);
+            }
+            respond(StatusCode::NOT_FOUND, &[], "")
+        })
+        .await;
+        let (container, warnings) =
+            admit(&insecure(&[&registry]), image_on(&registry, case), "shop").await;
+        assert_unwrapped(&container, &warnings, reason);
+        assert!(
+            registry.produced() < READ_AT_MOST,
+            "{case}: {} bytes sent before the lookup let go",
+            registry.produced()
+        );
+    }
+}
+
+#[tokio::test]
+async fn huge_errors_are_cut_before_the_warning_and_the_status_annotation() {
+    let long_message = "m".repeat(8 * 1024);
+    let envelope = format!(r#"{{"errors":[{{"code":"DENIED","message":"{long_message}"}}]}}"#);
+    let registry = Hostile::start(move |request, seen| match request.uri().path() {
+        "/v2/shop/api/manifests/text" => {
+            Hostile::huge(seen, StatusCode::NOT_FOUND, HUGE, b'e', false)
+        }
+        "/v2/shop/api/manifests/envelope" => respond(
+            StatusCode::FORBIDDEN,
+            &[("content-type", "application/json")],
+            envelope.clone(),
+        ),
+        _ => respond(StatusCode::NOT_FOUND, &[], ""),
+    })
+    .await;
+    let resolver = insecure(&[&registry]);
+    for (tag, reason) in [
+        ("text", "404 Not Found"),
+        ("envelope", "403 Forbidden: DENIED (mmm"),
+    ] {
+        let (pod, warnings) = admit_pod(&resolver, image_on(&registry, tag), "shop").await;
+        assert_unwrapped(&pod["spec"]["containers"][0], &warnings, reason);
+        let warning = warnings.iter().find(|w| w.contains(reason)).unwrap();
+        assert!(
+            warning.chars().count() < 400,
+            "{tag}: a warning of {} chars",
+            warning.chars().count()
+        );
+        if tag == "envelope" {
+            assert!(warning.contains("..."), "the cut is marked: {warning}");
+        }
+        let status = pod["metadata"]["annotations"]["jvm-guard.io/status"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            status.len() < 2048,
+            "{tag}: a status annotation of {} bytes",
+            status.len()
+        );
+        assert!(
+            !status.contains("eeee"),
+            "{tag}: the body reached the annotation"
+        );
+    }
+    assert!(
+        registry.produced() < READ_AT_MOST,
+        "{} bytes of error sent",
+        registry.produced()
     );
 }

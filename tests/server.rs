@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST};
@@ -136,7 +137,9 @@ impl Server {
 
     fn start_with(options: Options) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
+        // JVM_GUARD_SERVER_BIN: another build of the same binary, e.g. the release one for the
+        // memory figures of the README.
+        let mut command = Command::new(std::env::var("JVM_GUARD_SERVER_BIN").unwrap_or(BIN.into()));
         command.arg("serve");
         let (cert, key, ca) = options.tls.unwrap_or_else(|| {
             certs(&dir.path().join("certs"), &[]);
@@ -1034,7 +1037,16 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, seconds:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_slow_clients_do_not_stop_others_and_are_cut_off() {
-    let server = Arc::new(Server::start());
+    // Room for the thousand and the ordinary clients beside them.
+    let server = Arc::new(Server::start_with(Options {
+        args: vec![
+            "--shutdown-delay".into(),
+            "0".into(),
+            "--max-connections".into(),
+            "1100".into(),
+        ],
+        ..Options::default()
+    }));
     let config = server.client_config(b"http/1.1");
     // 500 connections that finish TLS and then send a request head one byte a second, and
     // 500 that never start TLS: together they hold 1,000 connections open.
@@ -1156,4 +1168,296 @@ async fn beyond_max_connections_clients_wait_and_the_admin_port_still_answers() 
     let (status, out) = within(10, "POST", post_on(tls, pod_review("ninth"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(out["response"]["uid"], "ninth");
+}
+
+/// An HTTP/2 client connection over TLS, answering pings and sending its own every second.
+async fn h2_handshake<B>(
+    tls: TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    (
+        sender,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http2_clients_are_closed_and_give_their_slots_back() {
+    let server = Server::start_with(Options {
+        args: vec![
+            "--shutdown-delay".into(),
+            "0".into(),
+            "--max-connections".into(),
+            "64".into(),
+        ],
+        ..Options::default()
+    });
+    let config = server.client_config(b"h2");
+    let started = Instant::now();
+    // 32 that finish the HTTP/2 handshake and then open no stream, pinging every second (one
+    // sends a request first), and 32 that choose h2 in TLS and never send the preface: every
+    // slot is taken.
+    let mut pinging = Vec::new();
+    for i in 0..32 {
+        let (mut sender, conn) = h2_handshake(server.connect_with(config.clone()).await).await;
+        if i == 0 {
+            let response = sender.send_request(mutate_request(pod_review("h2-then-idle")));
+            let (status, _) = read_json(within(10, "h2 POST", response).await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        pinging.push((sender, conn));
+    }
+    let mut silent = Vec::new();
+    for _ in 0..32 {
+        silent.push(server.connect_with(config.clone()).await);
+    }
+    // They are closed (GOAWAY) once idle for 10 s, not kept for ever.
+    for (_sender, conn) in pinging {
+        within(40, "an idle HTTP/2 connection closed", conn)
+            .await
+            .unwrap();
+    }
+    for mut tls in silent {
+        assert!(
+            closed_within(&mut tls, 30).await,
+            "an HTTP/2 connection without a preface still open"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+    // The slots are back.
+    let (status, out) = server.post(pod_review("after-the-idle-h2")).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+}
+
+/// An HTTP/2 stream that sends its head and part of its body, then nothing more.
+fn stalled_request(sent: usize, declared: usize, pad: usize) -> Request<StalledBody> {
+    let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        hyper::body::Frame::data(Bytes::from(vec![b' '; sent])),
+    )])
+    .chain(futures_util::stream::pending());
+    Request::post("/mutate")
+        .header(HOST, "localhost")
+        .header(CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_LENGTH, declared)
+        .header("x-pad", "p".repeat(pad))
+        .body(http_body_util::StreamBody::new(
+            Box::pin(chunks) as StalledStream
+        ))
+        .unwrap()
+}
+
+type StalledStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+type StalledBody = http_body_util::StreamBody<StalledStream>;
+
+/// Starts an HTTP/1.1 request of `declared` body bytes, sends `sent` of them and stops.
+async fn stall_http1(server: &Server, sent: usize, declared: usize) -> TlsStream<TcpStream> {
+    let mut tls = server.connect().await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {declared}\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&vec![b' '; sent]).await.unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_are_bounded_and_a_request_beyond_waits_then_gets_503() {
+    use jvm_guard::webhook::router::{BODY_BUDGET, BUDGET_WAIT, MAX_BODY_BYTES, REQUEST_CHARGE};
+    let server = Server::start();
+    // Clients hold all but about 1 KiB of the budget with bodies they never finish: each is
+    // charged its head and what it sent.
+    let stallers = BODY_BUDGET.div_ceil(MAX_BODY_BYTES - 64 * 1024);
+    let sent = BODY_BUDGET / stallers - REQUEST_CHARGE - 512;
+    let mut stalled = Vec::new();
+    for _ in 0..stallers {
+        stalled.push(stall_http1(&server, sent, MAX_BODY_BYTES).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The next waits for its share, then gets a 503 rather than the server growing.
+    let started = Instant::now();
+    let (status, out) = server.post(pod_review("beyond-the-budget")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{out}");
+    assert!(
+        started.elapsed() >= BUDGET_WAIT - Duration::from_millis(100),
+        "answered without waiting: {:?}",
+        started.elapsed()
+    );
+    // A request that comes while one goes waits and is served.
+    let freed = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(stalled.pop());
+    };
+    let ((status, out), ()) = tokio::join!(server.post(pod_review("budget-freed")), freed);
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["response"]["uid"], "budget-freed");
+}
+
+/// Resident and peak resident memory of a process, in bytes (`VmRSS`, `VmHWM`).
+fn memory_of(pid: libc::pid_t) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The chart's memory limit (charts/jvm-guard/values.yaml).
+const CHART_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
+/// `serve` at rest, release build, after one request (README, "Performance and robustness").
+const RELEASE_IDLE_RSS: u64 = 16 * 1024 * 1024;
+
+/// Every kind of hostile client at once, 500 connections (inside the default 512): HTTP/2 ones opening every stream
+/// they may with 8 KiB heads and stalled 4 MiB bodies, HTTP/1.1 ones with stalled bodies
+/// (some nearly 4 MiB), silent ones. The server's peak RSS stays inside the chart's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_inside_the_chart_limit_under_a_mix_of_hostile_clients() {
+    let (idle, hwm) = hostile_mix(200, 150, 150).await;
+    // What the clients add, beside the release build's idle RSS (14 MiB; a debug build's is
+    // twice that, which the chart never runs).
+    assert!(
+        hwm - idle < CHART_MEMORY_LIMIT - RELEASE_IDLE_RSS,
+        "the clients added {} MiB to {} MiB idle",
+        (hwm - idle) >> 20,
+        idle >> 20
+    );
+}
+
+/// The worst case for per-connection memory: 500 HTTP/2 connections, each with every
+/// stream open and its window full. For the README's figures (`--ignored --nocapture`,
+/// `JVM_GUARD_SERVER_BIN=target/release/jvm-guard` for the release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes on 2 cores"]
+async fn memory_with_every_connection_on_http2_with_full_windows() {
+    hostile_mix(500, 0, 0).await;
+}
+
+/// Opens the mix, holds it 5 s, samples the server's RSS; returns its RSS before and its peak
+/// (VmHWM).
+async fn hostile_mix(h2_connections: usize, h1_connections: usize, silent: usize) -> (u64, u64) {
+    use jvm_guard::webhook::listener::{H2_MAX_CONCURRENT_STREAMS, H2_WINDOW};
+    use jvm_guard::webhook::router::MAX_BODY_BYTES;
+    let server = Arc::new(Server::start());
+    let (status, _) = server.post(pod_review("warm-up")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (idle_rss, _) = memory_of(server.pid());
+
+    let h2 = server.client_config(b"h2");
+    let mut held = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..h2_connections {
+        let (sender, conn) = h2_handshake(server.connect_with(h2.clone()).await).await;
+        for _ in 0..H2_MAX_CONCURRENT_STREAMS {
+            let mut sender = sender.clone();
+            let request = stalled_request(H2_WINDOW as usize, MAX_BODY_BYTES, 7 * 1024);
+            streams.push(tokio::spawn(async move {
+                let _ = sender.send_request(request).await;
+            }));
+        }
+        held.push(conn);
+    }
+    // Each on its own task: the server may stop reading one (no budget left) and answer 503.
+    for i in 0..h1_connections {
+        let sent = if i < 8 { MAX_BODY_BYTES - 1 } else { 64 * 1024 };
+        let server = server.clone();
+        streams.push(tokio::spawn(async move {
+            let mut tls = server.connect().await;
+            let head = format!(
+                "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+            );
+            if tls.write_all(head.as_bytes()).await.is_ok() {
+                let _ = tls.write_all(&vec![b' '; sent]).await;
+                let _ = tls.flush().await;
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tls);
+        }));
+    }
+    let mut quiet = Vec::new();
+    for _ in 0..silent {
+        quiet.push(server.connect().await);
+    }
+    let mut peak_rss = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak_rss = peak_rss.max(memory_of(server.pid()).0);
+    }
+    let (_, hwm) = memory_of(server.pid());
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "memory: idle {:.1} MiB; {h2_connections} HTTP/2 connections ({} streams), \
+         {h1_connections} HTTP/1.1 with stalled bodies, {silent} silent: {:.1} MiB sampled, \
+         {:.1} MiB peak (VmHWM); limit {:.0} MiB",
+        mib(idle_rss),
+        h2_connections * H2_MAX_CONCURRENT_STREAMS as usize,
+        mib(peak_rss),
+        mib(hwm),
+        mib(CHART_MEMORY_LIMIT)
+    );
+    // And it still answers.
+    let (status, out) = server.post(pod_review("beside-the-hostile")).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status} {out}"
+    );
+    drop((held, quiet));
+    for task in streams {
+        task.abort();
+    }
+    (idle_rss, hwm)
+}
+
+/// A 4 MiB body of two million JSON values is 300 MiB as a JSON tree, and 300,000 volumes
+/// `{"name":"v"}` a gigabyte as a typed Pod: refused before parsing, the server staying small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_would_parse_into_hundreds_of_mib_is_refused_before_parsing() {
+    let server = Server::start();
+    let zeros = vec!["0"; 2 * 1024 * 1024 - 64].join(",");
+    let tree = format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":5,"x":[{zeros}]}}}}"#
+    );
+    let volumes = vec![r#"{"name":"v"}"#; 300_000].join(",");
+    let mut typed: Value = serde_json::from_slice(&pod_review("many-volumes")).unwrap();
+    typed["request"]["object"]["spec"]["volumes"] = Value::Null;
+    let typed = serde_json::to_string(&typed)
+        .unwrap()
+        .replace(r#""volumes":null"#, &format!(r#""volumes":[{volumes}]"#));
+    for (what, body) in [("tree", tree), ("typed", typed)] {
+        assert!(body.len() <= 4 * 1024 * 1024, "{what}: {}", body.len());
+        let (status, out) = server.post(body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {out}");
+    }
+    let (_, peak) = memory_of(server.pid());
+    assert!(peak < 96 * 1024 * 1024, "peak RSS {} MiB", peak >> 20);
 }

@@ -64,7 +64,8 @@ pub struct ServeArgs {
     pub dev: bool,
     /// Open webhook connections at most; beyond it new connections wait in the listen queue
     /// until one closes. Slow or idle clients are closed after 10 s (TLS handshake, request
-    /// head), so they cannot hold the slots for long.
+    /// head, an HTTP/2 connection without a request), so they cannot hold the slots for long.
+    /// Each costs up to ~150 KiB: the default keeps the worst case inside 128Mi.
     #[arg(
         long,
         env = "JVM_GUARD_MAX_CONNECTIONS",
@@ -96,6 +97,16 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// A host that token realms and redirects named by registries may reach although it is on
+    /// a private, loopback or link-local address (still over HTTPS); repeatable
+    /// (comma-separated in the variable). Registries' own hosts need no listing.
+    #[arg(
+        long = "allow-registry",
+        env = "JVM_GUARD_ALLOW_REGISTRY",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub allowed_registries: Vec<String>,
     /// The time all image lookups of one pod may take together; after it the pod is
     /// admitted with its unresolved containers unwrapped, and a warning.
     #[arg(
@@ -116,6 +127,7 @@ impl RegistryArgs {
     ) -> Option<RegistryConfig> {
         (!self.offline).then(|| RegistryConfig {
             insecure: self.insecure_registries.clone(),
+            allowed: self.allowed_registries.clone(),
             budget: self.registry_timeout,
             secrets,
         })

@@ -1,28 +1,35 @@
 //! Image ENTRYPOINT and CMD from OCI registries (SPEC §7): references, the platform of a
-//! multi-arch index, pull-secret credentials, a bounded coalescing cache and the time budget.
+//! multi-arch index, pull-secret credentials, what a lookup may reach and read, a bounded
+//! coalescing cache and the time budget.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::FutureExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod auth;
 mod cache;
 mod fetch;
+mod net;
 
 pub use auth::{
     Credentials, DockerConfig, KubeSecrets, SecretSource, StaticSecrets, DOCKER_CONFIG_TYPE,
 };
-pub use fetch::{parse_image_config, parse_reference};
+pub use fetch::{
+    parse_challenge, parse_error_envelope, parse_image_config, parse_manifest, parse_reference,
+    parse_token, pick, verify_digest, Challenge, Descriptor, Manifest, MAX_CONFIG_BYTES,
+    MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES,
+};
+pub use net::{is_public, Access, Refused, MAX_REDIRECTS};
+pub use reqwest::Url;
 
 use crate::mutate::{ImageRequest, ResolvedImages};
 use cache::*;
 use fetch::*;
+use net::Clients;
 
 /// What one admission may spend on lookups: well inside the webhook's 5 s timeout.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(1500);
@@ -35,8 +42,12 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(30);
 pub const CACHE_CAPACITY: usize = 1024;
 /// A lookup outlives the admission that started it, up to this, so the next pod finds it cached.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clients with credentials, one per credential (see [`Resolver::client`]).
-const MAX_AUTHENTICATED_CLIENTS: usize = 64;
+/// Registry response bodies held at once by all lookups together; a body waits for its share
+/// (within [`LOOKUP_TIMEOUT`]), so any number of pods naming any images hold at most this.
+pub const REGISTRY_BODY_BUDGET: usize = 4 * 1024 * 1024;
+/// Why a lookup failed is cut to this many characters (on a char boundary) before it reaches
+/// a warning or the status annotation: a registry chooses that text.
+pub const MAX_ERROR_CHARS: usize = 256;
 
 const USER_AGENT: &str = concat!("jvm-guard/", env!("CARGO_PKG_VERSION"));
 
@@ -45,6 +56,9 @@ const USER_AGENT: &str = concat!("jvm-guard/", env!("CARGO_PKG_VERSION"));
 pub struct RegistryConfig {
     /// `HOST:PORT` of registries reached over plain HTTP (`--insecure-registry`).
     pub insecure: Vec<String>,
+    /// `HOST:PORT` that token realms and redirects may reach on private, loopback and
+    /// link-local addresses (`--allow-registry`); the `insecure` ones may too.
+    pub allowed: Vec<String>,
     /// The time one pod's lookups may take together.
     pub budget: Duration,
     /// Where the pod's imagePullSecrets are read; `None` unless enabled
@@ -56,10 +70,29 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             insecure: Vec::new(),
+            allowed: Vec::new(),
             budget: DEFAULT_BUDGET,
             secrets: None,
         }
     }
+}
+
+/// `text` cut to [`MAX_ERROR_CHARS`] characters on one line, `...` marking a cut.
+pub fn truncate_error(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ERROR_CHARS)
+        .collect();
+    if text.chars().nth(MAX_ERROR_CHARS).is_some() {
+        out.truncate(
+            out.char_indices()
+                .nth(MAX_ERROR_CHARS - 3)
+                .map_or(out.len(), |(i, _)| i),
+        );
+        out.push_str("...");
+    }
+    out
 }
 
 /// One pod's images to look up, with what its credentials are found by.
@@ -74,10 +107,10 @@ pub struct PodImages {
 /// Looks up image commands for admissions; one per process, shared by every request.
 pub struct Resolver {
     config: RegistryConfig,
-    anonymous: Arc<Client>,
-    /// Per credential: oci-client keeps the first credentials it sees for a registry, so
-    /// different secrets need different clients.
-    authenticated: Mutex<HashMap<[u8; 32], Arc<Client>>>,
+    access: Access,
+    clients: Clients,
+    /// Bytes of registry bodies held now, against [`REGISTRY_BODY_BUDGET`].
+    bodies: Arc<Semaphore>,
     cache: Cache,
 }
 
@@ -85,11 +118,14 @@ impl Resolver {
     pub fn new(config: RegistryConfig) -> Resolver {
         // reqwest takes the process default; ring is the one this binary is built with.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let anonymous = Arc::new(Self::build_client(&config));
         Resolver {
+            access: Access {
+                insecure: config.insecure.clone(),
+                allowed: config.allowed.clone(),
+            },
             config,
-            anonymous,
-            authenticated: Mutex::new(HashMap::new()),
+            clients: Clients::new(USER_AGENT),
+            bodies: Arc::new(Semaphore::new(REGISTRY_BODY_BUDGET)),
             cache: Cache {
                 slots: Mutex::new(HashMap::new()),
                 capacity: CACHE_CAPACITY,
@@ -104,30 +140,6 @@ impl Resolver {
     /// How many answers and lookups the cache holds.
     pub fn cached(&self) -> usize {
         self.cache.len()
-    }
-
-    fn build_client(config: &RegistryConfig) -> Client {
-        Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
-            connect_timeout: Some(LOOKUP_TIMEOUT),
-            read_timeout: Some(LOOKUP_TIMEOUT),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        })
-    }
-
-    fn client(&self, credentials: Option<&Credentials>) -> Arc<Client> {
-        let Some(credentials) = credentials else {
-            return self.anonymous.clone();
-        };
-        let mut clients = self.authenticated.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.len() >= MAX_AUTHENTICATED_CLIENTS {
-            clients.clear();
-        }
-        clients
-            .entry(credentials.fingerprint())
-            .or_insert_with(|| Arc::new(Self::build_client(&self.config)))
-            .clone()
     }
 
     /// The pod's images, each resolved or with the reason it is not, within the budget: the
@@ -203,7 +215,7 @@ impl Resolver {
 
     /// One image, through the cache, with the first matching pull-secret credentials.
     pub async fn lookup(&self, request: &ImageRequest, configs: &[DockerConfig]) -> Lookup {
-        let reference = parse_reference(&request.image)?;
+        let reference = parse_reference(&request.image).map_err(|e| truncate_error(&e))?;
         let credentials = configs
             .iter()
             .find_map(|c| c.credentials(reference.registry(), reference.repository()));
@@ -213,23 +225,29 @@ impl Resolver {
             credentials: credentials.as_ref().map(Credentials::fingerprint),
         };
         let by_digest = reference.digest().is_some();
-        let client = self.client(credentials.as_ref());
+        let (clients, access) = (self.clients.clone(), self.access.clone());
+        let budget = self.bodies.clone();
         let platform = request.platform.clone();
         let lookup = self.cache.get(key, by_digest, move || {
             async move {
-                let auth = match &credentials {
-                    Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                    None => RegistryAuth::Anonymous,
+                let mut session = Session {
+                    clients: &clients,
+                    access: &access,
+                    budget,
+                    reference: &reference,
+                    credentials: credentials.as_ref(),
+                    authorization: None,
                 };
-                let fetched = fetch(&client, &reference, &platform, &auth);
-                tokio::time::timeout(LOOKUP_TIMEOUT, fetched)
+                let fetched = fetch(&mut session, &platform);
+                let outcome = tokio::time::timeout(LOOKUP_TIMEOUT, fetched)
                     .await
                     .unwrap_or_else(|_| {
                         Err(format!(
                             "{reference}: no answer within {}",
                             humantime::format_duration(LOOKUP_TIMEOUT)
                         ))
-                    })
+                    });
+                outcome.map_err(|e| truncate_error(&e))
             }
             .boxed()
         });
@@ -385,6 +403,19 @@ mod tests {
         let parsed = parse_image_config(blob.as_bytes()).unwrap();
         assert_eq!(parsed.entrypoint, entrypoint);
         assert_eq!(parsed.cmd, cmd);
+    }
+
+    #[test]
+    fn error_text_is_cut_on_a_char_boundary_and_kept_on_one_line() {
+        assert_eq!(truncate_error("short"), "short");
+        assert_eq!(truncate_error("two\nlines"), "two lines");
+        let long = "é".repeat(1000);
+        let cut = truncate_error(&long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS);
+        assert!(cut.ends_with("..."));
+        assert!(cut.starts_with("ééé"));
+        let exact = "x".repeat(MAX_ERROR_CHARS);
+        assert_eq!(truncate_error(&exact), exact, "at the cap: not cut");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The listener: TCP accept with a connection limit, TLS with a handshake timeout, then HTTP/2
-//! or HTTP/1.1 with a header timeout; each connection watched for the graceful drain.
+//! (idle deadline, small windows and stream limits) or HTTP/1.1 (header timeout); each
+//! connection watched for the graceful drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +25,31 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// review grow a buffer that large: memory that 1,000 connections multiply.
 pub const HTTP1_MAX_BUF_SIZE: usize = 8 * 1024;
 /// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
-/// and inside the chart's 128Mi memory limit with every connection sending a 20 KB review at
-/// once (about 100 MiB at 1,000, measured by scripts/bench.sh).
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// and what keeps the worst mix of hostile clients inside the chart's 128Mi limit: ~150 KiB
+/// per connection at most (HTTP/2, every stream open, windows full), 512 of them beside the
+/// request budget and the registry's (README, "Memory"; tests/server.rs measures it).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
+/// An HTTP/2 connection with no request in progress for this long, from its start or its last
+/// answer, is closed (GOAWAY): what the header timeout is to HTTP/1.1, for a client that
+/// negotiates h2 and then sends nothing (or only pings).
+pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the GOAWAY, a connection whose client neither closes it nor lets its last answers
+/// through is dropped after this.
+pub const H2_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive pings on HTTP/2 connections: a peer that stops answering them is gone.
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests open at once on one HTTP/2 connection (hyper's default: 200); Go's HTTP/2 client,
+/// the apiserver's, opens another connection when they are taken.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
+/// Flow-control windows of HTTP/2 streams and connections (hyper's default: 1 MiB each): what
+/// a client can make a connection buffer before the handler reads it, 1,024 times over. 16 KiB
+/// per round trip is 16 MB/s at 1 ms: a 4 MiB review in a quarter of a second.
+pub const H2_WINDOW: u32 = 16 * 1024;
+/// The largest request head on HTTP/2, as [`HTTP1_MAX_BUF_SIZE`] bounds it on HTTP/1.1.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 8 * 1024;
+/// What HTTP/2 buffers of a response per stream (hyper's default: 400 KiB).
+pub const H2_MAX_SEND_BUF_SIZE: usize = 64 * 1024;
 /// Open connections at most on the admin port: probes and scrapes; a flood of webhook
 /// connections never takes its slots, so the kubelet still sees the pod alive.
 pub const ADMIN_MAX_CONNECTIONS: u32 = 64;
@@ -67,9 +90,9 @@ pub async fn accept(
             },
         };
         let watcher = graceful.watcher();
-        let (tls, app) = (tls.clone(), app.clone());
+        let (tls, app, stop) = (tls.clone(), app.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, tls, app, watcher).await {
+            if let Err(e) = connection(stream, tls, app, watcher, stop).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
@@ -88,12 +111,27 @@ fn http1() -> hyper::server::conn::http1::Builder {
     http1
 }
 
+fn http2() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(H2_WINDOW)
+        .initial_connection_window_size(H2_WINDOW)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .max_send_buf_size(H2_MAX_SEND_BUF_SIZE);
+    http2
+}
+
 /// One connection: TLS when `tls` is given, then HTTP/2 if ALPN chose it, else HTTP/1.1.
 async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     app: Router,
     watcher: Watcher,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
     stream.set_nodelay(true)?;
     let service = TowerToHyperService::new(app);
@@ -105,14 +143,101 @@ async fn connection(
         .await
         .map_err(|_| "TLS handshake timed out")??;
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(20)));
-        let conn = http2.serve_connection(TokioIo::new(stream), service);
-        Ok(watcher.watch(conn).await?)
+        http2_connection(TokioIo::new(stream), service, watcher, stop).await
     } else {
         let conn = http1().serve_connection(TokioIo::new(stream), service);
         Ok(watcher.watch(conn).await?)
+    }
+}
+
+/// An HTTP/2 connection, closed with a GOAWAY when it has had no request in progress for
+/// [`H2_IDLE_TIMEOUT`] or when the drain starts, and dropped [`H2_CLOSE_TIMEOUT`] later if
+/// it is still open. `watcher` is held until it ends, so the drain waits for it.
+async fn http2_connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    watcher: Watcher,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (open, mut in_progress) = watch::channel(0usize);
+    let service = InProgress {
+        inner: service,
+        open: Arc::new(open),
+    };
+    let conn = http2().serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut closing: Option<tokio::time::Instant> = None;
+    let result = loop {
+        let close_by = closing.unwrap_or_else(tokio::time::Instant::now);
+        tokio::select! {
+            result = conn.as_mut() => break result.map_err(BoxError::from),
+            _ = stop.wait_for(|stop| *stop), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + H2_CLOSE_TIMEOUT);
+            }
+            _ = idle_for(&mut in_progress, H2_IDLE_TIMEOUT), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + H2_CLOSE_TIMEOUT);
+            }
+            _ = tokio::time::sleep_until(close_by), if closing.is_some() => {
+                break Err("HTTP/2 connection still open after its GOAWAY".into());
+            }
+        }
+    };
+    drop(watcher);
+    result
+}
+
+/// Resolves once no request has been in progress for `idle` without a break.
+async fn idle_for(in_progress: &mut watch::Receiver<usize>, idle: Duration) {
+    loop {
+        if in_progress.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
+        let busy = tokio::time::timeout(idle, in_progress.wait_for(|n| *n > 0)).await;
+        if busy.is_err() {
+            return;
+        }
+    }
+}
+
+/// A service counting its calls in progress, for [`idle_for`].
+#[derive(Clone)]
+struct InProgress<S> {
+    inner: S,
+    open: Arc<watch::Sender<usize>>,
+}
+
+/// One call in progress, counted until dropped.
+struct Call(Arc<watch::Sender<usize>>);
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl<S, R> hyper::service::Service<R> for InProgress<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.open.send_modify(|n| *n += 1);
+        let call = Call(self.open.clone());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(call);
+            response
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! errors become HTTP responses. TLS, the listener and the admin port wrap it in `serve`.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
@@ -33,6 +35,132 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// has given up by then (`timeoutSeconds` is at most 30).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bytes that all `/mutate` requests in flight may hold together: each is charged its head
+/// (see [`head_charge`]) on arrival, its body bytes as they are read, then what parsing may
+/// cost ([`parse_cost`]), until its response has been sent (SPEC §5; README).
+pub const BODY_BUDGET: usize = 24 * 1024 * 1024;
+/// A request whose parse cost alone is over this is refused with 413: it would take most of
+/// the budget (some 2,000 JSON objects; a 20 KB review has ~300).
+pub const MAX_PARSE_COST: usize = 16 * 1024 * 1024;
+/// What a request costs besides its head and body (its state, its answer's share), so that
+/// requests without bodies are bounded in number too.
+pub const REQUEST_CHARGE: usize = 2 * 1024;
+/// How long a request waits, in all, for its share of [`BODY_BUDGET`] before a 503. The
+/// apiserver admits a pod unmutated on any error (failurePolicy Ignore), so waiting a little
+/// beats refusing; the chart's `timeoutSeconds` is 5.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// Requests waiting for the budget at once (as many as `--max-connections` by default); any
+/// more get a 503 at once, so waiting ones, each holding its head, are bounded too.
+pub const MAX_WAITING: usize = 1024;
+
+/// What parsing a body may cost per JSON object: the largest object of a Pod as typed (a
+/// `Volume`, 3,280 bytes; a `Container` is 2,336), twice over for a `Vec` that grows by
+/// doubling, where its JSON can be 13 bytes (`{"name":"v"},`).
+pub const PARSE_COST_PER_OBJECT: usize = 8 * 1024;
+/// ... and per other JSON value: a node of the JSON tree (`serde_json::Value`, 72 bytes).
+pub const PARSE_COST_PER_VALUE: usize = 80;
+
+/// An upper bound of what reading `body` as an AdmissionReview may allocate besides the body:
+/// a 4 MiB body of `[0,0,...]` becomes 300 MiB as a JSON tree, one of `{"name":"v"},` volumes
+/// a gigabyte of typed Pod. Counted in one pass over the bytes, outside strings.
+pub fn parse_cost(body: &[u8]) -> usize {
+    let (mut objects, mut values) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => objects += 1,
+            b'[' | b',' | b':' => values += 1,
+            _ => {}
+        }
+    }
+    // Strings are copied once more out of the body.
+    body.len() + objects * PARSE_COST_PER_OBJECT + values * PARSE_COST_PER_VALUE
+}
+
+/// A request's charge before its body: [`REQUEST_CHARGE`] and its head as HTTP/2 counts it
+/// (name, value and 32 bytes per field).
+pub fn head_charge(headers: &axum::http::HeaderMap) -> usize {
+    let head: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    REQUEST_CHARGE + head
+}
+
+/// The byte budget of requests in flight, shared by every connection.
+struct Budget {
+    bytes: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            bytes: Arc::new(Semaphore::new(BODY_BUDGET)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// `n` more bytes into `held`, waiting until `deadline` at most.
+    async fn take(
+        &self,
+        held: &mut Option<OwnedSemaphorePermit>,
+        n: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ApiError> {
+        let permit = match self.bytes.clone().try_acquire_many_owned(n as u32) {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = WaitingGuard::enter(&self.waiting)?;
+                let acquired = tokio::time::timeout_at(
+                    deadline,
+                    self.bytes.clone().acquire_many_owned(n as u32),
+                )
+                .await;
+                drop(waiting);
+                match acquired {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(ApiError::Busy),
+                }
+            }
+        };
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// One of [`MAX_WAITING`] places in the queue for the budget.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Result<WaitingGuard<'a>, ApiError> {
+        if waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::Busy);
+        }
+        Ok(WaitingGuard(waiting))
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What every request needs, parsed once at start-up.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,10 +174,12 @@ pub struct AppState {
 /// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only; every
 /// answer, panics included, is counted by outcome and timed.
 pub fn router(state: AppState) -> Router {
+    let budget = Arc::new(Budget::new());
     // Route layers: other paths get a plain 404 and are not counted.
     Router::new()
         .route("/mutate", post(mutate))
         .route_layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(middleware::from_fn_with_state(budget, budgeted))
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -79,15 +209,75 @@ async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Nex
 /// still sending reads our 413 instead of a connection reset; larger ones are cut short.
 const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
 
-/// The request body, at most [`MAX_BODY_BYTES`].
-async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+/// Reads the body within the budget, then hands the request on with the body in memory; the
+/// budget taken is given back when the response body has been sent (or dropped).
+async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
+    let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
+    let mut held = None;
+    let charge = head_charge(request.headers());
+    if let Err(e) = budget.take(&mut held, charge, deadline).await {
+        return e.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &budget, &mut held, deadline).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    // What parsing will allocate is taken before it starts; a body that could never get it
+    // is refused like one over the size limit.
+    let cost = parse_cost(&body);
+    if cost > MAX_PARSE_COST {
+        return ApiError::TooComplex(cost).into_response();
+    }
+    if let Err(e) = budget.take(&mut held, cost, deadline).await {
+        return e.into_response();
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::new(Held { body, _held: held }))
+}
+
+/// A response body that keeps the request's share of the budget until it is sent or dropped,
+/// its size hint (the Content-Length) unchanged.
+struct Held {
+    body: Body,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`], each piece taken from the budget as it is read.
+async fn read_body(
+    mut body: Body,
+    budget: &Budget,
+    held: &mut Option<OwnedSemaphorePermit>,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, ApiError> {
     let hint = body.size_hint();
     if hint.lower() > DRAIN_LIMIT {
         return Err(ApiError::TooLarge);
     }
     // Sized once from Content-Length (the apiserver sends it): no regrowth, no slack.
     let expected = hint.exact().unwrap_or(0).min(MAX_BODY_BYTES as u64);
-    let mut data = Vec::with_capacity(expected as usize);
+    let mut data = Vec::new();
     let mut size = 0;
     while let Some(frame) = body.frame().await {
         let Ok(chunk) = frame.map_err(ApiError::Body)?.into_data() else {
@@ -95,6 +285,10 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
         };
         size += chunk.len() as u64;
         if size <= MAX_BODY_BYTES as u64 {
+            budget.take(held, chunk.len(), deadline).await?;
+            if data.capacity() == 0 {
+                data.reserve_exact((expected as usize).max(chunk.len()));
+            }
             data.extend_from_slice(&chunk);
         } else if size > DRAIN_LIMIT {
             break;
@@ -107,7 +301,10 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
 }
 
 async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body).await?;
+    // In memory already (`budgeted`); axum's `Bytes` extractor would cap it at 2 MB.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(ApiError::Body)?;
     // One line per admission at debug (`RUST_LOG=info,jvm_guard::webhook::router=debug`): at info, the
     // span and line took over 40% of the throughput of 2 KB reviews (scripts/bench.sh); the
     // metrics count every outcome, and warnings and errors are logged at info anyway.
@@ -152,6 +349,10 @@ enum ApiError {
     Encode(serde_json::Error),
     #[error("handler panicked: {0}")]
     Panic(String),
+    #[error("too many request bytes in flight; try again")]
+    Busy,
+    #[error("request body would take {0} bytes to read, more than the webhook allows")]
+    TooComplex(usize),
 }
 
 impl IntoResponse for ApiError {
@@ -162,7 +363,7 @@ impl IntoResponse for ApiError {
                 RequestOutcome::BadRequest,
                 e.to_string(),
             ),
-            ApiError::TooLarge => (
+            ApiError::TooLarge | ApiError::TooComplex(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 RequestOutcome::TooLarge,
                 self.to_string(),
@@ -170,6 +371,11 @@ impl IntoResponse for ApiError {
             ApiError::Body(_) => (
                 StatusCode::BAD_REQUEST,
                 RequestOutcome::Rejected,
+                self.to_string(),
+            ),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                RequestOutcome::Failed,
                 self.to_string(),
             ),
             ApiError::Encode(_) | ApiError::Panic(_) => (
