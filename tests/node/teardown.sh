@@ -19,7 +19,7 @@ NODE_IP=10.255.100.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 CHAIN=JVM-GUARD-NODE
-KUBE_PROXY="${JVM_GUARD_NODE_KUBE_PROXY:-}"
+KUBE_PROXY="${JVM_GUARD_NODE_KUBE_PROXY:-$HOME/.cache/jvm-guard-e2e/node-v1.37.2/kube-proxy}"
 
 # kill_pids SIGNAL PID...: signals the pids that still exist.
 kill_pids() {
