@@ -8,6 +8,7 @@ mod cluster;
 mod process;
 // The e2e suite starts its registry with `start_in` (in the cluster's directory, a child that
 // dies with the cluster): `Registry::start` is tests/registry.rs's alone.
+mod goldens;
 #[allow(dead_code)]
 #[path = "../support/registry.rs"]
 mod registry_support;
@@ -1047,4 +1048,11 @@ async fn cluster_boots_with_the_reflector_and_the_chart_webhook() {
         "cluster (etcd, kube-apiserver, jvm-guard serve, webhook) up in {:?}",
         cluster.boot_time
     );
+}
+
+/// Issue 14, item 10: the golden outputs, validated by the real apiserver (see `goldens.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_golden_output_is_a_pod_the_apiserver_accepts() {
+    let (_cluster, client, _shared) = setup().await;
+    goldens::every_golden_output_is_a_pod_the_apiserver_accepts(&client).await;
 }
