@@ -5,7 +5,6 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::container::{ContainerMutation, Jvm};
 use super::env::VarState;
-use super::jvm::UserFlags;
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
@@ -29,17 +28,12 @@ pub fn auto_percent(limit: u64, reserve: u64) -> Percent {
     Percent::from_tenths(p.clamp(25, 75) * 10).expect("25..=75 is a valid percentage")
 }
 
-pub fn memory_flags(
-    cfg: &MemoryConfig,
-    limit: Option<u64>,
-    container: &str,
-    user: &UserFlags,
-) -> MemoryFlags {
+/// Our RAM percentages for a container whose heap is ours to size ([`heap_owner`] said so: the
+/// container sets none of these flags itself).
+pub fn memory_flags(cfg: &MemoryConfig, limit: Option<u64>, container: &str) -> MemoryFlags {
     let mut flags = Vec::new();
     let mut warnings = Vec::new();
-    let user_max = user.sets("-XX:MaxRAMPercentage");
     let max = match (&cfg.max, limit) {
-        _ if user_max => None,
         (MaxRam::Auto, l) => l.map(|l| auto_percent(l, cfg.reserve.bytes())),
         (MaxRam::Fixed(p), _) => Some(*p),
     };
@@ -47,14 +41,9 @@ pub fn memory_flags(
         flags.push(format!("-XX:MaxRAMPercentage={p}"));
         // Below ~250 MiB of RAM HotSpot sizes the heap from MinRAMPercentage (default 50%)
         // instead, which would silently drop the non-heap reserve in small containers.
-        if !user.sets("-XX:MinRAMPercentage") {
-            flags.push(format!("-XX:MinRAMPercentage={p}"));
-        }
+        flags.push(format!("-XX:MinRAMPercentage={p}"));
     }
-    if let Some(initial) = cfg
-        .initial
-        .filter(|_| !user.sets("-XX:InitialRAMPercentage"))
-    {
+    if let Some(initial) = cfg.initial {
         match max {
             Some(m) if initial > m => warnings.push(format!(
                 "container {container}: initial-ram-percentage {initial} is above the max {m}; not set"
@@ -62,7 +51,7 @@ pub fn memory_flags(
             _ => flags.push(format!("-XX:InitialRAMPercentage={initial}")),
         }
     }
-    let auto_unset = cfg.max == MaxRam::Auto && !user_max && max.is_none();
+    let auto_unset = cfg.max == MaxRam::Auto && max.is_none();
     if limit.is_none() && (auto_unset || !flags.is_empty()) {
         let consequence = if auto_unset {
             "MaxRAMPercentage not set (a percentage would apply to node memory)"
@@ -323,7 +312,7 @@ impl ContainerMutation<'_> {
                 ));
             }
         }
-        let out = memory_flags(cfg, limit, &name, &jvm.user);
+        let out = memory_flags(cfg, limit, &name);
         for w in out.warnings {
             self.warnings.push(w);
         }
