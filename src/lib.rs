@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod manifest;
 pub mod mutate;
+pub mod options;
 pub mod registry;
 pub mod webhook;
 

@@ -114,7 +114,7 @@ fn a_limit_above_the_hard_limit_is_lowered_and_the_app_still_starts() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with("jvm-guard exec: nofile=4096:8192 not allowed")
+        stderr.starts_with("jvm-guard: nofile=4096:8192 not allowed")
             && stderr.contains("set nofile=2048:2048"),
         "{stderr}"
     );

@@ -1,12 +1,17 @@
-//! `jvm-guard exec`: sets resource limits, then replaces itself with the application (execvp:
-//! no fork, no shell), so the application keeps the pid and receives signals directly.
+//! `jvm-guard exec`, the agent's entry (SPEC §4.4): rotates the dumps, merges the JVM options
+//! ([`super::start`]), sets resource limits, prints one line, then replaces itself with the
+//! application (execvp: no fork, no shell), so the application keeps the pid and receives
+//! signals directly.
 
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::SystemTime;
 
+use super::start;
 use crate::config::rlimit::{Limit, Resource, Rlimit};
+use crate::options::{agent_env, AgentEnv};
 
 fn raw(limit: Limit) -> libc::rlim_t {
     match limit {
@@ -79,13 +84,13 @@ fn set(resource: Resource, soft: libc::rlim_t, hard: libc::rlim_t) -> io::Result
     }
 }
 
-/// Sets a limit; one it may not raise is lowered to what is allowed. Returns the line to
-/// report on stderr when the limit could not be set as asked.
-pub fn apply(limit: &Rlimit) -> Option<String> {
+/// Sets a limit; one it may not raise is lowered to what is allowed. Returns what was set, or
+/// the problem when the limit could not be set as asked.
+pub fn apply(limit: &Rlimit) -> Result<String, String> {
     let name = limit.resource.name();
     let (soft, hard) = (raw(limit.soft), raw(limit.hard));
     let err = match set(limit.resource, soft, hard) {
-        Ok(()) => return None,
+        Ok(()) => return Ok(format!("{name} {}:{}", limit.soft, limit.hard)),
         Err(e) => e,
     };
     let fallback = get(limit.resource).and_then(|(_, allowed)| {
@@ -93,30 +98,59 @@ pub fn apply(limit: &Rlimit) -> Option<String> {
         let soft = soft.min(hard);
         set(limit.resource, soft, hard).map(|()| (soft, hard))
     });
-    Some(match fallback {
+    Err(match fallback {
         Ok((s, h)) => format!(
-            "jvm-guard exec: {name}={}:{} not allowed ({err}); set {name}={}:{}",
+            "{name}={}:{} not allowed ({err}); set {name}={}:{}",
             limit.soft,
             limit.hard,
             shown(s),
             shown(h)
         ),
-        Err(e) => format!(
-            "jvm-guard exec: {name}={}:{} not set: {e}",
-            limit.soft, limit.hard
-        ),
+        Err(e) => format!("{name}={}:{} not set: {e}", limit.soft, limit.hard),
     })
 }
 
-/// Applies every limit, then executes `command`; returns only if the exec failed.
+/// Does what the webhook asked for in the environment, applies every limit, reports in one
+/// stderr line, then executes `command`; returns only if the exec failed.
 pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
-    for limit in limits {
-        if let Some(line) = apply(limit) {
-            eprintln!("{line}");
-        }
-    }
     let Some((program, args)) = command.split_first() else {
         return io::Error::new(io::ErrorKind::InvalidInput, "no command to run");
     };
-    Command::new(program).args(args).exec()
+    let mut notes: Vec<String> = Vec::new();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let var = |name: &str| std::env::var(name).ok();
+    match AgentEnv::from_env(var) {
+        Err(e) => notes.push(format!("{e}; JVM options not merged")),
+        Ok(plan) => {
+            if let Some(dumps) = &plan.dumps {
+                let pod = var(agent_env::POD_NAME);
+                notes.push(start::rotate_dumps(
+                    dumps,
+                    pod.as_deref(),
+                    SystemTime::now(),
+                ));
+            }
+            let argv: Vec<String> = command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let merged = start::merge(&plan, &var, &argv, start::has_shell());
+            for (name, value) in merged.set {
+                cmd.env(name, value);
+            }
+            notes.splice(0..0, merged.notes);
+        }
+    }
+    for limit in limits {
+        notes.push(match apply(limit) {
+            Ok(set) => set,
+            Err(problem) => problem,
+        });
+    }
+    if notes.is_empty() {
+        notes.push("nothing to do".to_string());
+    }
+    eprintln!("jvm-guard: {}", notes.join("; "));
+    cmd.exec()
 }

@@ -4,3 +4,4 @@
 pub mod exec;
 pub mod install;
 pub mod rotate;
+pub mod start;

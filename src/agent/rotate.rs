@@ -6,13 +6,46 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Rotated dumps are named `jvm-guard-<UTC time>-<container>.hprof`: unique and sortable.
+/// Rotated files are named `jvm-guard-<UTC time>-<container><suffix>`: unique and sortable.
 const ROTATED_PREFIX: &str = "jvm-guard-";
+
+/// What HotSpot writes under a fixed name in a container (the pid is always 1) and never
+/// overwrites: the heap dump and the crash log.
+struct Kind {
+    fresh_prefix: &'static str,
+    fresh_suffix: &'static str,
+    rotated_suffix: &'static str,
+}
+
+const KINDS: [Kind; 2] = [
+    Kind {
+        fresh_prefix: "java_pid",
+        fresh_suffix: ".hprof",
+        rotated_suffix: ".hprof",
+    },
+    Kind {
+        fresh_prefix: "hs_err_pid",
+        fresh_suffix: ".log",
+        rotated_suffix: ".hs_err.log",
+    },
+];
+
+impl Kind {
+    fn is_fresh(&self, name: &str) -> bool {
+        name.starts_with(self.fresh_prefix) && name.ends_with(self.fresh_suffix)
+    }
+
+    fn is_rotated(&self, name: &str) -> bool {
+        name.starts_with(ROTATED_PREFIX) && name.ends_with(self.rotated_suffix)
+    }
+}
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rotation {
     pub renamed: Vec<(PathBuf, PathBuf)>,
     pub deleted: Vec<PathBuf>,
+    /// Rotated heap dumps left in the directory.
+    pub kept: usize,
 }
 
 /// `20261126T081156.123Z`: fixed width, so names sort by time.
@@ -39,15 +72,7 @@ pub fn timestamp(t: SystemTime) -> String {
     )
 }
 
-fn is_fresh_dump(name: &str) -> bool {
-    name.starts_with("java_pid") && name.ends_with(".hprof")
-}
-
-fn is_rotated(name: &str) -> bool {
-    name.starts_with(ROTATED_PREFIX) && name.ends_with(".hprof")
-}
-
-fn names(dir: &Path, pick: fn(&str) -> bool) -> io::Result<Vec<String>> {
+fn names(dir: &Path, pick: impl Fn(&str) -> bool) -> io::Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -60,35 +85,46 @@ fn names(dir: &Path, pick: fn(&str) -> bool) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Renames fresh `java_pid*.hprof` dumps in `dir` to unique names, then deletes the oldest
-/// rotated dumps beyond `keep`.
+/// Renames the fresh heap dumps and crash logs in `dir` (`java_pid*.hprof`,
+/// `hs_err_pid*.log`) to unique names after the time they were written (`now` when the file
+/// does not say), then deletes the oldest rotated ones beyond `keep`, of each kind. One
+/// implementation for both callers: the OutOfMemoryError hook, right after the dump, and the
+/// agent, at every container start (which also covers images without a shell).
 pub fn rotate(dir: &Path, keep: usize, container: &str, now: SystemTime) -> io::Result<Rotation> {
     let mut rotation = Rotation::default();
-    let mut at = now;
-    for fresh in names(dir, is_fresh_dump)? {
-        let from = dir.join(&fresh);
-        // A name already taken (same millisecond) moves on by a millisecond, so names stay
-        // unique and still sort by age.
-        let mut to = dir.join(format!(
-            "{ROTATED_PREFIX}{}-{container}.hprof",
-            timestamp(at)
-        ));
-        while to.exists() {
-            at += Duration::from_millis(1);
-            to = dir.join(format!(
-                "{ROTATED_PREFIX}{}-{container}.hprof",
-                timestamp(at)
-            ));
+    for kind in &KINDS {
+        for fresh in names(dir, |n| kind.is_fresh(n))? {
+            let from = dir.join(&fresh);
+            let mut at = std::fs::metadata(&from)
+                .and_then(|m| m.modified())
+                .unwrap_or(now);
+            let name = |at| {
+                format!(
+                    "{ROTATED_PREFIX}{}-{container}{}",
+                    timestamp(at),
+                    kind.rotated_suffix
+                )
+            };
+            // A name already taken (same millisecond) moves on by a millisecond, so names
+            // stay unique and still sort by age.
+            let mut to = dir.join(name(at));
+            while to.exists() {
+                at += Duration::from_millis(1);
+                to = dir.join(name(at));
+            }
+            std::fs::rename(&from, &to)?;
+            rotation.renamed.push((from, to));
         }
-        std::fs::rename(&from, &to)?;
-        rotation.renamed.push((from, to));
-    }
-    let rotated = names(dir, is_rotated)?;
-    let excess = rotated.len().saturating_sub(keep.max(1));
-    for old in &rotated[..excess] {
-        let path = dir.join(old);
-        std::fs::remove_file(&path)?;
-        rotation.deleted.push(path);
+        let rotated = names(dir, |n| kind.is_rotated(n))?;
+        let excess = rotated.len().saturating_sub(keep.max(1));
+        for old in &rotated[..excess] {
+            let path = dir.join(old);
+            std::fs::remove_file(&path)?;
+            rotation.deleted.push(path);
+        }
+        if kind.rotated_suffix == ".hprof" {
+            rotation.kept = rotated.len() - excess;
+        }
     }
     Ok(rotation)
 }
@@ -109,15 +145,23 @@ mod tests {
     #[test]
     fn keeps_the_newest_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str| std::fs::write(dir.path().join(name), name).unwrap();
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(1_795_680_000 + s);
+        // Written at `at(s)`: the name is the time of the dump, not of the rotation.
+        let write = |name: &str, s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, name).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(at(s)).unwrap();
+        };
+        let later = at(3600);
         for i in 0..3 {
-            write("java_pid1.hprof");
-            rotate(dir.path(), 2, "app", at(i)).unwrap();
+            write("java_pid1.hprof", i);
+            rotate(dir.path(), 2, "app", later).unwrap();
         }
         // Same second twice: a second name, not an overwrite.
-        write("java_pid1.hprof");
-        let r = rotate(dir.path(), 2, "app", at(2)).unwrap();
+        write("java_pid1.hprof", 2);
+        let r = rotate(dir.path(), 2, "app", later).unwrap();
+        assert_eq!(r.kept, 2);
         assert_eq!(r.renamed.len(), 1);
         let left = names(dir.path(), |_| true).unwrap();
         assert_eq!(
@@ -127,12 +171,34 @@ mod tests {
                 "jvm-guard-20261126T080002.001Z-app.hprof"
             ]
         );
-        write("unrelated.txt");
-        assert!(rotate(dir.path(), 1, "app", at(3))
+        write("unrelated.txt", 3);
+        assert!(rotate(dir.path(), 1, "app", later)
             .unwrap()
             .renamed
             .is_empty());
         assert!(dir.path().join("unrelated.txt").exists());
-        assert_eq!(names(dir.path(), is_rotated).unwrap().len(), 1);
+        assert_eq!(
+            names(dir.path(), |n| KINDS[0].is_rotated(n)).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn crash_logs_are_rotated_apart_from_dumps() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_680_000);
+        for i in 0..3u64 {
+            std::fs::write(dir.path().join("hs_err_pid1.log"), "crash").unwrap();
+            std::fs::write(dir.path().join("java_pid1.hprof"), "dump").unwrap();
+            let r = rotate(dir.path(), 2, "app", now + Duration::from_secs(i)).unwrap();
+            assert_eq!(r.renamed.len(), 2);
+        }
+        let left = names(dir.path(), |_| true).unwrap();
+        assert_eq!(left.len(), 4, "two of each kind: {left:?}");
+        assert_eq!(
+            left.iter().filter(|n| n.ends_with(".hs_err.log")).count(),
+            2
+        );
+        assert_eq!(left.iter().filter(|n| n.ends_with("-app.hprof")).count(), 2);
     }
 }

@@ -55,6 +55,10 @@ impl<T> Switch<T> {
             _ => None,
         }
     }
+
+    pub fn is_on(&self) -> bool {
+        matches!(self, Switch::On(_))
+    }
 }
 
 /// The typed configuration for one pod.

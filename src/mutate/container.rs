@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::env::{EnvView, VarState};
 use super::image::ImageCommand;
-use super::jvm::{self, UserFlags, TOOL_OPTIONS, USER_OPTION_VARS};
+use super::jvm;
 use super::launcher;
 use super::patch::{pointer, to_value, PatchBuilder};
 use super::plan::PodPlan;
@@ -14,6 +14,7 @@ use super::status::ContainerStatus;
 use super::tools;
 use crate::config::profiles::Profile;
 use crate::config::{Feature, Switch, Warnings};
+use crate::options::{self, agent_env, AgentEnv, Dumps, UserFlags, TOOL_OPTIONS, USER_OPTION_VARS};
 
 /// What a container ended up using of the pod-level parts, so the pod gets the volumes and the
 /// init container once.
@@ -55,6 +56,10 @@ pub(super) struct ContainerMutation<'a> {
     pub patch: &'a mut PatchBuilder,
     pub warnings: &'a mut Warnings,
     pub status: ContainerStatus,
+    /// Whether the agent starts the container (SPEC §4.4): then our flags are merged at start,
+    /// into the environment the process really has, and what admission cannot read is no
+    /// reason to skip.
+    pub agent: bool,
 }
 
 /// The launcher facts the JVM features share.
@@ -100,6 +105,8 @@ impl<'a> ContainerMutation<'a> {
                 self.skip(feature, "invalid configuration");
                 None
             }
+            // The agent reads the variable at start, whatever its source.
+            (Switch::On(cfg), Ok(VarState::Opaque(_))) if self.agent => Some(cfg),
             (Switch::On(_), Err(reason) | Ok(VarState::Opaque(reason))) => {
                 self.skip(feature, reason.clone());
                 None
@@ -128,6 +135,8 @@ impl<'a> ContainerMutation<'a> {
     /// Every place the JVM reads flags from, with its known value.
     fn places(&self, profile: Option<&Profile>, options: Option<&str>) -> Vec<(String, String)> {
         let mut vars: Vec<&str> = USER_OPTION_VARS.to_vec();
+        // Ours, from an earlier mutation: the agent merges them at start.
+        vars.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS]);
         vars.extend(options);
         if let Some(p) = profile {
             vars.extend(p.options.as_deref());
@@ -168,6 +177,16 @@ impl<'a> ContainerMutation<'a> {
             &self.pod.profiles,
         );
         let options_var = launcher::options_var(profile);
+        let agent_command = self.agent_command();
+        let jvm_wanted = options_var.is_ok()
+            && [
+                config.memory.is_on(),
+                config.heap_dump.is_on(),
+                config.exit_on_oom.is_on(),
+                config.jvm_options.is_on(),
+            ]
+            .contains(&true);
+        self.agent = agent_command.is_ok() && (jvm_wanted || config.ulimits.is_on());
         self.status.profile = profile.map(|p| p.name.clone());
         self.status.via = options_var.as_ref().ok().map(|v| v.to_string());
         let options = options_var.clone().map(|v| self.env.var(v));
@@ -188,7 +207,7 @@ impl<'a> ContainerMutation<'a> {
                 None => {}
                 Some((flags, None)) => self.add_flags(Feature::Memory, flags, user, &mut edits),
                 Some((flags, Some(var))) => match self.env.var(&var) {
-                    VarState::Opaque(reason) => self.skip(Feature::Memory, reason),
+                    VarState::Opaque(reason) if !self.agent => self.skip(Feature::Memory, reason),
                     _ => {
                         self.status.applied(Feature::Memory);
                         if self.status.via.as_deref() != Some(var.as_str()) {
@@ -221,7 +240,7 @@ impl<'a> ContainerMutation<'a> {
         }
         let name = &self.container.name;
         match &options {
-            _ if self.status.skipped.is_empty() => {}
+            _ if self.status.skipped.is_empty() || self.agent => {}
             Err(reason) => self.warnings.push(format!(
                 "container {name}: {reason}; JVM flags not injected"
             )),
@@ -234,15 +253,72 @@ impl<'a> ContainerMutation<'a> {
             Ok(_) => {}
         }
 
+        let limits = match &config.ulimits {
+            Switch::On(limits) => limits.as_slice(),
+            _ => &[],
+        };
+        let has_edits = !edits.env.tokens.is_empty() || edits.env.memory.is_some();
+        let started = match agent_command {
+            Ok(command) if self.agent && (has_edits || edits.uses.dump || !limits.is_empty()) => {
+                Some(command)
+            }
+            _ => None,
+        };
         if let Ok(var) = options_var {
             let also = profile
                 .map(|p| p.also_options.as_slice())
                 .unwrap_or_default();
+            if started.is_some() {
+                let agent = self.agent_env(var, also, profile, &mut edits);
+                edits
+                    .env
+                    .set_env
+                    .extend(agent.to_env().into_iter().map(|(name, value)| EnvVar {
+                        name: name.to_string(),
+                        value: Some(value),
+                        value_from: None,
+                    }));
+            }
+            if let (None, true, Ok(cfg)) = (&started, edits.uses.dump, &self.pod.dump) {
+                // What `inspect` lists; the agent's instructions carry it otherwise.
+                edits.env.set_env.push(EnvVar {
+                    name: agent_env::DUMP_DIR.to_string(),
+                    value: Some(cfg.mount_path.clone()),
+                    value_from: None,
+                });
+            }
+            if has_edits || edits.uses.dump {
+                self.status.merge = Some(
+                    if started.is_some() {
+                        "agent"
+                    } else {
+                        "admission"
+                    }
+                    .to_string(),
+                );
+            }
             self.apply_env(var, options.as_ref().ok(), also, edits.env);
         }
         self.probes(profile);
         let mut uses = edits.uses;
-        uses.tools |= self.ulimits();
+        match started {
+            Some((command, args)) => {
+                self.start(command, args, limits);
+                uses.tools = true;
+            }
+            None => {
+                if let (false, Err(reason)) = (limits.is_empty(), self.agent_command()) {
+                    self.warnings.push(format!(
+                        "container {}: {reason}; ulimits not applied",
+                        self.container.name
+                    ));
+                    self.skip(Feature::Ulimits, reason);
+                }
+            }
+        }
+        if matches!(config.ulimits, Switch::Invalid) {
+            self.skip(Feature::Ulimits, "invalid configuration");
+        }
         if uses.tools {
             self.patch.append(
                 self.path("volumeMounts"),
@@ -251,6 +327,44 @@ impl<'a> ContainerMutation<'a> {
             );
         }
         uses
+    }
+
+    /// The agent's instructions (SPEC §4.4): the edits' flags leave for its environment, to be
+    /// merged at start into `var` (and `also`) as the process really has them.
+    fn agent_env(
+        &self,
+        var: &str,
+        also: &[String],
+        profile: Option<&Profile>,
+        edits: &mut JvmEdits,
+    ) -> AgentEnv {
+        let mut options = std::mem::take(&mut edits.env.tokens);
+        let mut memory = edits.env.memory.take();
+        if let Some((memory_var, flags)) = &memory {
+            if memory_var == var {
+                options.splice(0..0, flags.iter().cloned());
+                memory = None;
+            }
+        }
+        let mut vars = vec![var.to_string()];
+        if !options.is_empty() {
+            vars.extend(also.iter().filter(|v| v.as_str() != var).cloned());
+        }
+        let dumps = match (&self.pod.dump, edits.uses.dump) {
+            (Ok(cfg), true) => Some(Dumps {
+                dir: cfg.mount_path.clone(),
+                keep: cfg.keep,
+                container: self.container.name.clone(),
+            }),
+            _ => None,
+        };
+        AgentEnv {
+            options,
+            vars,
+            memory,
+            heap_vars: profile.map(|p| p.heap.vars.clone()).unwrap_or_default(),
+            dumps,
+        }
     }
 
     /// Env edits in an order whose indices stay valid: the in-place edits first, then the
@@ -297,7 +411,7 @@ impl<'a> ContainerMutation<'a> {
         for (name, state, flags) in merges {
             let literal = |value: Option<&str>| EnvVar {
                 name: name.clone(),
-                value: Some(jvm::merge_tool_options(&flags, value)),
+                value: Some(options::merge(&flags, value)),
                 value_from: None,
             };
             match &state {
@@ -307,7 +421,7 @@ impl<'a> ContainerMutation<'a> {
                     let path = env_path
                         .with_trailing_token(*index)
                         .with_trailing_token("value");
-                    let merged = jvm::merge_tool_options(&flags, Some(value));
+                    let merged = options::merge(&flags, Some(value));
                     in_place.push((path, Value::String(merged), false));
                 }
                 // A valueFrom whose source is known: the merged literal replaces the reference.

@@ -1,5 +1,6 @@
-//! The heap-dump feature, whole: the dump volume (one directory per pod, `subPathExpr:
-//! $(JVM_GUARD_POD_NAME)`, outliving the container), its JVM flags and the rotation hook.
+//! The heap-dump feature, whole: the dump volume (one directory per container of each pod,
+//! `subPathExpr: $(JVM_GUARD_POD_NAME)/<container>`, outliving the container), its JVM flags
+//! and the rotation hook.
 
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
@@ -17,7 +18,7 @@ use crate::config::{DumpConfig, DumpVolume, Feature};
 pub const VOLUME_NAME: &str = "jvm-guard-dumps";
 /// Pods created by controllers have no name at admission time, so the directory is named
 /// by the kubelet from this variable.
-pub const POD_NAME_ENV: &str = "JVM_GUARD_POD_NAME";
+pub const POD_NAME_ENV: &str = crate::options::agent_env::POD_NAME;
 
 pub fn volume(cfg: &DumpConfig) -> Volume {
     let mut v = Volume {
@@ -48,11 +49,13 @@ pub fn volume(cfg: &DumpConfig) -> Volume {
     v
 }
 
-pub fn mount(cfg: &DumpConfig) -> VolumeMount {
+/// Each container of each pod writes its own directory: two JVMs of one pod are both pid 1
+/// and would both write `java_pid1.hprof` (container names are DNS labels: safe in a path).
+pub fn mount(cfg: &DumpConfig, container: &str) -> VolumeMount {
     VolumeMount {
         name: VOLUME_NAME.to_string(),
         mount_path: cfg.mount_path.clone(),
-        sub_path_expr: Some(format!("$({POD_NAME_ENV})")),
+        sub_path_expr: Some(format!("$({POD_NAME_ENV})/{container}")),
         ..VolumeMount::default()
     }
 }
@@ -156,7 +159,7 @@ impl ContainerMutation<'_> {
         self.patch.append(
             self.path("volumeMounts"),
             self.container.volume_mounts.is_some(),
-            vec![to_value(&mount(cfg))],
+            vec![to_value(&mount(cfg, &self.container.name))],
         );
         edits.env.prepend_env.push(pod_name_env());
         edits.uses.dump = true;

@@ -4,9 +4,9 @@
 use k8s_openapi::api::core::v1::Container;
 
 use super::env::EnvView;
-use super::jvm::TOOL_OPTIONS;
 use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
 use crate::config::{ProfileChoice, Profiles};
+use crate::options::TOOL_OPTIONS;
 
 /// The image's repository as written, without tag or digest: `docker.io/bitnami/kafka`.
 fn repository(image: &str) -> &str {

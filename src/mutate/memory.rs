@@ -8,6 +8,7 @@ use super::env::VarState;
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
+use crate::options::{heap_flag, heap_in, heap_var_sets};
 
 const MIB: u64 = 1 << 20;
 
@@ -81,60 +82,6 @@ fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
     }
 }
 
-/// A JVM size (`512m`, `4G`, `1073741824`), in bytes.
-fn jvm_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, ""),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let shift = match unit {
-        "" => 0,
-        "k" | "K" => 10,
-        "m" | "M" => 20,
-        "g" | "G" => 30,
-        "t" | "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift)
-}
-
-/// Whether `token` sets the heap (SPEC §4.1), and the maximum it gives when it says.
-fn heap_flag(token: &str, limit: Option<u64>) -> Option<Option<u64>> {
-    let t = token.trim_matches(|c| c == '"' || c == '\'');
-    if let Some(size) = t.strip_prefix("-Xmx") {
-        return Some(jvm_size(size));
-    }
-    if t.starts_with("-Xms") {
-        return Some(None);
-    }
-    let xx = t.strip_prefix("-XX:")?;
-    let (name, value) = xx.split_once('=').unwrap_or((xx, ""));
-    let percent = |v: &str| v.parse::<f64>().ok();
-    match name {
-        "MaxHeapSize" => Some(jvm_size(value)),
-        "MaxRAMPercentage" => Some(
-            limit
-                .zip(percent(value))
-                .map(|(l, p)| (l as f64 * p / 100.0) as u64),
-        ),
-        "MaxRAMFraction" => Some(
-            limit
-                .zip(value.parse::<u64>().ok().filter(|n| *n > 0))
-                .map(|(l, n)| l / n),
-        ),
-        "InitialHeapSize"
-        | "MinHeapSize"
-        | "MaxRAM"
-        | "MinRAMPercentage"
-        | "InitialRAMPercentage"
-        | "MinRAMFraction"
-        | "InitialRAMFraction" => Some(None),
-        _ => None,
-    }
-}
-
 /// Who sizes the heap of a container.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum HeapOwner {
@@ -160,23 +107,8 @@ pub(super) fn heap_owner(
     var: &dyn Fn(&str) -> VarState,
     limit: Option<u64>,
 ) -> HeapOwner {
-    for (label, text) in places {
-        let mut found: Option<Option<u64>> = None;
-        let mut tokens: Vec<&str> = Vec::new();
-        for token in text.split_whitespace() {
-            if let Some(max) = heap_flag(token, limit) {
-                found = Some(found.flatten().or(max));
-                tokens.push(token);
-            }
-        }
-        if let Some(max) = found {
-            let tokens = tokens.join(" ");
-            let by = match label.as_str() {
-                "the command" => format!("the command ({tokens})"),
-                var => format!("{var}={tokens}"),
-            };
-            return HeapOwner::Workload { by, max };
-        }
+    if let Some((by, max)) = heap_in(places, limit) {
+        return HeapOwner::Workload { by, max };
     }
     let Some(profile) = profile else {
         return HeapOwner::Us { var: None };
@@ -199,16 +131,9 @@ pub(super) fn heap_owner(
         }
     }
     for (name, value) in &set {
-        let value = value.trim();
-        let is_number = value.bytes().all(|b| b.is_ascii_digit());
-        let max = match is_number {
-            true if heap.megabytes.contains(name) => value.parse::<u64>().ok().map(|n| n * MIB),
-            true => None,
-            false => jvm_size(value),
-        };
-        if is_number || max.is_some() {
+        if let Some(max) = heap_var_sets(value, heap.megabytes.contains(name)) {
             return HeapOwner::Workload {
-                by: format!("{name}={value}"),
+                by: format!("{name}={}", value.trim()),
                 max,
             };
         }
@@ -277,7 +202,13 @@ impl ContainerMutation<'_> {
             self.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
             return skipped(None);
         }
-        let owner = heap_owner(&jvm.places, jvm.profile, &|v| self.env.var(v), limit);
+        // What admission cannot read, the agent checks at start (it drops our memory flags
+        // when the environment sets the heap).
+        let read = |v: &str| match self.env.var(v) {
+            VarState::Opaque(_) if self.agent => VarState::Absent,
+            state => state,
+        };
+        let owner = heap_owner(&jvm.places, jvm.profile, &read, limit);
         let var = match owner {
             HeapOwner::Workload { by, max } => {
                 self.check_fit(&by, max, limit, reserve);
@@ -352,21 +283,5 @@ mod tests {
     #[case(0, 25)]
     fn auto(#[case] limit: u64, #[case] percent: u16) {
         assert_eq!(auto_percent(limit, 384 << 20).tenths(), percent * 10);
-    }
-
-    #[rstest]
-    #[case("-Xmx512m", Some(Some(512 << 20)))]
-    #[case("-Xmx1G", Some(Some(1 << 30)))]
-    #[case("-XX:MaxHeapSize=2g", Some(Some(2 << 30)))]
-    #[case("-XX:MaxRAMPercentage=50.0", Some(Some(512 << 20)))]
-    #[case("-XX:MaxRAMFraction=2", Some(Some(512 << 20)))]
-    #[case("-Xms256m", Some(None))]
-    #[case("-XX:MaxRAM=8g", Some(None))]
-    #[case("-XX:InitialRAMPercentage=30", Some(None))]
-    #[case("-Xss1m", None)]
-    #[case("-XX:MaxRAMPercentageX=1", None)]
-    #[case("-XX:+UseG1GC", None)]
-    fn heap_flags(#[case] token: &str, #[case] expected: Option<Option<u64>>) {
-        assert_eq!(heap_flag(token, Some(1 << 30)), expected);
     }
 }

@@ -126,6 +126,7 @@ impl Plan<'_> {
                 patch: &mut patch,
                 warnings: &mut warnings,
                 status: ContainerStatus::default(),
+                agent: false,
             };
             ctx.status.jvm = Some(why.as_str().to_string());
             let used = ctx.run();
@@ -187,7 +188,13 @@ mod tests {
 
     #[rstest]
     #[case::wrapped(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), true, &["app:1"])]
-    #[case::no_ulimits(json!({}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
+    #[case::no_ulimits(json!({}), json!([{"name": "a", "image": "app:1"}]), true, &["app:1"])]
+    #[case::nothing_on(
+        json!({"jvm-guard.io/max-ram-percentage": "off", "jvm-guard.io/heap-dump": "false", "jvm-guard.io/exit-on-oom": "false"}),
+        json!([{"name": "a", "image": "app:1"}]),
+        true,
+        &[]
+    )]
     #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &[])]
     #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &[])]
     #[case::empty_command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": []}]), true, &["app:1"])]
@@ -204,7 +211,7 @@ mod tests {
         true,
         &["app:1"]
     )]
-    fn images_to_resolve_only_for_wrapped_targets(
+    fn images_to_resolve_only_for_targets_the_agent_starts(
         #[case] annotations: Value,
         #[case] containers: Value,
         #[case] tools: bool,

@@ -35,6 +35,10 @@ pub struct ContainerStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub memory_via: Option<String>,
+    /// Where our JVM flags are merged: `agent` (at start, into the environment the process
+    /// really has, SPEC §4.4) or `admission` (into a literal value of the pod spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<String>,
 }
 
 impl ContainerStatus {

@@ -174,47 +174,44 @@ pub fn has_command(container: &Container) -> bool {
 }
 
 impl ContainerMutation<'_> {
-    /// The ulimits feature: wraps the command in the rlimit wrapper; returns whether the tools
-    /// are used.
-    pub(super) fn ulimits(&mut self) -> bool {
+    /// The agent's `command` (and `args`, when they must be set) for this container: its
+    /// entrypoint under `jvm-guard exec`, with the ulimits; `Err` says why the entrypoint is
+    /// unknown or the tools cannot reach the container.
+    pub(super) fn agent_command(&self) -> Result<(Vec<String>, Option<Vec<String>>), String> {
         let limits = match &self.pod.config.ulimits {
-            Switch::Off => return false,
-            Switch::Invalid => {
-                self.skip(Feature::Ulimits, "invalid configuration");
-                return false;
-            }
-            Switch::On(limits) => limits,
+            Switch::On(limits) => limits.as_slice(),
+            _ => &[],
         };
-        let wrapped = self.tools().and_then(|()| match self.image {
+        self.tools()?;
+        match self.image {
             Some(Err(why)) => Err(format!(
                 "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
             )),
             image => wrapped_command(self.container, image.and_then(Result::ok), limits),
-        });
-        match wrapped {
-            Err(reason) => {
+        }
+    }
+
+    /// Starts the container through the agent: the command is replaced, and the ulimits (when
+    /// on) are applied by it.
+    pub(super) fn start(
+        &mut self,
+        command: Vec<String>,
+        args: Option<Vec<String>>,
+        limits: &[Rlimit],
+    ) {
+        if !limits.is_empty() {
+            let user_namespace = self.pod.spec.host_users == Some(false);
+            if !user_namespace && limits.iter().any(|l| l.resource == Resource::Nproc) {
                 self.warnings.push(format!(
-                    "container {}: {reason}; ulimits not applied",
+                    "container {}: nproc limits the processes of the container's UID on the whole node, not in the container (set hostUsers: false for a user namespace)",
                     self.container.name
                 ));
-                self.skip(Feature::Ulimits, reason);
-                false
             }
-            Ok((command, args)) => {
-                let user_namespace = self.pod.spec.host_users == Some(false);
-                if !user_namespace && limits.iter().any(|l| l.resource == Resource::Nproc) {
-                    self.warnings.push(format!(
-                        "container {}: nproc limits the processes of the container's UID on the whole node, not in the container (set hostUsers: false for a user namespace)",
-                        self.container.name
-                    ));
-                }
-                self.patch.add(self.path("command"), to_value(&command));
-                if let Some(args) = args {
-                    self.patch.add(self.path("args"), to_value(&args));
-                }
-                self.status.applied(Feature::Ulimits);
-                true
-            }
+            self.status.applied(Feature::Ulimits);
+        }
+        self.patch.add(self.path("command"), to_value(&command));
+        if let Some(args) = args {
+            self.patch.add(self.path("args"), to_value(&args));
         }
     }
 }

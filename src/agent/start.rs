@@ -1,0 +1,338 @@
+//! What the agent does at start, before it executes the application (SPEC §4.4): rotate the
+//! dumps earlier runs left, merge the webhook's JVM options into the launcher's variable as the
+//! process really has it, and say what it did in one line. The token rules are the webhook's
+//! own ([`crate::options`]): the user's flags win, a heap the environment sets turns our memory
+//! flags off.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::rotate::rotate;
+use crate::options::{
+    self, flag_key, heap_flag, heap_in, heap_var_sets, AgentEnv, Dumps, UserFlags, USER_OPTION_VARS,
+};
+
+/// Where HotSpot finds the shell it runs `-XX:OnOutOfMemoryError` with.
+pub const SHELL: &str = "/bin/sh";
+
+/// The variables to set for the application, and what to report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub set: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+/// Merges `plan`'s options into the environment `env` reads (the process's own), the
+/// application's `argv` counting as a place flags are set too. `has_shell`: whether the
+/// OutOfMemoryError hook can run.
+pub fn merge(
+    plan: &AgentEnv,
+    env: &dyn Fn(&str) -> Option<String>,
+    argv: &[String],
+    has_shell: bool,
+) -> Merged {
+    let mut merged = Merged::default();
+    let memory_var = plan.memory.as_ref().map(|(var, _)| var.as_str());
+    let mut names: Vec<&str> = USER_OPTION_VARS.to_vec();
+    names.extend(plan.vars.iter().map(String::as_str));
+    names.extend(plan.heap_vars.iter().map(String::as_str));
+    names.extend(memory_var);
+    let mut places: Vec<(String, String)> = Vec::new();
+    for name in names {
+        if places.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if let Some(value) = env(name).filter(|v| !v.trim().is_empty()) {
+            places.push((name.to_string(), value));
+        }
+    }
+    if !argv.is_empty() {
+        places.push(("the command".to_string(), argv.join(" ")));
+    }
+
+    // The heap is the workload's when any place sets it, or a launcher heap variable does.
+    let heap_by = heap_in(&places, None).map(|(by, _)| by).or_else(|| {
+        plan.heap_vars.iter().find_map(|var| {
+            let value = env(var)?;
+            heap_var_sets(&value, false).map(|_| format!("{var}={}", value.trim()))
+        })
+    });
+    let user = UserFlags::new(places.iter().map(|(_, text)| text.as_str()));
+
+    let mut theirs: Vec<String> = Vec::new();
+    let keep = |tokens: &[String], theirs: &mut Vec<String>| -> Vec<String> {
+        let mut kept = Vec::new();
+        for token in tokens {
+            let key = flag_key(token);
+            if heap_by.is_some() && heap_flag(token, None).is_some() {
+                continue;
+            }
+            if user.sets(token) {
+                theirs.extend(key);
+                continue;
+            }
+            if !has_shell && key.as_deref() == Some("OnOutOfMemoryError") {
+                continue;
+            }
+            kept.push(token.clone());
+        }
+        kept
+    };
+    let ours = keep(&plan.options, &mut theirs);
+    let memory = match (&plan.memory, &heap_by) {
+        (Some((var, flags)), None) => Some((var.clone(), keep(flags, &mut theirs))),
+        _ => None,
+    };
+
+    if let Some((var, flags)) = memory.filter(|(_, flags)| !flags.is_empty()) {
+        merged.notes.push(format!("{var} += {}", flags.join(" ")));
+        let value = options::merge(&flags, env(&var).as_deref());
+        merged.set.push((var, value));
+    }
+    if !ours.is_empty() {
+        for var in &plan.vars {
+            let value = options::merge(&ours, env(var).as_deref());
+            merged.set.push((var.clone(), value));
+        }
+        merged
+            .notes
+            .push(format!("{} += {}", plan.vars.join(","), ours.join(" ")));
+    }
+    if let Some(by) = heap_by {
+        let had_memory =
+            plan.memory.is_some() || plan.options.iter().any(|t| heap_flag(t, None).is_some());
+        if had_memory {
+            merged
+                .notes
+                .push(format!("heap set by {by}: memory flags left out"));
+        }
+    }
+    theirs.sort();
+    theirs.dedup();
+    if !theirs.is_empty() {
+        merged
+            .notes
+            .push(format!("the container's own {} kept", theirs.join(", ")));
+    }
+    let hook = |t: &String| flag_key(t).as_deref() == Some("OnOutOfMemoryError");
+    if !has_shell && plan.options.iter().any(hook) && !user.sets("-XX:OnOutOfMemoryError") {
+        merged.notes.push(format!(
+            "no {SHELL}: OutOfMemoryError hook left out (dumps are rotated at start)"
+        ));
+    }
+    merged
+}
+
+/// Rotates the dump directory; the note to report. `pod` names the directory on the volume.
+pub fn rotate_dumps(dumps: &Dumps, pod: Option<&str>, now: SystemTime) -> String {
+    let dir = Path::new(&dumps.dir);
+    let on_volume = pod
+        .map(|p| format!(", {p}/{} on the volume", dumps.container))
+        .unwrap_or_default();
+    match rotate(dir, dumps.keep as usize, &dumps.container, now) {
+        Ok(r) => {
+            let deleted = match r.deleted.len() {
+                0 => String::new(),
+                n => format!(", {n} deleted"),
+            };
+            format!("dumps {}{on_volume} ({} kept{deleted})", dumps.dir, r.kept)
+        }
+        Err(e) => format!("dumps {}{on_volume}: not rotated: {e}", dumps.dir),
+    }
+}
+
+/// Whether HotSpot can run a shell command here.
+pub fn has_shell() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(SHELL).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const HOOK: &str =
+        "-XX:OnOutOfMemoryError=\"/jvm-guard/bin/jvm-guard rotate-dumps --dir /dumps\"";
+
+    fn plan() -> AgentEnv {
+        AgentEnv {
+            options: strings(&[
+                "-XX:MaxRAMPercentage=62.0",
+                "-XX:MinRAMPercentage=62.0",
+                "-XX:+HeapDumpOnOutOfMemoryError",
+                HOOK,
+                "-XX:+ExitOnOutOfMemoryError",
+            ]),
+            vars: strings(&["JAVA_TOOL_OPTIONS"]),
+            ..AgentEnv::default()
+        }
+    }
+
+    fn run(plan: &AgentEnv, env: &[(&str, &str)], shell: bool) -> Merged {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        merge(
+            plan,
+            &|n| env.get(n).cloned(),
+            &strings(&["java", "-jar", "app.jar"]),
+            shell,
+        )
+    }
+
+    fn value<'m>(m: &'m Merged, var: &str) -> Option<&'m str> {
+        m.set
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn ours_go_before_the_image_value_and_theirs_win() {
+        let m = run(
+            &plan(),
+            &[("JAVA_TOOL_OPTIONS", "-Dapp=1 -XX:-ExitOnOutOfMemoryError")],
+            true,
+        );
+        assert_eq!(
+            value(&m, "JAVA_TOOL_OPTIONS"),
+            Some(
+                format!(
+                    "-XX:MaxRAMPercentage=62.0 -XX:MinRAMPercentage=62.0 -XX:+HeapDumpOnOutOfMemoryError {HOOK} -Dapp=1 -XX:-ExitOnOutOfMemoryError"
+                )
+                .as_str()
+            )
+        );
+        assert!(
+            m.notes
+                .iter()
+                .any(|n| n.contains("own ExitOnOutOfMemoryError kept")),
+            "{:?}",
+            m.notes
+        );
+    }
+
+    #[test]
+    fn a_heap_in_the_environment_turns_our_memory_flags_off() {
+        for env in [
+            ("JAVA_TOOL_OPTIONS", "-Xmx300m"),
+            ("JAVA_OPTS", "-XX:MaxRAMPercentage=80"),
+            ("_JAVA_OPTIONS", "-Xms1g"),
+        ] {
+            let m = run(&plan(), &[env], true);
+            let v = value(&m, "JAVA_TOOL_OPTIONS").unwrap();
+            assert!(!v.contains("RAMPercentage=62"), "{env:?}: {v}");
+            assert!(v.contains("-XX:+HeapDumpOnOutOfMemoryError"), "{v}");
+            assert!(
+                m.notes.iter().any(|n| n.starts_with("heap set by")),
+                "{:?}",
+                m.notes
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_counts_as_a_place() {
+        let env = BTreeMap::<String, String>::new();
+        let argv = strings(&["java", "-Xmx1g", "-jar", "app.jar"]);
+        let m = merge(&plan(), &|n| env.get(n).cloned(), &argv, true);
+        assert!(!value(&m, "JAVA_TOOL_OPTIONS").unwrap().contains("MaxRAM"));
+    }
+
+    #[test]
+    fn without_a_shell_the_hook_is_left_out() {
+        let m = run(&plan(), &[], false);
+        let v = value(&m, "JAVA_TOOL_OPTIONS").unwrap();
+        assert!(!v.contains("-XX:OnOutOfMemoryError"), "{v}");
+        assert!(v.contains("-XX:+ExitOnOutOfMemoryError"));
+        assert!(
+            m.notes.iter().any(|n| n.starts_with("no /bin/sh")),
+            "{:?}",
+            m.notes
+        );
+        assert!(value(&run(&plan(), &[], true), "JAVA_TOOL_OPTIONS")
+            .unwrap()
+            .contains(HOOK));
+    }
+
+    #[test]
+    fn a_launcher_heap_variable_set_at_start_keeps_its_heap() {
+        let mut plan = plan();
+        plan.options.drain(0..2);
+        plan.vars = strings(&["KAFKA_OPTS"]);
+        plan.memory = Some((
+            "KAFKA_HEAP_OPTS".into(),
+            strings(&["-XX:MaxRAMPercentage=75.0"]),
+        ));
+        plan.heap_vars = strings(&["KAFKA_HEAP_OPTS"]);
+        let m = run(&plan, &[], true);
+        assert_eq!(
+            value(&m, "KAFKA_HEAP_OPTS"),
+            Some("-XX:MaxRAMPercentage=75.0")
+        );
+        let m = run(&plan, &[("KAFKA_HEAP_OPTS", "-Xmx2g -Xms2g")], true);
+        assert_eq!(
+            value(&m, "KAFKA_HEAP_OPTS"),
+            None,
+            "the image's heap stands"
+        );
+        assert!(value(&m, "KAFKA_OPTS")
+            .unwrap()
+            .contains("HeapDumpOnOutOfMemoryError"));
+        // A bare size in a heap variable (ZooKeeper's ZOO_HEAP_SIZE=1024) sets the heap too.
+        plan.heap_vars = strings(&["ZOO_HEAP_SIZE"]);
+        plan.memory = None;
+        plan.options.insert(0, "-XX:MaxRAMPercentage=75.0".into());
+        let m = run(&plan, &[("ZOO_HEAP_SIZE", "1024")], true);
+        assert!(!value(&m, "KAFKA_OPTS").unwrap().contains("MaxRAM"));
+    }
+
+    #[test]
+    fn every_variable_of_a_multi_jvm_launcher_gets_the_flags() {
+        let mut plan = plan();
+        plan.vars = strings(&["SONAR_WEB_JAVAOPTS", "SONAR_CE_JAVAOPTS"]);
+        let m = run(&plan, &[("SONAR_CE_JAVAOPTS", "-Xmx512m")], true);
+        assert!(value(&m, "SONAR_WEB_JAVAOPTS").is_some());
+        assert!(value(&m, "SONAR_CE_JAVAOPTS")
+            .unwrap()
+            .ends_with("-Xmx512m"));
+    }
+
+    #[test]
+    fn nothing_to_merge_sets_nothing() {
+        let m = run(
+            &AgentEnv::default(),
+            &[("JAVA_TOOL_OPTIONS", "-Dx=1")],
+            true,
+        );
+        assert_eq!(m, Merged::default());
+    }
+
+    #[test]
+    fn rotation_reports_what_it_kept_and_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("java_pid1.hprof"), "x").unwrap();
+        let dumps = Dumps {
+            dir: dir.path().display().to_string(),
+            keep: 2,
+            container: "app".into(),
+        };
+        let note = rotate_dumps(&dumps, Some("orders-7d9f"), SystemTime::now());
+        assert!(
+            note.ends_with(", orders-7d9f/app on the volume (1 kept)"),
+            "{note}"
+        );
+        let missing = Dumps {
+            dir: "/nonexistent/jvm-guard".into(),
+            ..dumps
+        };
+        let note = rotate_dumps(&missing, None, SystemTime::now());
+        assert!(note.contains("not rotated"), "{note}");
+    }
+}
