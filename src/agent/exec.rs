@@ -123,19 +123,17 @@ pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
     match AgentEnv::from_env(var) {
         Err(e) => notes.push(format!("{e}; JVM options not merged")),
         Ok(plan) => {
+            let shell = start::has_shell();
             if let Some(dumps) = &plan.dumps {
                 let pod = var(agent_env::POD_NAME);
-                notes.push(start::rotate_dumps(
-                    dumps,
-                    pod.as_deref(),
-                    SystemTime::now(),
-                ));
+                let now = SystemTime::now();
+                notes.push(start::rotate_dumps(dumps, pod.as_deref(), now, shell));
             }
             let argv: Vec<String> = command
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            let merged = start::merge(&plan, &var, &argv, start::has_shell());
+            let merged = start::merge(&plan, &var, &argv, shell);
             for (name, value) in merged.set {
                 cmd.env(name, value);
             }

@@ -124,12 +124,19 @@ pub fn merge(
 }
 
 /// Rotates the dump directory; the note to report. `pod` names the directory on the volume.
-pub fn rotate_dumps(dumps: &Dumps, pod: Option<&str>, now: SystemTime) -> String {
+/// Without a shell no hook prunes after the next dump, so room is left for it here: at most
+/// `keep` dumps are ever in the directory (with `keep` 1, two: the last one is never deleted
+/// before anybody could look at it).
+pub fn rotate_dumps(dumps: &Dumps, pod: Option<&str>, now: SystemTime, has_shell: bool) -> String {
     let dir = Path::new(&dumps.dir);
+    let keep = match has_shell {
+        true => dumps.keep,
+        false => dumps.keep.saturating_sub(1).max(1),
+    };
     let on_volume = pod
         .map(|p| format!(", {p}/{} on the volume", dumps.container))
         .unwrap_or_default();
-    match rotate(dir, dumps.keep as usize, &dumps.container, now) {
+    match rotate(dir, keep as usize, &dumps.container, now) {
         Ok(r) => {
             let deleted = match r.deleted.len() {
                 0 => String::new(),
@@ -323,16 +330,20 @@ mod tests {
             keep: 2,
             container: "app".into(),
         };
-        let note = rotate_dumps(&dumps, Some("orders-7d9f"), SystemTime::now());
+        let note = rotate_dumps(&dumps, Some("orders-7d9f"), SystemTime::now(), true);
         assert!(
             note.ends_with(", orders-7d9f/app on the volume (1 kept)"),
             "{note}"
         );
+        // Without a shell, room is left for the next dump: one kept of two.
+        std::fs::write(dir.path().join("java_pid1.hprof"), "y").unwrap();
+        let note = rotate_dumps(&dumps, None, SystemTime::now(), false);
+        assert!(note.ends_with("(1 kept, 1 deleted)"), "{note}");
         let missing = Dumps {
             dir: "/nonexistent/jvm-guard".into(),
             ..dumps
         };
-        let note = rotate_dumps(&missing, None, SystemTime::now());
+        let note = rotate_dumps(&missing, None, SystemTime::now(), true);
         assert!(note.contains("not rotated"), "{note}");
     }
 }
