@@ -1,13 +1,16 @@
 //! Golden tests: `tests/golden/<case>.yaml` in, `<case>.mutated.yaml` out (warnings as
 //! comments). `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the outputs: review the diff.
 //!
-//! Input format: an optional first line `# settings: allow-host-path`; if the first document
-//! is a Namespace it configures the case like `mutate --namespace`, and is not output.
+//! Input format: an optional first line `# settings: allow-host-path`; lines
+//! `# image: REF {"entrypoint": [...], "cmd": [...]}` (or `# image: REF unknown: WHY`) stand for
+//! the registry's answer about an image; if the first document is a Namespace it configures the
+//! case like `mutate --namespace`, and is not output.
 
 use std::path::{Path, PathBuf};
 
 use jvm_guard::config::ServerSettings;
 use jvm_guard::manifest::{self, Preview};
+use jvm_guard::mutate::{ImageCommand, ResolvedImages};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 
@@ -124,6 +127,43 @@ fn pod_of(doc: &Value) -> Option<Pod> {
     Some(serde_json::from_value(pod).expect("valid pod"))
 }
 
+/// The registry's answers the case's `# image:` lines give, for the lookups the preview asks.
+fn registry_answers(case: &str, text: &str, preview: &Preview, docs: &[Value]) -> ResolvedImages {
+    let mut answers = std::collections::BTreeMap::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# image: ")) {
+        let (image, answer) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("{case}: `# image: REF ANSWER`: {line}"));
+        let answer = match answer.strip_prefix("unknown: ") {
+            Some(why) => Err(why.to_string()),
+            None => {
+                let v: Value = serde_json::from_str(answer)
+                    .unwrap_or_else(|e| panic!("{case}: # image: {image}: {e}"));
+                let list = |key: &str| -> Vec<String> {
+                    v[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s.as_str().expect("a string").to_string())
+                        .collect()
+                };
+                Ok(ImageCommand {
+                    entrypoint: list("entrypoint"),
+                    cmd: list("cmd"),
+                })
+            }
+        };
+        answers.insert(image.to_string(), answer);
+    }
+    let mut images = ResolvedImages::default();
+    for request in preview.images_to_resolve(docs) {
+        if let Some(answer) = answers.get(&request.image) {
+            images.insert(request, answer.clone());
+        }
+    }
+    images
+}
+
 /// The expected output of a case, and what failed in the checks of [`check_output`].
 fn render(case: &Path) -> (String, Vec<String>) {
     let text = std::fs::read_to_string(case).expect("readable case");
@@ -138,7 +178,10 @@ fn render(case: &Path) -> (String, Vec<String>) {
             == Some(&"restricted".to_string())
     });
     let inputs: Vec<Pod> = docs.iter().filter_map(pod_of).collect();
-    let out = preview.run(docs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let images = registry_answers(&name, &text, &preview, &docs);
+    let out = preview
+        .run_with(docs, &images)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     if restricted {
         for (before, doc) in inputs.iter().zip(out.documents.iter().filter_map(pod_of)) {
             assert_eq!(
