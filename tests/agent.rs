@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+// Shared with tests/jvm.rs; this suite needs only part of it.
+#[allow(dead_code)]
 #[path = "support/cgroup.rs"]
 mod cgroup;
 

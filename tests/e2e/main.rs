@@ -142,7 +142,9 @@ async fn opted_in_pod_is_stored_with_every_feature() {
     let pod = stored(&client, ns, "shop").await;
 
     let app = container(&pod, "app");
-    let options = env_value(app, "JAVA_TOOL_OPTIONS");
+    // The command is known: the agent merges our flags at start (SPEC §4.4).
+    assert_eq!(env_value(app, "JVM_GUARD_OPTIONS_VAR"), "JAVA_TOOL_OPTIONS");
+    let options = env_value(app, "JVM_GUARD_JAVA_OPTIONS");
     for flag in [
         // 1Gi limit, 384Mi reserve: floor(100 × 640 / 1024) = 62.
         "-XX:MaxRAMPercentage=62.0",
@@ -170,7 +172,7 @@ async fn opted_in_pod_is_stored_with_every_feature() {
     let dumps = json!({
         "name": "jvm-guard-dumps",
         "mountPath": "/dumps",
-        "subPathExpr": "$(JVM_GUARD_POD_NAME)",
+        "subPathExpr": "$(JVM_GUARD_POD_NAME)/app",
     });
     assert!(mounts.contains(&dumps), "{mounts:#?}");
     assert!(
@@ -352,8 +354,10 @@ async fn namespace_annotation_change_reaches_the_next_pod_within_seconds() {
     create_namespace(&client, ns, &[(INJECT, "enabled")], &[(key, "50")]).await;
     create(&client, ns, jvm_pod("before")).await;
     let before = stored(&client, ns, "before").await;
-    assert!(env_value(container(&before, "app"), "JAVA_TOOL_OPTIONS")
-        .contains("-XX:MaxRAMPercentage=50.0"));
+    assert!(
+        env_value(container(&before, "app"), "JVM_GUARD_JAVA_OPTIONS")
+            .contains("-XX:MaxRAMPercentage=50.0")
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let change = json!({"metadata": {"annotations": {key: "60"}}});
@@ -371,7 +375,7 @@ async fn namespace_annotation_change_reaches_the_next_pod_within_seconds() {
         let name = format!("after-{attempt}");
         create(&client, ns, jvm_pod(&name)).await;
         let pod = stored(&client, ns, &name).await;
-        if env_value(container(&pod, "app"), "JAVA_TOOL_OPTIONS")
+        if env_value(container(&pod, "app"), "JVM_GUARD_JAVA_OPTIONS")
             .contains("-XX:MaxRAMPercentage=60.0")
         {
             break (pod, changed.elapsed());
@@ -382,7 +386,7 @@ async fn namespace_annotation_change_reaches_the_next_pod_within_seconds() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(!env_value(container(&pod, "app"), "JAVA_TOOL_OPTIONS").contains("=50.0"));
+    assert!(!env_value(container(&pod, "app"), "JVM_GUARD_JAVA_OPTIONS").contains("=50.0"));
     println!("namespace annotation change seen by the next pod after {elapsed:?} ({attempt} pods)");
 }
 
@@ -563,7 +567,7 @@ async fn generate_name_pods_get_distinct_dump_directories() {
             .iter()
             .find(|m| m["name"] == "jvm-guard-dumps")
             .unwrap();
-        assert_eq!(mount["subPathExpr"], "$(JVM_GUARD_POD_NAME)");
+        assert_eq!(mount["subPathExpr"], "$(JVM_GUARD_POD_NAME)/app");
         assert_eq!(
             names(&pod["spec"]["volumes"]),
             ["jvm-guard-dumps", "jvm-guard-tools"]
@@ -698,7 +702,7 @@ async fn reinvocation_after_another_webhook_keeps_one_copy_of_each_change() {
         1
     );
     assert_eq!(
-        env_value(app, "JAVA_TOOL_OPTIONS")
+        env_value(app, "JVM_GUARD_JAVA_OPTIONS")
             .matches("-XX:+HeapDumpOnOutOfMemoryError")
             .count(),
         1

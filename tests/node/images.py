@@ -60,8 +60,13 @@ def config(name):
             "Cmd": ["serve"],
         }
     if name in APP_IMAGES:
+        env = [f"PATH={JDK_PATH}", f"JAVA_HOME={JDK}"]
+        if not APP_IMAGES[name]:
+            # As distroless Java images and their users do: options in the image ENV, which
+            # admission never sees; the agent merges ours into it at start.
+            env.append("JAVA_TOOL_OPTIONS=-Dimage.env=kept")
         return {
-            "Env": [f"PATH={JDK_PATH}", f"JAVA_HOME={JDK}"],
+            "Env": env,
             "Cmd": ["java", "-cp", "/app", "App"],
             "WorkingDir": "/",
         }

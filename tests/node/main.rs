@@ -594,6 +594,24 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
         );
         let max_memory = memory["maxMemory"].as_u64().unwrap();
         assert!(max_memory <= heap && max_memory > heap / 2, "{memory}");
+        // The image's own JAVA_TOOL_OPTIONS (an image ENV admission never sees) is kept, ours
+        // merged before it by the agent at start.
+        let options: Value =
+            serde_json::from_str(&get_ok(&pod_ip(&pod), "/options", 60).await).unwrap();
+        assert_eq!(options["image.env"], "kept", "{options}");
+        let merged = options["JAVA_TOOL_OPTIONS"].as_str().unwrap_or_default();
+        assert!(
+            merged.starts_with(&format!("-XX:MaxRAMPercentage={p}.0 "))
+                && merged.ends_with(" -Dimage.env=kept"),
+            "{name}: {merged}"
+        );
+        let log = app_log(&client, &pod, false).await;
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("jvm-guard: JAVA_TOOL_OPTIONS += ")
+                    && l.contains("no /bin/sh")),
+            "the agent's line: {log}"
+        );
     }
 }
 
@@ -603,11 +621,22 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_dumps_into_the_pods_dir_exits_3_and_restarts() {
     let _shared = FAULTS.read().await;
+    oom_twice("node-oom", SHELL_IMAGE).await;
+}
+
+/// The same without a shell (SPEC §4.4): HotSpot cannot run the hook, the agent renames the
+/// first dump when the container restarts, and the second OutOfMemoryError keeps its dump too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_twice_keeps_both_dumps_in_an_image_without_a_shell() {
+    let _shared = FAULTS.read().await;
+    oom_twice("node-oom-distroless", DISTROLESS_IMAGE).await;
+}
+
+async fn oom_twice(ns: &str, image: &str) {
     let cluster = cluster();
     let client = cluster.client().await;
-    let ns = "node-oom";
     injected_namespace(&client, ns).await;
-    deploy(&client, ns, app("oom", SHELL_IMAGE, "512Mi")).await;
+    deploy(&client, ns, app("oom", image, "512Mi")).await;
     let pod = wait_pod(&client, ns, "oom", 300, "running", running).await;
     status_annotation(&pod);
     let name = pod.metadata.name.clone().unwrap();
@@ -943,7 +972,8 @@ fn mutation_of(pod: &Pod) -> Result<bool, String> {
         .env
         .iter()
         .flatten()
-        .find(|e| e.name == "JAVA_TOOL_OPTIONS")
+        // Our flags: for the agent to merge at start (the app has a command), else merged.
+        .find(|e| e.name == "JVM_GUARD_JAVA_OPTIONS" || e.name == "JAVA_TOOL_OPTIONS")
         .and_then(|e| e.value.clone())
         .unwrap_or_default();
     let dumps = spec

@@ -7,6 +7,7 @@
 //   GET /limits          the text of /proc/self/limits
 //   GET /ls?dir=PATH     the names of the files in PATH, one a line
 //   GET /oom             allocates until OutOfMemoryError (the JVM's flags decide what follows)
+//   GET /options         JSON: the JAVA_TOOL_OPTIONS the process has and the image.env property
 //
 // SLOW_START_SECONDS=N: sleeps N seconds before it listens (a slow-starting app).
 import com.sun.management.HotSpotDiagnosticMXBean;
@@ -55,6 +56,8 @@ public class App {
             }
             reply(ex, 200, out.toString());
         });
+        server.createContext("/options", ex -> reply(ex, 200, "{\"JAVA_TOOL_OPTIONS\":" + quote(System.getenv("JAVA_TOOL_OPTIONS"))
+                + ",\"image.env\":" + quote(System.getProperty("image.env")) + "}\n"));
         server.createContext("/oom", ex -> {
             System.out.println("allocating until OutOfMemoryError");
             while (true) {
@@ -72,6 +75,13 @@ public class App {
                 + ",\"MaxRAMPercentage\":" + hotspot.getVMOption("MaxRAMPercentage").getValue()
                 + ",\"MinRAMPercentage\":" + hotspot.getVMOption("MinRAMPercentage").getValue()
                 + ",\"availableProcessors\":" + Runtime.getRuntime().availableProcessors() + "}\n";
+    }
+
+    static String quote(String s) {
+        if (s == null) {
+            return "null";
+        }
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
     }
 
     static void reply(HttpExchange ex, int status, String body) throws IOException {
