@@ -2,5 +2,6 @@
 //! fills. It never depends on the webhook half.
 
 pub mod exec;
+pub mod inspect;
 pub mod install;
 pub mod rotate;
