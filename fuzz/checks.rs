@@ -282,3 +282,21 @@ fn check_truncated(text: &str) {
         assert_eq!(cut, text);
     }
 }
+
+/// (e) Any bytes as a HotSpot performance-data file (`jvm-guard inspect`): never a panic; a
+/// file that parses has at most one entry per 20 bytes after the prologue (each takes its
+/// header from the buffer), and the heap and GC read from it never panic either.
+pub fn perfdata(bytes: &[u8]) {
+    use jvm_guard::agent::inspect::{jvm, perfdata};
+    let Ok(data) = perfdata::parse(bytes) else {
+        return;
+    };
+    assert!(
+        data.entries.len() <= bytes.len().saturating_sub(32) / 20,
+        "{} entries from {} bytes",
+        data.entries.len(),
+        bytes.len()
+    );
+    let gc = jvm::gc(&data);
+    let _ = jvm::max_heap(&data, &gc);
+}

@@ -11,16 +11,18 @@ cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(admission_review annotations exec_args registry_responses)
+[ ${#targets[@]} -gt 0 ] || targets=(admission_review annotations exec_args registry_responses perfdata)
 
 tools="$HOME/.cache/jvm-guard/tools"
 export PATH="$tools/bin:$PATH"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked --root "$tools"
 
-# Seeds: real AdmissionReviews for the decoder; the others start from nothing.
-mkdir -p fuzz/corpus/admission_review
+# Seeds: real AdmissionReviews for the decoder, real performance-data files (kept as
+# regressions) for perfdata; the others start from nothing.
+mkdir -p fuzz/corpus/admission_review fuzz/corpus/perfdata
 cp examples/admission-review.json benches/reviews/*.json fuzz/corpus/admission_review/
+cp fuzz/regressions/perfdata/* fuzz/corpus/perfdata/
 
 for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s" >&2

@@ -73,3 +73,38 @@ fn registry_responses_regressions_pass_the_checks() {
         checks::registry_responses(&bytes);
     }
 }
+
+#[test]
+fn perfdata_regressions_pass_the_checks() {
+    let inputs = inputs("perfdata");
+    assert!(!inputs.is_empty(), "no regression inputs found");
+    for (path, bytes) in inputs {
+        eprintln!("{}", path.display());
+        checks::perfdata(&bytes);
+    }
+}
+
+/// The seeds are real files (two JVMs' own, and one rewritten big-endian): they must parse,
+/// or the fuzzer starts from rejected input.
+#[test]
+fn perfdata_seeds_from_real_jvms_parse() {
+    use jvm_guard::agent::inspect::{jvm, perfdata};
+    for (name, want_gc, want_heap) in [
+        ("jdk11-serial.bin", jvm::Gc::Serial, 6_320_816_128),
+        (
+            "jdk11-serial-big-endian.bin",
+            jvm::Gc::Serial,
+            6_320_816_128,
+        ),
+        ("jdk25-g1.bin", jvm::Gc::G1, 6_320_816_128),
+    ] {
+        let (_, bytes) = inputs("perfdata")
+            .into_iter()
+            .find(|(p, _)| p.ends_with(name))
+            .unwrap_or_else(|| panic!("fuzz/regressions/perfdata/{name} is missing"));
+        let data = perfdata::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let gc = jvm::gc(&data);
+        assert_eq!(gc, want_gc, "{name}");
+        assert_eq!(jvm::max_heap(&data, &gc), Some(want_heap), "{name}");
+    }
+}

@@ -990,3 +990,323 @@ fn the_jvm_keeps_the_wrapper_limits_on_every_jdk() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// `jvm-guard inspect` on live JVMs
+
+const IDLE_JAVA: &str = r"/** Stays alive, for `jvm-guard inspect` to look at, until it is killed. */
+public class Idle {
+    public static void main(String[] args) throws Exception {
+        Thread.sleep(600_000);
+    }
+}
+";
+
+/// Where HotSpot on Linux writes `hsperfdata_<user>/`, whatever TMPDIR says.
+const HOTSPOT_TMP: &str = "/tmp";
+
+/// Compiles `source` (class `class`) for Java 11 into `dir`, as [`compile_alloc`] does.
+fn compile_java(dir: &Path, class: &str, source: &str) {
+    let file = dir.join(format!("{class}.java"));
+    std::fs::write(&file, source).expect("write the Java source");
+    let mut cmd = java_command(Path::new("javac"));
+    cmd.args(["--release", "11", "-d"]).arg(dir).arg(&file);
+    let out = run(cmd, JVM_TIMEOUT).unwrap_or_else(|e| panic!("system javac: {e}"));
+    assert!(
+        out.status.success(),
+        "javac {class}.java failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A JVM running in the background, killed and reaped when dropped (before its cgroup is, if
+/// declared after it).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `Idle` with these options in `cgroup`, and waits until its performance-data file
+/// exists (unless `-XX:-UsePerfData` is among them, for which a second is given).
+fn start_idle(
+    java: &Path,
+    classes: &Path,
+    tool_options: &str,
+    flags: &[&str],
+    cgroup: &MemoryCgroup,
+) -> Result<(Running, Option<PathBuf>), String> {
+    let mut cmd = java_command(java);
+    cmd.env("JAVA_TOOL_OPTIONS", tool_options)
+        .args(flags)
+        .arg("-cp")
+        .arg(classes)
+        .arg("Idle")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cgroup.enter_on_exec(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(|e| cgroup.describe_spawn_error(&format!("cannot start {java:?}: {e}")))?;
+    let running = Running(child);
+    let pid = running.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wait_for = if flags.contains(&"-XX:-UsePerfData") {
+        Instant::now() + Duration::from_secs(1)
+    } else {
+        deadline
+    };
+    loop {
+        if let Some(file) = perf_file(pid) {
+            return Ok((running, Some(file)));
+        }
+        if Instant::now() >= wait_for {
+            return if wait_for < deadline {
+                Ok((running, None))
+            } else {
+                Err(format!(
+                    "no {HOTSPOT_TMP}/hsperfdata_*/{pid} within 30 s of starting the JVM"
+                ))
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn perf_file(pid: u32) -> Option<PathBuf> {
+    std::fs::read_dir(HOTSPOT_TMP)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("hsperfdata_"))
+        .map(|e| e.path().join(pid.to_string()))
+        .find(|f| f.is_file())
+}
+
+/// Runs `jvm-guard inspect ARGS -o json` (in `cgroup` if given): exit code and parsed output.
+fn inspect(
+    args: &[&str],
+    cgroup: Option<&MemoryCgroup>,
+) -> Result<(Option<i32>, serde_json::Value), String> {
+    let mut cmd = Command::new(JVM_GUARD);
+    cmd.arg("inspect").args(args).args(["-o", "json"]);
+    cmd.env_remove("JVM_GUARD_DUMP_DIR");
+    if let Some(cg) = cgroup {
+        cg.enter_on_exec(&mut cmd);
+    }
+    let out = run(cmd, JVM_TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).map_err(|e| {
+        format!(
+            "inspect {args:?} printed no JSON ({e}), exit {}: {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.code(), json))
+}
+
+/// `MaxHeapSize` of `java FLAGS -XX:+PrintFlagsFinal -version` with these JAVA_TOOL_OPTIONS in
+/// `cgroup`.
+fn print_flags_heap(
+    java: &Path,
+    tool_options: &str,
+    flags: &[&str],
+    cgroup: &MemoryCgroup,
+) -> Result<u64, String> {
+    let mut cmd = java_command(java);
+    cmd.env("JAVA_TOOL_OPTIONS", tool_options)
+        .args(flags)
+        .args(["-XX:+PrintFlagsFinal", "-version"]);
+    cgroup.enter_on_exec(&mut cmd);
+    let out = run(cmd, JVM_TIMEOUT).map_err(|e| cgroup.describe_spawn_error(&e))?;
+    if !out.status.success() {
+        return Err(format!(
+            "-XX:+PrintFlagsFinal exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    max_heap(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn inspect_reports_the_heap_maximum_and_the_limit_on_every_jdk() {
+    assert!(!runtimes().is_empty());
+    let classes = tempfile::tempdir().expect("temp dir");
+    compile_java(classes.path(), "Idle", IDLE_JAVA);
+    let options = tool_options("1Gi", &[]);
+    let want_args: Vec<&str> = options.split_whitespace().collect();
+
+    for_each_runtime("inspect", |rt| {
+        let mut problems = Vec::new();
+        let mut seen = Vec::new();
+        for (gc_flag, gc_name) in [("-XX:+UseSerialGC", "serial"), ("-XX:+UseG1GC", "g1")] {
+            let flags = [gc_flag, "-Xss1m"];
+            let cgroup =
+                MemoryCgroup::new(&format!("inspect-{gc_name}"), GIB).map_err(|e| vec![e])?;
+            let want_heap =
+                print_flags_heap(&rt.java, &options, &flags, &cgroup).map_err(|e| vec![e])?;
+            let (jvm, file) = start_idle(&rt.java, classes.path(), &options, &flags, &cgroup)
+                .map_err(|e| vec![e])?;
+            let pid = jvm.0.id().to_string();
+            let (code, report) = inspect(&["--pid", &pid, "--tmpdir", HOTSPOT_TMP], Some(&cgroup))
+                .map_err(|e| vec![e])?;
+            let mut bad = |what: String| problems.push(format!("{gc_flag}: {what}"));
+            if code != Some(0) {
+                bad(format!("inspect exited with {code:?}: {report}"));
+                continue;
+            }
+            let j = &report["jvm"];
+            if j["max_heap_bytes"].as_u64() != Some(want_heap) {
+                bad(format!(
+                    "max_heap_bytes {}, -XX:+PrintFlagsFinal says MaxHeapSize = {want_heap}",
+                    j["max_heap_bytes"]
+                ));
+            }
+            if j["gc"] != gc_name {
+                bad(format!("gc {}, expected {gc_name}", j["gc"]));
+            }
+            if j["file"].as_str().map(PathBuf::from) != file {
+                bad(format!("file {}, the JVM wrote {file:?}", j["file"]));
+            }
+            let m = &report["memory_limit"];
+            if m["limit_bytes"].as_u64() != Some(cgroup.limit()) {
+                bad(format!(
+                    "memory limit {m}, the cgroup's is {}",
+                    cgroup.limit()
+                ));
+            }
+            if m["dir"].as_str().map(Path::new) != Some(cgroup.dir()) {
+                bad(format!(
+                    "cgroup dir {}, expected {}",
+                    m["dir"],
+                    cgroup.dir().display()
+                ));
+            }
+            let version = match cgroup.version() {
+                cgroup::Version::V1 => "v1",
+                cgroup::Version::V2 => "v2",
+            };
+            if m["version"] != version {
+                bad(format!(
+                    "cgroup version {}, expected {version}",
+                    m["version"]
+                ));
+            }
+            let java_version = j["java_version"].as_str().unwrap_or("?");
+            if !rt.version.contains(&format!("\"{java_version}\"")) {
+                bad(format!(
+                    "java_version {java_version:?}, the JVM says {}",
+                    rt.version
+                ));
+            }
+            if j["command"] != "Idle" {
+                bad(format!("command {}, expected \"Idle\"", j["command"]));
+            }
+            let sources = &j["arg_sources"];
+            let words = |v: &serde_json::Value| -> Vec<String> {
+                v["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect()
+            };
+            if sources[0]["source"] != "JAVA_TOOL_OPTIONS"
+                || words(&sources[0]) != want_args
+                || sources[1]["source"] != "command line"
+                || words(&sources[1]) != flags
+            {
+                bad(format!(
+                    "arg_sources {sources}, expected {options:?} then {flags:?}"
+                ));
+            }
+            if report["dumps"] != serde_json::Value::Null {
+                bad(format!("dumps {}, none configured", report["dumps"]));
+            }
+            seen.push(format!("{gc_name} {} MiB", want_heap / MIB));
+
+            // A truncated copy of the live file: a parse error naming the copy.
+            if let Some(file) = &file {
+                let problem = truncated_copy_problems(file, &pid);
+                if let Err(e) = problem {
+                    bad(e);
+                }
+            }
+            drop(jvm);
+        }
+        if problems.is_empty() {
+            Ok(format!("MaxHeapSize = max_heap_bytes: {}", seen.join(", ")))
+        } else {
+            Err(problems)
+        }
+    });
+}
+
+/// Copies `file` cut short into a temp dir's `hsperfdata_copy/` and checks that inspect exits
+/// 4, names the copy and says what is wrong.
+fn truncated_copy_problems(file: &Path, pid: &str) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = tmp.path().join("hsperfdata_copy");
+    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let copy = dir.join(pid);
+    // Mid-prologue, and mid-entries.
+    for cut in [20, 1000] {
+        std::fs::write(&copy, &bytes[..cut.min(bytes.len())]).map_err(|e| e.to_string())?;
+        let tmpdir = tmp.path().to_str().expect("UTF-8 temp path");
+        let (code, report) = inspect(&["--pid", pid, "--tmpdir", tmpdir], None)?;
+        let message = report["jvm_error"]["message"].as_str().unwrap_or("");
+        let named = message.starts_with(&format!("{}: ", copy.display()));
+        if code != Some(4) || report["jvm_error"]["kind"] != "unreadable" || !named {
+            return Err(format!(
+                "a copy cut to {cut} bytes: exit {code:?}, {}, expected exit 4 and an \
+                 unreadable error naming {}",
+                report["jvm_error"],
+                copy.display()
+            ));
+        }
+        if report["memory_limit"].is_null() {
+            return Err(format!("cut to {cut}: no memory limit reported: {report}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn inspect_explains_a_jvm_without_perf_data_on_every_jdk() {
+    assert!(!runtimes().is_empty());
+    let classes = tempfile::tempdir().expect("temp dir");
+    compile_java(classes.path(), "Idle", IDLE_JAVA);
+    for_each_runtime("inspect -XX:-UsePerfData", |rt| {
+        let cgroup = MemoryCgroup::new("inspect-no-perf-data", GIB).map_err(|e| vec![e])?;
+        let (jvm, file) = start_idle(&rt.java, classes.path(), "", &["-XX:-UsePerfData"], &cgroup)
+            .map_err(|e| vec![e])?;
+        if let Some(file) = file {
+            return Err(vec![format!(
+                "-XX:-UsePerfData, yet {} exists",
+                file.display()
+            )]);
+        }
+        let pid = jvm.0.id().to_string();
+        let (code, report) = inspect(&["--pid", &pid, "--tmpdir", HOTSPOT_TMP], Some(&cgroup))
+            .map_err(|e| vec![e])?;
+        drop(jvm);
+        let message = report["jvm_error"]["message"].as_str().unwrap_or("");
+        if code == Some(3)
+            && report["jvm_error"]["kind"] == "not_found"
+            && message.contains(&format!("pid {pid}"))
+            && message.contains("-XX:-UsePerfData")
+            && report["memory_limit"]["limit_bytes"].as_u64() == Some(GIB)
+        {
+            Ok(format!("exit 3: {message}"))
+        } else {
+            Err(vec![format!("exit {code:?}, report {report}")])
+        }
+    });
+}

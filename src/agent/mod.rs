@@ -2,6 +2,7 @@
 //! fills. It never depends on the webhook half.
 
 pub mod exec;
+pub mod inspect;
 pub mod install;
 pub mod rotate;
 pub mod start;

@@ -1,4 +1,4 @@
-//! The agent commands' flags: `exec`, `install-tools`, `rotate-dumps`.
+//! The agent commands' flags: `exec`, `install-tools`, `rotate-dumps`, `inspect`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -37,4 +37,112 @@ pub struct RotateDumpsArgs {
     /// The container name, part of the rotated file name.
     #[arg(long)]
     pub container: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectFormat {
+    Text,
+    Json,
+}
+
+/// `inspect`'s exit codes, shown by `--help` (kept equal to the constants in
+/// `agent::inspect`, which a test checks).
+const INSPECT_EXIT_CODES: &str = "Exit codes: 0 the JVM was found and read; 2 bad flags; \
+    3 no JVM performance data found (-XX:-UsePerfData, a read-only or other temp directory, \
+    another user's JVM); 4 the performance-data file cannot be read or parsed; 5 several JVMs \
+    run and --pid is not given. The memory limit and the dumps are printed in every case.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = INSPECT_EXIT_CODES)]
+pub struct InspectArgs {
+    /// The JVM's pid. Default: 1 if it has performance data, else the only JVM running.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The temp directory holding hsperfdata_<user>/. Default: /tmp (where HotSpot on Linux
+    /// always writes it) and $TMPDIR if set.
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+    /// The dump directory to list. Default: $JVM_GUARD_DUMP_DIR, which the webhook sets.
+    #[arg(long, value_name = "DIR")]
+    pub dumps: Option<PathBuf>,
+    /// `text` for people, `json` for machines (the layout is in the README).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+}
+
+impl InspectArgs {
+    pub fn options(&self) -> crate::agent::inspect::Options {
+        use crate::agent::inspect::{DumpDir, Options, DUMP_DIR_ENV, HOTSPOT_TMPDIR};
+        let tmpdirs = match &self.tmpdir {
+            Some(dir) => vec![dir.clone()],
+            None => {
+                let mut dirs = vec![PathBuf::from(HOTSPOT_TMPDIR)];
+                if let Some(tmp) = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()) {
+                    let tmp = PathBuf::from(tmp);
+                    if !dirs.contains(&tmp) {
+                        dirs.push(tmp);
+                    }
+                }
+                dirs
+            }
+        };
+        let dumps = match &self.dumps {
+            Some(dir) => Some(DumpDir {
+                dir: dir.clone(),
+                from: "--dumps".into(),
+            }),
+            None => std::env::var_os(DUMP_DIR_ENV)
+                .filter(|d| !d.is_empty())
+                .map(|d| DumpDir {
+                    dir: PathBuf::from(d),
+                    from: DUMP_DIR_ENV.into(),
+                }),
+        };
+        Options {
+            pid: self.pid,
+            tmpdirs,
+            dumps,
+            cgroup: crate::agent::inspect::Roots::default(),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// Prints the report; the exit code says whether the JVM part was found and read.
+pub fn run_inspect(args: &InspectArgs) -> std::process::ExitCode {
+    use crate::agent::inspect;
+    let report = inspect::gather(&args.options());
+    match args.output {
+        InspectFormat::Text => print!("{}", inspect::render(&report, std::time::SystemTime::now())),
+        InspectFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    }
+    std::process::ExitCode::from(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::agent::inspect;
+
+    #[test]
+    fn the_help_names_the_exit_codes_the_command_uses() {
+        for (code, what) in [
+            (inspect::EXIT_NO_JVM, "no JVM performance data found"),
+            (
+                inspect::EXIT_UNREADABLE,
+                "the performance-data file cannot be read",
+            ),
+            (inspect::EXIT_SEVERAL_JVMS, "several JVMs"),
+        ] {
+            assert!(
+                super::INSPECT_EXIT_CODES.contains(&format!("{code} {what}")),
+                "{code} {what}"
+            );
+        }
+    }
 }

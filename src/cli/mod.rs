@@ -7,7 +7,7 @@ mod mutate;
 mod serve;
 
 pub use crate::webhook::LogFormat;
-pub use agent::{ExecArgs, InstallToolsArgs, RotateDumpsArgs};
+pub use agent::{ExecArgs, InspectArgs, InspectFormat, InstallToolsArgs, RotateDumpsArgs};
 pub use certs::{run_certs, CertsArgs};
 pub use mutate::{run_mutate, InputError, MutateArgs, OutputFormat};
 pub use serve::{
@@ -44,6 +44,9 @@ pub enum Command {
     InstallTools(InstallToolsArgs),
     /// Rename fresh heap dumps to unique names and delete the oldest (the OutOfMemoryError hook).
     RotateDumps(RotateDumpsArgs),
+    /// Show the running JVM's version, heap maximum against the memory limit, arguments and
+    /// dumps, from its performance data (run inside the container).
+    Inspect(InspectArgs),
 }
 
 /// The image this version is published as; the chart passes the exact reference.
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Inspect(args) => agent::run_inspect(&args),
     }
 }
 
