@@ -892,10 +892,10 @@ fn restarts_of(pod: &Pod) -> (i32, Option<String>) {
 /// Twice `--max-connections` slots (the README's worst mix: HTTP/2 with every stream stalled,
 /// HTTP/1.1 with stalled bodies, silent), every one reopened as soon as the server closes it.
 const FULL_LOAD: [(usize, usize, usize); 4] =
-    [(64, 32, 32), (64, 32, 32), (128, 64, 64), (256, 128, 128)];
+    [(32, 16, 16), (32, 16, 16), (64, 32, 32), (128, 64, 64)];
 
 /// Fault: one webhook pod at the chart's memory limit (128Mi) under the heaviest load its
-/// bounds let in: twice `--max-connections` (512) slots of the worst mix, held past the 30 s
+/// bounds let in: twice `--max-connections` (256) slots of the worst mix, held past the 30 s
 /// request timeout so that the slots are refilled, while pods are created through the Service.
 /// The container is not OOM-killed (restartCount 0, no OOMKilled, no kill in its cgroup),
 /// and no pod is admitted with part of the mutation.
