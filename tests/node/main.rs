@@ -613,7 +613,48 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
                     && l.contains("no /bin/sh")),
             "the agent's line: {log}"
         );
+        // `inspect`, through the apiserver's exec API as `kubectl exec` runs it, in an image
+        // without a shell: the heap the JVM really has, and the container's limit.
+        let report = inspect(&client, &pod).await;
+        assert_eq!(
+            report["jvm"]["max_heap_bytes"].as_u64(),
+            Some(heap),
+            "{name}: {report:#}"
+        );
+        assert_eq!(
+            report["memory_limit"]["limit_bytes"].as_u64(),
+            Some(limit),
+            "{report:#}"
+        );
+        assert_eq!(report["dumps"]["dir"], "/dumps", "{report:#}");
     }
+}
+
+/// `jvm-guard inspect -o json` run in the pod's app container through the exec API.
+async fn inspect(client: &Client, pod: &Pod) -> Value {
+    use kube::api::AttachParams;
+    use tokio::io::AsyncReadExt;
+    let ns = pod.metadata.namespace.as_deref().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = AttachParams::default()
+        .container("app")
+        .stdout(true)
+        .stderr(true);
+    let command = ["/jvm-guard/bin/jvm-guard", "inspect", "-o", "json"];
+    let name = pod.metadata.name.as_deref().unwrap();
+    let mut attached = within(30, "exec inspect", pods.exec(name, command, &params))
+        .await
+        .unwrap_or_else(|e| panic!("exec into {name}: {e}"));
+    let mut stdout = attached.stdout().expect("stdout");
+    let mut stderr = attached.stderr().expect("stderr");
+    let (mut out, mut err) = (String::new(), String::new());
+    let read = async {
+        stdout.read_to_string(&mut out).await.unwrap();
+        stderr.read_to_string(&mut err).await.unwrap();
+    };
+    within(30, "inspect output", read).await;
+    let _ = attached.join().await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect -o json: {e}\n{out}\n{err}"))
 }
 
 /// (2) An OutOfMemoryError writes a dump into the pod's own directory of the dump emptyDir

@@ -19,7 +19,7 @@ pub use self::cgroup::{MemoryLimit, Roots};
 pub use self::jvm::{ArgSource, Gc};
 
 /// The container's own dump directory, set by the webhook in guarded containers.
-pub const DUMP_DIR_ENV: &str = "JVM_GUARD_DUMP_DIR";
+pub const DUMP_DIR_ENV: &str = crate::options::agent_env::DUMP_DIR;
 
 /// Where HotSpot on Linux puts `hsperfdata_<user>`: `os::get_temp_directory()` is `/tmp`
 /// whatever `TMPDIR` or `java.io.tmpdir` say.
