@@ -25,9 +25,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// review grow a buffer that large: memory that 1,000 connections multiply.
 pub const HTTP1_MAX_BUF_SIZE: usize = 8 * 1024;
 /// Default of `--max-connections`: far above what apiservers open (they multiplex over HTTP/2),
-/// and what keeps the worst mix of hostile clients inside the chart's 128Mi limit. On the real
-/// node (tests/node/faults.rs) a sustained worst mix costs ~200 KiB per TLS connection: 512
-/// were OOM-killed at 128Mi, ~190 held 81.5 MiB (README, "Memory").
+/// and what keeps the worst mix of hostile clients inside the chart's 192Mi limit. On the real
+/// node (tests/node/faults.rs) a sustained worst mix peaked at 115 MiB with 256 TLS
+/// connections; at 512 a webhook pod was OOM-killed at 128Mi (README, "Memory").
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
 /// An HTTP/2 connection with no request in progress for this long, from its start or its last
 /// answer, is closed (GOAWAY): what the header timeout is to HTTP/1.1, for a client that

@@ -894,7 +894,7 @@ fn restarts_of(pod: &Pod) -> (i32, Option<String>) {
 const FULL_LOAD: [(usize, usize, usize); 4] =
     [(32, 16, 16), (32, 16, 16), (64, 32, 32), (128, 64, 64)];
 
-/// Fault: one webhook pod at the chart's memory limit (128Mi) under the heaviest load its
+/// Fault: one webhook pod at the chart's memory limit (192Mi) under the heaviest load its
 /// bounds let in: twice `--max-connections` (256) slots of the worst mix, held past the 30 s
 /// request timeout so that the slots are refilled, while pods are created through the Service.
 /// The container is not OOM-killed (restartCount 0, no OOMKilled, no kill in its cgroup),
@@ -921,7 +921,7 @@ async fn a_webhook_pod_under_the_worst_load_is_not_oom_killed_at_the_chart_limit
     eprintln!("{figures}\npods created meanwhile: {}", tally.summary());
     wait_webhook_recovered(&client).await;
     let (restarts, reason) = restarts_of(&pod);
-    assert_eq!(sampled.limit, 128 * 1024 * 1024, "the chart's limit");
+    assert_eq!(sampled.limit, 192 * 1024 * 1024, "the chart's limit");
     assert!(
         restarts == 0 && reason.is_none() && sampled.oom_at.is_none(),
         "the webhook container was restarted ({restarts}, {reason:?}):\n{figures}"
@@ -975,7 +975,7 @@ async fn a_webhook_pod_oom_killed_by_a_lowered_limit_leaves_no_broken_pod() {
     );
     // The chart's limit back, before anything can fail.
     helm_upgrade(&[
-        "resources.limits.memory=128Mi",
+        "resources.limits.memory=192Mi",
         "resources.requests.memory=64Mi",
     ])
     .await;
