@@ -6,15 +6,10 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::cluster::{create_namespace, within};
-
-#[path = "../support/pod_security.rs"]
-mod pod_security;
+use crate::dry_run::{dry_run, has_host_path, passes_restricted_check, pod_security_namespace};
 
 /// The pods of a golden output: Pods, and the templates of workloads, as Pods.
 fn pods_of(doc: &Value) -> Vec<(String, Value)> {
@@ -89,28 +84,9 @@ fn outputs() -> Vec<(String, Value)> {
     out
 }
 
-async fn dry_run(client: &Client, ns: &str, pod: &Value) -> Result<(), String> {
-    let pod: Pod = serde_json::from_value(pod.clone()).map_err(|e| format!("not a Pod: {e}"))?;
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let params = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    match within(30, "dry-run create", api.create(&params, &pod)).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub async fn every_golden_output_is_a_pod_the_apiserver_accepts(client: &Client) {
-    let enforce = |level: &'static str| {
-        [
-            ("pod-security.kubernetes.io/enforce", level),
-            ("pod-security.kubernetes.io/enforce-version", "latest"),
-        ]
-    };
-    create_namespace(client, "e2e-golden-baseline", &enforce("baseline"), &[]).await;
-    create_namespace(client, "e2e-golden-restricted", &enforce("restricted"), &[]).await;
+    pod_security_namespace(client, "e2e-golden-baseline", "baseline").await;
+    pod_security_namespace(client, "e2e-golden-restricted", "restricted").await;
     let outputs = outputs();
     assert!(
         outputs.len() > 50,
@@ -120,18 +96,14 @@ pub async fn every_golden_output_is_a_pod_the_apiserver_accepts(client: &Client)
     let mut refused = Vec::new();
     let mut restricted_checked = 0;
     for (what, pod) in &outputs {
-        let spec: Option<PodSpec> = serde_json::from_value(pod["spec"].clone()).ok();
         // Baseline refuses hostPath volumes by design: that case is validated by the
         // restricted-free check below only when it passes, so take it out of baseline.
-        let host_path = pod["spec"]["volumes"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|v| v.get("hostPath").is_some()));
-        if !host_path {
+        if !has_host_path(pod) {
             if let Err(e) = dry_run(client, "e2e-golden-baseline", pod).await {
                 refused.push(format!("{what} (baseline): {e}"));
             }
         }
-        if spec.is_some_and(|s| pod_security::restricted_violations(&s).is_empty()) {
+        if passes_restricted_check(pod) {
             restricted_checked += 1;
             if let Err(e) = dry_run(client, "e2e-golden-restricted", pod).await {
                 refused.push(format!("{what} (restricted): {e}"));

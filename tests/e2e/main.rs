@@ -4,11 +4,13 @@
 //! tests prove what the others can only assume. Binaries: scripts/install-e2e-tools.sh.
 
 mod cluster;
+mod dry_run;
 #[path = "../support/process.rs"]
 mod process;
 // The e2e suite starts its registry with `start_in` (in the cluster's directory, a child that
 // dies with the cluster): `Registry::start` is tests/registry.rs's alone.
 mod goldens;
+mod property_pods;
 #[allow(dead_code)]
 #[path = "../support/registry.rs"]
 mod registry_support;
@@ -1059,4 +1061,12 @@ async fn cluster_boots_with_the_reflector_and_the_chart_webhook() {
 async fn every_golden_output_is_a_pod_the_apiserver_accepts() {
     let (_cluster, client, _shared) = setup().await;
     goldens::every_golden_output_is_a_pod_the_apiserver_accepts(&client).await;
+}
+
+/// Issue 14, item 10: a fixed sample of the property tests' generated pods, mutated, validated
+/// by the real apiserver (see `property_pods.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_generated_pods_mutated_are_pods_the_apiserver_accepts() {
+    let (_cluster, client, _shared) = setup().await;
+    property_pods::generated_pods_mutated_are_pods_the_apiserver_accepts(&client).await;
 }
