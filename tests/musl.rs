@@ -272,3 +272,63 @@ fn the_aarch64_allocator_starts_on_64k_page_kernels() {
     let stats = String::from_utf8_lossy(&out.stderr);
     assert!(stats.contains("\nPage size: 65536\n"), "{stats}");
 }
+
+/// The published image is one index of a linux/amd64 and a linux/arm64 manifest, each holding
+/// the static binary of its architecture (tests/node/images.py `index`, an OCI image layout).
+#[test]
+fn both_binaries_make_one_two_platform_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/images.py"))
+        .arg("index")
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--amd64")
+        .arg(musl_binary())
+        .arg("--arm64")
+        .arg(aarch64_binary())
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{out:?}");
+    // Every blob read is checked against its digest.
+    let blob = |descriptor: &serde_json::Value| -> Vec<u8> {
+        let digest = descriptor["digest"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let data = std::fs::read(dir.path().join("blobs/sha256").join(hex)).unwrap();
+        let actual = ring::digest::digest(&ring::digest::SHA256, &data);
+        let actual: String = actual.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(actual, hex);
+        assert_eq!(descriptor["size"], data.len());
+        data
+    };
+    let json = |data: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&data).unwrap() };
+    let layout = json(std::fs::read(dir.path().join("index.json")).unwrap());
+    let image = &layout["manifests"][0];
+    assert_eq!(
+        image["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = json(blob(image));
+    let manifests = index["manifests"].as_array().unwrap();
+    let platforms: Vec<_> = manifests
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["amd64", "arm64"]);
+    for (entry, binary) in manifests.iter().zip([musl_binary(), aarch64_binary()]) {
+        let manifest = json(blob(entry));
+        let config = json(blob(&manifest["config"]));
+        assert_eq!(config["architecture"], entry["platform"]["architecture"]);
+        assert_eq!(config["os"], "linux");
+        let layer = blob(&manifest["layers"][0]);
+        let binary = std::fs::read(binary).unwrap();
+        // tar puts a file's bytes on a 512-byte boundary.
+        assert!(
+            (0..layer.len().saturating_sub(binary.len()))
+                .step_by(512)
+                .any(|o| layer[o..o + binary.len()] == binary[..]),
+            "the {} layer holds its binary",
+            config["architecture"]
+        );
+    }
+}
