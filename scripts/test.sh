@@ -40,7 +40,8 @@ need musl-gcc musl-tools "for the static build"
 need docker-registry docker-registry "for the registry tests"
 cargo build --locked --release --target x86_64-unknown-linux-musl
 # The same binary for arm64 nodes (SPEC §10): zig cross-compiles ring's and jemalloc's C and
-# links, through cargo-zigbuild (a cold build: ~2 min for cargo-zigbuild, then the binary's).
+# links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as
+# the x86_64 one; warm: a second).
 # tests/musl.rs runs it with qemu-aarch64-static, called directly: no binfmt_misc needed.
 need qemu-aarch64-static qemu-user-static "to run the aarch64 binary"
 scripts/install-cross-tools.sh cargo zigbuild --locked --release --target aarch64-unknown-linux-musl
