@@ -4,8 +4,9 @@
 # chart tests (scripts/install-chart-tools.sh), kube-apiserver and etcd for the e2e tests
 # (scripts/install-e2e-tools.sh, which also runs the chart one), the node's kubelet,
 # controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins and
-# iptables for tests/node (scripts/install-node-tools.sh), and Debian's docker-registry for the
-# registry tests. Extra arguments go to `cargo test`.
+# iptables for tests/node (scripts/install-node-tools.sh), zig and cargo-zigbuild for the aarch64
+# build of the static binary (scripts/install-cross-tools.sh) and Debian's qemu-user-static to
+# run it, and Debian's docker-registry for the registry tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,12 @@ need musl-gcc musl-tools "for the static build"
 # start its own service on install; the tests run their own instances.
 need docker-registry docker-registry "for the registry tests"
 cargo build --locked --release --target x86_64-unknown-linux-musl
+# The same binary for arm64 nodes (SPEC §10): zig cross-compiles ring's and jemalloc's C and
+# links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as
+# the x86_64 one; warm: a second).
+# tests/musl.rs runs it with qemu-aarch64-static, called directly: no binfmt_misc needed.
+need qemu-aarch64-static qemu-user-static "to run the aarch64 binary"
+scripts/install-cross-tools.sh cargo zigbuild --locked --release --target aarch64-unknown-linux-musl
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.
 log="$(mktemp)"

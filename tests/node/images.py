@@ -12,8 +12,15 @@ them, so a rerun with the same inputs writes nothing.
   jvm-guard.test/jdk17-shell:node     busybox + the host's JDK 17 + its glibc libs + the test app
   jvm-guard.test/jdk17-distroless:node  the same without busybox: no /bin/sh at all
 
+The jvm-guard image as published is multi-platform (SPEC §10): `index` writes it, from the static
+musl binaries of both architectures, as an OCI image layout directory (an index of a
+linux/amd64 and a linux/arm64 manifest) for a registry client to push, e.g. `skopeo copy --all
+oci:DIR:node docker://ghcr.io/jvm-guard/jvm-guard:0.1.0`. tests/node imports only the local
+platform's archive.
+
 usage: images.py build --cache DIR --pause BIN --jvm-guard BIN   (prints NAME<TAB>ARCHIVE lines)
        images.py config NAME                                      (prints an image's OCI config)
+       images.py index --out DIR --amd64 BIN --arm64 BIN          (the two-platform jvm-guard)
 """
 
 import hashlib
@@ -280,6 +287,68 @@ def write_archive(name, layer, path):
     os.rename(tmp, path)
 
 
+# ELF e_machine of the binary each platform's image must hold.
+ELF_MACHINES = {"amd64": 62, "arm64": 183}
+
+
+def write_layout(name, binaries, out):
+    """An OCI image layout in OUT: index.json names one image index, whose manifests are one per
+    platform (architecture -> static jvm-guard binary), as `docker buildx` pushes them."""
+    blobs = os.path.join(out, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def blob(data):
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    manifests = []
+    for arch, binary in sorted(binaries.items()):
+        with open(binary, "rb") as f:
+            head = f.read(20)
+        if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != ELF_MACHINES[arch]:
+            raise SystemExit(f"{binary} is not a {arch} ELF binary")
+        layer = Layer()
+        base(layer)
+        layer.file(JVM_GUARD, binary, 0o755)
+        buf = io.BytesIO()
+        layer.write(buf)
+        layer_bytes = buf.getvalue()
+        cfg = {
+            "architecture": arch,
+            "os": "linux",
+            "config": config(name),
+            "rootfs": {"type": "layers",
+                       "diff_ids": ["sha256:" + hashlib.sha256(layer_bytes).hexdigest()]},
+            "history": [{"created_by": "tests/node/images.py"}],
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       **blob(json.dumps(cfg, sort_keys=True).encode())},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer_bytes)}],
+        }
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          **blob(json.dumps(manifest, sort_keys=True).encode()),
+                          "platform": {"architecture": arch, "os": "linux"}})
+    image_index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": manifests}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                       **blob(json.dumps(image_index, sort_keys=True).encode()),
+                       "annotations": {"io.containerd.image.name": name,
+                                       "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]}}],
+    }
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump(index, f, sort_keys=True)
+
+
 def digest_file(path):
     h = hashlib.sha256()
     size = 0
@@ -313,6 +382,10 @@ def main(argv):
     if len(argv) == 8 and argv[1] == "build" and argv[2] == "--cache" and argv[4] == "--pause" \
             and argv[6] == "--jvm-guard":
         build(argv[3], argv[5], argv[7])
+        return
+    if len(argv) == 8 and argv[1] == "index" and argv[2] == "--out" and argv[4] == "--amd64" \
+            and argv[6] == "--arm64":
+        write_layout(JVM_GUARD_IMAGE, {"amd64": argv[5], "arm64": argv[7]}, argv[3])
         return
     raise SystemExit(__doc__)
 
