@@ -1197,7 +1197,11 @@ fn the_image_holds_the_binary_where_the_chart_and_the_init_container_expect_it()
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
     let builder = dockerfile
         .lines()
-        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .find_map(|l| {
+            // The build stage runs on the builder's platform and cross-builds (SPEC §10).
+            l.strip_prefix("FROM --platform=$BUILDPLATFORM rust:")
+                .or_else(|| l.strip_prefix("FROM rust:"))
+        })
         .and_then(|l| l.split_once("-bookworm AS build"))
         .map(|(version, _)| version)
         .expect("a rust:<version>-bookworm builder stage");
@@ -1207,9 +1211,17 @@ fn the_image_holds_the_binary_where_the_chart_and_the_init_container_expect_it()
         parse(builder) >= parse(env!("CARGO_PKG_RUST_VERSION")),
         "the builder's Rust {builder} is older than Cargo.toml's rust-version"
     );
-    assert!(dockerfile.contains(
-        "cargo build --release --locked --target x86_64-unknown-linux-musl --bin jvm-guard"
-    ));
+    // Both platforms, each with the static build scripts/test.sh makes (tests/musl.rs).
+    for expected in [
+        "amd64) target=x86_64-unknown-linux-musl",
+        "arm64) target=aarch64-unknown-linux-musl",
+        "--release --locked --target \"$target\" --bin jvm-guard",
+    ] {
+        assert!(
+            dockerfile.contains(expected),
+            "{expected:?} in the Dockerfile"
+        );
+    }
     let (_, final_stage) = dockerfile.rsplit_once("\nFROM ").expect("two stages");
     let binary = jvm_guard::mutate::tools::IMAGE_BINARY;
     for expected in [
