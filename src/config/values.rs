@@ -190,6 +190,11 @@ pub(super) fn parse_jvm_options(v: &str) -> Result<Vec<String>, String> {
     if let Some(t) = tokens.iter().find(|t| !t.starts_with('-')) {
         return Err(format!("{t:?} does not start with '-'"));
     }
+    // A lone `-` is no option: the JVM refuses to start on it (found by fuzzing: it was also
+    // never recognised as already set, so a re-mutation added it again).
+    if let Some(t) = tokens.iter().find(|t| t.as_str() == "-") {
+        return Err(format!("{t:?} is not a JVM option"));
+    }
     // Quotes and backslashes change how the JVM splits JAVA_TOOL_OPTIONS (a stray quote stops
     // it from starting), and `;` splits an OnOutOfMemoryError command.
     match tokens.iter().find(|t| t.contains(['"', '\'', '\\', ';'])) {
@@ -305,5 +310,27 @@ pub(super) fn check(key: Key, value: &str, allow_host_path: bool) -> Result<(), 
         Key::StartupTimeout => parse_seconds(v).map(drop),
         Key::Ulimits => parse_ulimits(v).map(drop),
         Key::Profile => parse_profile(v).map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jvm_options_are_options_the_jvm_takes() {
+        assert_eq!(
+            parse_jvm_options(" -Xss1m  -Dx=1 "),
+            Ok(vec!["-Xss1m".to_string(), "-Dx=1".to_string()])
+        );
+        for bad in [
+            "-Xss1m x",
+            "-",
+            "-Xss1m - -Dx",
+            "-Da='b'",
+            "-XX:OnError=a;b",
+        ] {
+            assert!(parse_jvm_options(bad).is_err(), "{bad:?}");
+        }
     }
 }
