@@ -76,6 +76,21 @@ pub struct Config {
     pub profile: ProfileChoice,
 }
 
+impl Config {
+    /// Whether any feature that puts JVM flags in the container is on.
+    pub fn jvm_flags_on(&self) -> bool {
+        self.memory.is_on()
+            || self.heap_dump.is_on()
+            || self.exit_on_oom.is_on()
+            || self.jvm_options.is_on()
+    }
+
+    /// The rlimits the agent sets: none unless `ulimits` is on.
+    pub fn limits(&self) -> &[Rlimit] {
+        self.ulimits.as_on().map_or(&[], Vec::as_slice)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

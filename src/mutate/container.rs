@@ -177,15 +177,9 @@ impl<'a> ContainerMutation<'a> {
             &self.pod.profiles,
         );
         let options_var = launcher::options_var(profile);
-        let agent_command = self.agent_command();
-        let jvm_wanted = options_var.is_ok()
-            && [
-                config.memory.is_on(),
-                config.heap_dump.is_on(),
-                config.exit_on_oom.is_on(),
-                config.jvm_options.is_on(),
-            ]
-            .contains(&true);
+        let limits = config.limits();
+        let agent_command = self.agent_command(limits);
+        let jvm_wanted = options_var.is_ok() && config.jvm_flags_on();
         self.agent = agent_command.is_ok() && (jvm_wanted || config.ulimits.is_on());
         self.status.profile = profile.map(|p| p.name.clone());
         self.status.via = options_var.as_ref().ok().map(|v| v.to_string());
@@ -253,16 +247,13 @@ impl<'a> ContainerMutation<'a> {
             Ok(_) => {}
         }
 
-        let limits = match &config.ulimits {
-            Switch::On(limits) => limits.as_slice(),
-            _ => &[],
-        };
         let has_edits = !edits.env.tokens.is_empty() || edits.env.memory.is_some();
-        let started = match agent_command {
-            Ok(command) if self.agent && (has_edits || edits.uses.dump || !limits.is_empty()) => {
-                Some(command)
-            }
-            _ => None,
+        let wanted = has_edits || edits.uses.dump || !limits.is_empty();
+        // The agent's command, or why the entrypoint is unknown (what ulimits then report).
+        let (started, unknown) = match agent_command {
+            Ok(command) if self.agent && wanted => (Some(command), None),
+            Ok(_) => (None, None),
+            Err(reason) => (None, Some(reason)),
         };
         if let Ok(var) = options_var {
             let also = profile
@@ -307,7 +298,7 @@ impl<'a> ContainerMutation<'a> {
                 uses.tools = true;
             }
             None => {
-                if let (false, Err(reason)) = (limits.is_empty(), self.agent_command()) {
+                if let (false, Some(reason)) = (limits.is_empty(), unknown) {
                     self.warnings.push(format!(
                         "container {}: {reason}; ulimits not applied",
                         self.container.name

@@ -188,15 +188,8 @@ impl<'a> Plan<'a> {
         };
         // Every target with a known entrypoint gets the agent (SPEC §4.4): look up those
         // without a command, whatever features are on.
-        let c = &plan.config;
-        let features = [
-            c.ulimits.is_on(),
-            c.memory.is_on(),
-            c.heap_dump.is_on(),
-            c.exit_on_oom.is_on(),
-            c.jvm_options.is_on(),
-        ];
-        if plan.tools.is_err() || !features.contains(&true) {
+        let wanted = plan.config.jvm_flags_on() || plan.config.ulimits.is_on();
+        if plan.tools.is_err() || !wanted {
             return Vec::new();
         }
         let mut requests: Vec<ImageRequest> = Vec::new();

@@ -13,7 +13,7 @@ use super::container::ContainerMutation;
 use super::image::ImageCommand;
 use super::patch::to_value;
 use crate::config::rlimit::{Resource, Rlimit};
-use crate::config::{Feature, Switch};
+use crate::config::Feature;
 
 pub const INIT_CONTAINER: &str = "jvm-guard-tools";
 pub const VOLUME_NAME: &str = "jvm-guard-tools";
@@ -175,13 +175,12 @@ pub fn has_command(container: &Container) -> bool {
 
 impl ContainerMutation<'_> {
     /// The agent's `command` (and `args`, when they must be set) for this container: its
-    /// entrypoint under `jvm-guard exec`, with the ulimits; `Err` says why the entrypoint is
+    /// entrypoint under `jvm-guard exec`, with `limits`; `Err` says why the entrypoint is
     /// unknown or the tools cannot reach the container.
-    pub(super) fn agent_command(&self) -> Result<(Vec<String>, Option<Vec<String>>), String> {
-        let limits = match &self.pod.config.ulimits {
-            Switch::On(limits) => limits.as_slice(),
-            _ => &[],
-        };
+    pub(super) fn agent_command(
+        &self,
+        limits: &[Rlimit],
+    ) -> Result<(Vec<String>, Option<Vec<String>>), String> {
         self.tools()?;
         match self.image {
             Some(Err(why)) => Err(format!(
