@@ -77,12 +77,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether any feature that puts JVM flags in the container is on.
+    /// Whether any feature that puts JVM flags in the container ([`Feature::jvm_flags`]) is on.
     pub fn jvm_flags_on(&self) -> bool {
-        self.memory.is_on()
-            || self.heap_dump.is_on()
-            || self.exit_on_oom.is_on()
-            || self.jvm_options.is_on()
+        Feature::ALL
+            .into_iter()
+            .any(|f| f.jvm_flags() && self.wants(f))
+    }
+
+    /// Whether the configuration asks for `feature`; the mutation may still skip it for a
+    /// container (with a reason).
+    pub fn wants(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::Memory => self.memory.is_on(),
+            Feature::HeapDump => self.heap_dump.is_on(),
+            Feature::ExitOnOom => self.exit_on_oom.is_on(),
+            Feature::JvmOptions => self.jvm_options.is_on(),
+            Feature::Probes => self.probes.is_on(),
+            Feature::Ulimits => self.ulimits.is_on(),
+            // The rotation hook comes with the heap dumps, run by the tools.
+            Feature::DumpRotation => self.heap_dump.is_on() && self.tools,
+        }
     }
 
     /// The rlimits the agent sets: none unless `ulimits` is on.
