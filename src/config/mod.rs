@@ -324,6 +324,27 @@ mod tests {
     }
 
     #[test]
+    fn jvm_flags_are_on_with_any_jvm_flag_feature() {
+        let (on, _) = resolve(&[], &[]);
+        assert!(on.jvm_flags_on());
+        let only = |pairs: &[(&str, &str)]| {
+            let mut off = vec![
+                ("max-ram-percentage", "x"),
+                ("heap-dump", "false"),
+                ("exit-on-oom", "false"),
+            ];
+            off.retain(|(k, _)| !pairs.iter().any(|(p, _)| p == k));
+            off.extend_from_slice(pairs);
+            resolve(&off, &[]).0.jvm_flags_on()
+        };
+        assert!(!only(&[("probes", "tcp"), ("ulimits", "nofile=1024")]));
+        assert!(only(&[("max-ram-percentage", "50")]));
+        assert!(only(&[("heap-dump", "true")]));
+        assert!(only(&[("exit-on-oom", "true")]));
+        assert!(only(&[("jvm-options", "-Xss1m")]));
+    }
+
+    #[test]
     fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("probes", "probes"), 0);
         assert_eq!(edit_distance("probe", "probes"), 1);
