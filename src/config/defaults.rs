@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::keys::{Key, PREFIX};
+use super::keys::{Key, ParseContext, PREFIX};
 use super::profiles::{ProfileError, Profiles};
-use super::values;
 
 /// Cluster-wide defaults (`serve --defaults FILE`): the same keys as a YAML map.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,7 +55,13 @@ impl Defaults {
         // key's parser, whether or not its feature is on. hostPath is checked as a path here;
         // whether it is allowed is the server's flag, checked when a pod is mutated.
         for (key, value) in &defaults.0 {
-            values::check(*key, value, true).map_err(|reason| {
+            key.check(
+                value,
+                &ParseContext {
+                    allow_host_path: true,
+                },
+            )
+            .map_err(|reason| {
                 DefaultsError::Invalid(format!(
                     "invalid defaults value {}={value:?}: {reason}",
                     key.annotation()
@@ -103,12 +108,14 @@ impl Defaults {
     /// `--allow-host-path`, else it would disable dumps on every pod (refused at start-up).
     pub fn check_server(&self, allow_host_path: bool) -> Result<(), DefaultsError> {
         match self.0.get(&Key::DumpVolume) {
-            Some(v) => values::check(Key::DumpVolume, v, allow_host_path).map_err(|reason| {
-                DefaultsError::Invalid(format!(
-                    "invalid defaults value {}={v:?}: {reason}",
-                    Key::DumpVolume.annotation()
-                ))
-            }),
+            Some(v) => Key::DumpVolume
+                .check(v, &ParseContext { allow_host_path })
+                .map_err(|reason| {
+                    DefaultsError::Invalid(format!(
+                        "invalid defaults value {}={v:?}: {reason}",
+                        Key::DumpVolume.annotation()
+                    ))
+                }),
             None => Ok(()),
         }
     }

@@ -77,12 +77,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether any feature that puts JVM flags in the container is on.
+    /// Whether any feature that puts JVM flags in the container ([`Feature::jvm_flags`]) is on.
     pub fn jvm_flags_on(&self) -> bool {
-        self.memory.is_on()
-            || self.heap_dump.is_on()
-            || self.exit_on_oom.is_on()
-            || self.jvm_options.is_on()
+        Feature::ALL
+            .into_iter()
+            .any(|f| f.jvm_flags() && self.wants(f))
+    }
+
+    /// Whether the configuration asks for `feature`; the mutation may still skip it for a
+    /// container (with a reason).
+    pub fn wants(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::Memory => self.memory.is_on(),
+            Feature::HeapDump => self.heap_dump.is_on(),
+            Feature::ExitOnOom => self.exit_on_oom.is_on(),
+            Feature::JvmOptions => self.jvm_options.is_on(),
+            Feature::Probes => self.probes.is_on(),
+            Feature::Ulimits => self.ulimits.is_on(),
+            // The rotation hook comes with the heap dumps, run by the tools.
+            Feature::DumpRotation => self.heap_dump.is_on() && self.tools,
+        }
     }
 
     /// The rlimits the agent sets: none unless `ulimits` is on.
@@ -307,6 +321,27 @@ mod tests {
             Err(DefaultsError::NotScalar(_))
         ));
         assert_eq!(Defaults::from_yaml("").unwrap(), Defaults::default());
+    }
+
+    #[test]
+    fn jvm_flags_are_on_with_any_jvm_flag_feature() {
+        let (on, _) = resolve(&[], &[]);
+        assert!(on.jvm_flags_on());
+        let only = |pairs: &[(&str, &str)]| {
+            let mut off = vec![
+                ("max-ram-percentage", "x"),
+                ("heap-dump", "false"),
+                ("exit-on-oom", "false"),
+            ];
+            off.retain(|(k, _)| !pairs.iter().any(|(p, _)| p == k));
+            off.extend_from_slice(pairs);
+            resolve(&off, &[]).0.jvm_flags_on()
+        };
+        assert!(!only(&[("probes", "tcp"), ("ulimits", "nofile=1024")]));
+        assert!(only(&[("max-ram-percentage", "50")]));
+        assert!(only(&[("heap-dump", "true")]));
+        assert!(only(&[("exit-on-oom", "true")]));
+        assert!(only(&[("jvm-options", "-Xss1m")]));
     }
 
     #[test]

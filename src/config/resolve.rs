@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::defaults::Defaults;
-use super::keys::{is_reserved, unknown_key_message, Key, PREFIX};
+use super::keys::{is_reserved, typed, unknown_key_message, Key, ParseContext, Spec, PREFIX};
 use super::values::*;
-use super::{Config, Feature, ServerSettings, Switch, Warnings};
+use super::{Config, ServerSettings, Switch, Warnings};
 
 /// Where a raw value came from; named in warnings so users know what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,30 +90,43 @@ thread_local! {
     pub(crate) static RESOLVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// The warning for an invalid value: it names the key, the value, where it came from and what it
+/// disables.
+fn invalid(key: Key, value: &str, source: Source, reason: &str) -> String {
+    format!(
+        "invalid {source} value {}={value:?}: {reason}; {} disabled",
+        key.annotation(),
+        key.disables()
+    )
+}
+
 /// Parses the merged raw values, warning once per invalid value.
 struct Parser<'a> {
     layers: &'a Layers,
+    ctx: ParseContext,
     warnings: &'a mut Warnings,
 }
 
 impl Parser<'_> {
-    /// Parses `key` if set. An invalid value is warned about and reported as `Err(())`, which
-    /// callers turn into [`Switch::Invalid`] for the feature the key belongs to.
-    fn parse<T>(
+    /// Parses key `K` if set. An invalid value is warned about and reported as `Err(())`, which
+    /// callers turn into [`Switch::Invalid`] for what the key disables.
+    fn get<K: Spec>(&mut self) -> Result<Option<K::Value>, ()> {
+        self.get_then::<K, _>(Ok)
+    }
+
+    /// [`Parser::get`], then a check that needs more than the value (`then`'s error is warned
+    /// about the same way).
+    fn get_then<K: Spec, T>(
         &mut self,
-        key: Key,
-        feature: &str,
-        f: impl FnOnce(&str) -> Result<T, String>,
+        then: impl FnOnce(K::Value) -> Result<T, String>,
     ) -> Result<Option<T>, ()> {
-        let Some((value, source)) = self.layers.get(key) else {
+        let Some((value, source)) = self.layers.get(K::KEY) else {
             return Ok(None);
         };
-        f(value.trim()).map(Some).map_err(|reason| {
-            self.warnings.push(format!(
-                "invalid {source} value {}={value:?}: {reason}; {feature} disabled",
-                key.annotation()
-            ));
-        })
+        K::parse(value.trim(), &self.ctx)
+            .and_then(then)
+            .map(Some)
+            .map_err(|reason| self.warnings.push(invalid(K::KEY, value, source, &reason)))
     }
 }
 
@@ -132,15 +145,17 @@ impl Config {
             warnings.push(w.clone());
         }
         let mut layers = ns.layers.clone();
+        let ctx = ParseContext {
+            allow_host_path: settings.allow_host_path,
+        };
         let overrides = match layers.get(Key::PodOverrides) {
             None => true,
-            Some((v, source)) => parse_bool(v.trim()).unwrap_or_else(|reason| {
-                warnings.push(format!(
-                    "invalid {source} value {}={v:?}: {reason}; pod overrides disabled",
-                    Key::PodOverrides.annotation()
-                ));
-                false
-            }),
+            Some((v, source)) => {
+                typed::PodOverrides::parse(v.trim(), &ctx).unwrap_or_else(|reason| {
+                    warnings.push(invalid(Key::PodOverrides, v, source, &reason));
+                    false
+                })
+            }
         };
         for (annotation, value) in pod_annotations.into_iter().flatten() {
             let Some(name) = annotation.strip_prefix(PREFIX) else {
@@ -164,46 +179,41 @@ impl Config {
         }
         let mut p = Parser {
             layers: &layers,
+            ctx,
             warnings,
         };
         Config {
-            targets: match p.parse(Key::Containers, "injection", parse_targets) {
+            targets: match p.get::<typed::Containers>() {
                 Ok(t) => t.unwrap_or(Targets::Default),
                 Err(()) => Targets::Invalid,
             },
             memory: memory_setting(&mut p),
-            heap_dump: dump_setting(&mut p, settings),
-            exit_on_oom: match p.parse(Key::ExitOnOom, Feature::ExitOnOom.name(), parse_bool) {
+            heap_dump: dump_setting(&mut p),
+            exit_on_oom: match p.get::<typed::ExitOnOom>() {
                 Ok(Some(false)) => Switch::Off,
                 Ok(_) => Switch::On(()),
                 Err(()) => Switch::Invalid,
             },
-            jvm_options: match p.parse(
-                Key::JvmOptions,
-                Feature::JvmOptions.name(),
-                parse_jvm_options,
-            ) {
+            jvm_options: match p.get::<typed::JvmOptions>() {
                 Ok(Some(tokens)) if !tokens.is_empty() => Switch::On(tokens),
                 Ok(_) => Switch::Off,
                 Err(()) => Switch::Invalid,
             },
             probes: probe_setting(&mut p),
-            ulimits: match p.parse(Key::Ulimits, Feature::Ulimits.name(), parse_ulimits) {
+            ulimits: match p.get::<typed::Ulimits>() {
                 Ok(Some(limits)) => Switch::On(limits),
                 Ok(None) => Switch::Off,
                 Err(()) => Switch::Invalid,
             },
             tools: p
-                .parse(Key::Tools, "the tools init container", parse_bool)
+                .get::<typed::Tools>()
                 .map(|t| t.unwrap_or(true))
                 .unwrap_or(false),
-            profile: match p.parse(Key::Profile, "the profile choice (auto used)", |v| {
-                match parse_profile(v)? {
-                    ProfileChoice::Named(name) if settings.profiles.get(&name).is_none() => {
-                        Err(format!("no launcher profile is named {name}"))
-                    }
-                    choice => Ok(choice),
+            profile: match p.get_then::<typed::Profile, _>(|choice| match choice {
+                ProfileChoice::Named(name) if settings.profiles.get(&name).is_none() => {
+                    Err(format!("no launcher profile is named {name}"))
                 }
+                choice => Ok(choice),
             }) {
                 Ok(choice) => choice.unwrap_or(ProfileChoice::Auto),
                 Err(()) => ProfileChoice::Auto,
@@ -213,10 +223,9 @@ impl Config {
 }
 
 fn memory_setting(p: &mut Parser<'_>) -> Switch<MemoryConfig> {
-    let feature = Feature::Memory.name();
-    let max = p.parse(Key::MaxRamPercentage, feature, parse_max_ram);
-    let initial = p.parse(Key::InitialRamPercentage, feature, parse_percent);
-    let reserve = p.parse(Key::NonHeapReserve, feature, parse_quantity);
+    let max = p.get::<typed::MaxRamPercentage>();
+    let initial = p.get::<typed::InitialRamPercentage>();
+    let reserve = p.get::<typed::NonHeapReserve>();
     let (Ok(max), Ok(initial), Ok(reserve)) = (max, initial, reserve) else {
         return Switch::Invalid;
     };
@@ -227,20 +236,17 @@ fn memory_setting(p: &mut Parser<'_>) -> Switch<MemoryConfig> {
     })
 }
 
-fn dump_setting(p: &mut Parser<'_>, settings: &ServerSettings) -> Switch<DumpConfig> {
-    let feature = Feature::HeapDump.name();
+fn dump_setting(p: &mut Parser<'_>) -> Switch<DumpConfig> {
     // When the feature is off its other keys are not read, so they cannot disable it twice.
-    match p.parse(Key::HeapDump, feature, parse_bool) {
+    match p.get::<typed::HeapDump>() {
         Err(()) => return Switch::Invalid,
         Ok(Some(false)) => return Switch::Off,
         Ok(_) => {}
     }
-    let volume = p.parse(Key::DumpVolume, feature, |v| {
-        parse_dump_volume(v, settings.allow_host_path)
-    });
-    let mount_path = p.parse(Key::DumpMountPath, feature, parse_abs_path);
-    let size_limit = p.parse(Key::DumpSizeLimit, feature, parse_quantity);
-    let keep = p.parse(Key::DumpKeep, feature, parse_keep);
+    let volume = p.get::<typed::DumpVolume>();
+    let mount_path = p.get::<typed::DumpMountPath>();
+    let size_limit = p.get::<typed::DumpSizeLimit>();
+    let keep = p.get::<typed::DumpKeep>();
     let (Ok(volume), Ok(mount_path), Ok(size_limit), Ok(keep)) =
         (volume, mount_path, size_limit, keep)
     else {
@@ -268,15 +274,14 @@ fn dump_setting(p: &mut Parser<'_>, settings: &ServerSettings) -> Switch<DumpCon
 }
 
 fn probe_setting(p: &mut Parser<'_>) -> Switch<ProbeConfig> {
-    let feature = Feature::Probes.name();
-    let mut mode = match p.parse(Key::Probes, feature, parse_probe_mode) {
+    let mut mode = match p.get::<typed::Probes>() {
         Err(()) => return Switch::Invalid,
         Ok(None | Some(None)) => return Switch::Off,
         Ok(Some(Some(mode))) => mode,
     };
-    let path = p.parse(Key::ProbePath, feature, parse_http_path);
-    let port = p.parse(Key::ProbePort, feature, parse_port);
-    let timeout = p.parse(Key::StartupTimeout, feature, parse_seconds);
+    let path = p.get::<typed::ProbePath>();
+    let port = p.get::<typed::ProbePort>();
+    let timeout = p.get::<typed::StartupTimeout>();
     let (Ok(path), Ok(port), Ok(timeout)) = (path, port, timeout) else {
         return Switch::Invalid;
     };

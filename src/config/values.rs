@@ -1,9 +1,8 @@
-//! Typed configuration values and the parser of each key's raw string: the one place that
-//! knows what a valid value is, used for annotations and the defaults file alike.
+//! Typed configuration values and the parsers of raw strings: the one place that knows what a
+//! valid value is. Which key uses which parser is declared in `keys.rs`.
 
 use std::fmt;
 
-use super::keys::Key;
 use super::quantity::Quantity;
 use super::rlimit::{self, Rlimit};
 
@@ -288,29 +287,6 @@ pub(super) fn parse_max_ram(v: &str) -> Result<MaxRam, String> {
 
 pub(super) fn parse_ulimits(v: &str) -> Result<Vec<Rlimit>, String> {
     rlimit::parse_list(v).map_err(|e| e.to_string())
-}
-
-/// Checks `value` with the parser of `key`, the one [`super::Config::resolve`] uses: the match
-/// is exhaustive, so a new key cannot be left unchecked in the defaults file.
-pub(super) fn check(key: Key, value: &str, allow_host_path: bool) -> Result<(), String> {
-    let v = value.trim();
-    match key {
-        Key::Containers => parse_targets(v).map(drop),
-        Key::MaxRamPercentage => parse_max_ram(v).map(drop),
-        Key::InitialRamPercentage => parse_percent(v).map(drop),
-        Key::NonHeapReserve | Key::DumpSizeLimit => parse_quantity(v).map(drop),
-        Key::HeapDump | Key::ExitOnOom | Key::Tools | Key::PodOverrides => parse_bool(v).map(drop),
-        Key::DumpVolume => parse_dump_volume(v, allow_host_path).map(drop),
-        Key::DumpMountPath => parse_abs_path(v).map(drop),
-        Key::DumpKeep => parse_keep(v).map(drop),
-        Key::JvmOptions => parse_jvm_options(v).map(drop),
-        Key::Probes => parse_probe_mode(v).map(drop),
-        Key::ProbePath => parse_http_path(v).map(drop),
-        Key::ProbePort => parse_port(v).map(drop),
-        Key::StartupTimeout => parse_seconds(v).map(drop),
-        Key::Ulimits => parse_ulimits(v).map(drop),
-        Key::Profile => parse_profile(v).map(drop),
-    }
 }
 
 #[cfg(test)]

@@ -5,39 +5,28 @@
 
 use std::collections::BTreeMap;
 
-use jvm_guard::config::ServerSettings;
+use jvm_guard::config::{Key, ServerSettings};
 use jvm_guard::{mutate, Defaults, Mutation, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-/// Values per key, valid and invalid, so every branch of parsing is reached.
-const KEY_VALUES: &[(&str, &[&str])] = &[
-    (
-        "containers",
-        &["*", "app", "app,worker", "missing", "Bad_Name", ""],
-    ),
-    (
-        "max-ram-percentage",
-        &["auto", "50", "62.5", "100", "0", "80%"],
-    ),
-    ("initial-ram-percentage", &["25", "90", "x"]),
-    ("non-heap-reserve", &["256Mi", "1Gi", "lots"]),
-    ("heap-dump", &["true", "false", "maybe"]),
-    ("exit-on-oom", &["true", "false", "0"]),
-    (
-        "dump-volume",
-        &["emptyDir", "pvc:dumps", "hostPath:/var/dumps", "nfs:x"],
-    ),
-    ("dump-mount-path", &["/dumps", "/var/log/dumps", "relative"]),
-    ("dump-size-limit", &["1Gi", "huge"]),
-    (
-        "jvm-options",
-        &["-XX:+UseG1GC -Dfile.encoding=UTF-8", "-Xss1m", "oops"],
-    ),
-    (
-        "probes",
-        &[
+/// Values per key, valid and invalid, so every branch of parsing is reached. The match is
+/// exhaustive: a new key does not compile until it has values here.
+fn key_values(key: Key) -> &'static [&'static str] {
+    match key {
+        Key::Containers => &["*", "app", "app,worker", "missing", "Bad_Name", ""],
+        Key::MaxRamPercentage => &["auto", "50", "62.5", "100", "0", "80%"],
+        Key::InitialRamPercentage => &["25", "90", "x"],
+        Key::NonHeapReserve => &["256Mi", "1Gi", "lots"],
+        Key::HeapDump => &["true", "false", "maybe"],
+        Key::ExitOnOom => &["true", "false", "0"],
+        Key::DumpVolume => &["emptyDir", "pvc:dumps", "hostPath:/var/dumps", "nfs:x"],
+        Key::DumpMountPath => &["/dumps", "/var/log/dumps", "relative"],
+        Key::DumpSizeLimit => &["1Gi", "huge"],
+        Key::DumpKeep => &["1", "5", "0", "x"],
+        Key::JvmOptions => &["-XX:+UseG1GC -Dfile.encoding=UTF-8", "-Xss1m", "oops"],
+        Key::Probes => &[
             "off",
             "tcp",
             "http",
@@ -46,27 +35,35 @@ const KEY_VALUES: &[(&str, &[&str])] = &[
             "micronaut",
             "sometimes",
         ],
-    ),
-    ("probe-path", &["/health", "health"]),
-    ("probe-port", &["8080", "http", "admin", "0"]),
-    ("startup-timeout", &["60", "181", "-1"]),
-    (
-        "ulimits",
-        &["nofile=65536", "nofile=1:2,core=0", "nofile=x"],
-    ),
-    ("tools", &["true", "false"]),
-    ("pod-overrides", &["true", "false", "no"]),
-    ("max-ram-percentag", &["50"]),
-];
+        Key::ProbePath => &["/health", "health"],
+        Key::ProbePort => &["8080", "http", "admin", "0"],
+        Key::StartupTimeout => &["60", "181", "-1"],
+        Key::Ulimits => &["nofile=65536", "nofile=1:2,core=0", "nofile=x"],
+        Key::Tools => &["true", "false"],
+        Key::Profile => &["auto", "none", "tomcat", "kafka", "no-such-profile", "Bad"],
+        Key::PodOverrides => &["true", "false", "no"],
+    }
+}
+
+/// A key and its values: every [`Key`], then a typo of one.
+fn key_choices() -> Vec<(String, &'static [&'static str])> {
+    let mut keys: Vec<_> = Key::ALL
+        .iter()
+        .map(|&k| (k.annotation(), key_values(k)))
+        .collect();
+    keys.push(("jvm-guard.io/max-ram-percentag".to_string(), &["50"]));
+    keys
+}
 
 fn annotations() -> impl Strategy<Value = BTreeMap<String, String>> {
-    prop::collection::vec((0..KEY_VALUES.len(), any::<prop::sample::Index>()), 0..6).prop_map(
-        |picks| {
+    let keys = key_choices();
+    prop::collection::vec((0..keys.len(), any::<prop::sample::Index>()), 0..6).prop_map(
+        move |picks| {
             picks
                 .into_iter()
                 .map(|(k, v)| {
-                    let (key, values) = KEY_VALUES[k];
-                    (format!("jvm-guard.io/{key}"), v.get(values).to_string())
+                    let (key, values) = &keys[k];
+                    (key.clone(), v.get(values).to_string())
                 })
                 .collect()
         },
@@ -152,7 +149,7 @@ const MOUNTS: &[(&str, &str)] = &[
 ];
 
 /// Mounts that meet ours: the dump path (default, with a trailing slash, the alternative one
-/// of KEY_VALUES), the tools directory, our volume names at other paths.
+/// of `key_values`), the tools directory, our volume names at other paths.
 const COLLIDING_MOUNTS: &[(&str, &str)] = &[
     ("data", "/dumps"),
     ("scratch", "/dumps/"),
