@@ -1382,7 +1382,7 @@ fn pull_secrets_need_client_authentication_and_a_network_policy_limits_the_ports
         Some(Path::new("/etc/jvm-guard/client-ca/ca.crt"))
     );
     let deployment: Deployment = one(&docs, "Deployment");
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let pod = deployment.spec.template.spec.unwrap();
     let volume = pod
         .volumes
         .iter()
@@ -1434,5 +1434,5 @@ fn pull_secrets_need_client_authentication_and_a_network_policy_limits_the_ports
 /// The webhook pods' labels as the Deployment selects them.
 fn pod_selector_labels(docs: &[Value]) -> Option<BTreeMap<String, String>> {
     let deployment: Deployment = one(docs, "Deployment");
-    deployment.spec.and_then(|s| s.selector.match_labels)
+    deployment.spec.selector.match_labels
 }
