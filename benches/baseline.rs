@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         key: args.tls_key.clone(),
     })
     .context("--tls-cert / --tls-key")?;
-    let tls = TlsAcceptor::from(tls::server_config(Arc::new(cert))?);
+    let tls = TlsAcceptor::from(tls::server_config(Arc::new(cert), None)?);
     webhook::runtime()?.block_on(async {
         let listener = TcpListener::bind(args.addr)
             .await

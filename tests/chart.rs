@@ -1359,3 +1359,80 @@ fn image_resolution_values_become_flags_and_pull_secrets_get_on_secrets() {
         );
     }
 }
+
+#[test]
+fn pull_secrets_need_client_authentication_and_a_network_policy_limits_the_ports() {
+    // Reading pull secrets without authenticating the caller is refused at render time.
+    let refused = template(&["--set", "imageResolution.pullSecrets.enabled=true"])
+        .expect_err("pull secrets without clientAuth must not render");
+    assert!(
+        refused.contains("imageResolution.pullSecrets.enabled needs clientAuth.caConfigMap"),
+        "{refused}"
+    );
+
+    // Default: no client authentication, no NetworkPolicy.
+    let docs = render_docs("helm");
+    assert_eq!(serve_args(&docs).client_ca, None);
+    assert_eq!(count(&docs, "NetworkPolicy"), 0);
+
+    let docs = render_docs("every-option");
+    let args = serve_args(&docs);
+    assert_eq!(
+        args.client_ca.as_deref(),
+        Some(Path::new("/etc/jvm-guard/client-ca/ca.crt"))
+    );
+    let deployment: Deployment = one(&docs, "Deployment");
+    let pod = deployment.spec.template.spec.unwrap();
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "client-ca")
+        .expect("client-ca volume");
+    assert_eq!(
+        volume.config_map.as_ref().map(|c| c.name.as_str()),
+        Some("apiserver-client-ca")
+    );
+    let mounted = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.name == "client-ca" && m.mount_path == "/etc/jvm-guard/client-ca");
+    assert!(mounted, "client-ca mounted where --client-ca points");
+
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = one(&docs, "NetworkPolicy");
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        pod_selector_labels(&docs)
+    );
+    assert!(pod_selector_labels(&docs).is_some_and(|l| !l.is_empty()));
+    let ingress = spec.ingress.unwrap();
+    let port = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        rule.ports.as_ref().unwrap()[0].port.clone()
+    };
+    assert_eq!(port(&ingress[0]), Some(IntOrString::String("https".into())));
+    assert_eq!(
+        ingress[0].from.as_ref().unwrap()[0]
+            .ip_block
+            .as_ref()
+            .unwrap()
+            .cidr,
+        "192.0.2.10/32"
+    );
+    assert_eq!(
+        port(&ingress[1]),
+        Some(IntOrString::String("metrics".into()))
+    );
+    assert!(ingress[1].from.as_ref().unwrap()[0]
+        .namespace_selector
+        .is_some());
+}
+
+/// The webhook pods' labels as the Deployment selects them.
+fn pod_selector_labels(docs: &[Value]) -> Option<BTreeMap<String, String>> {
+    let deployment: Deployment = one(docs, "Deployment");
+    deployment.spec.selector.match_labels
+}

@@ -264,3 +264,37 @@ fn an_unquoted_yes_in_a_string_field_is_a_boolean_as_for_kubectl() {
     );
     assert!(stderr.contains("quote a string value"), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_to_read_pull_secrets_without_client_authentication() {
+    // Without --client-ca, any client reaching the port could forge a review naming another
+    // namespace's Secret: refused before anything listens.
+    let out = jvm_guard(&["serve", "--dev", "--image-pull-secrets"], None);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--image-pull-secrets needs --client-ca"),
+        "{stderr}"
+    );
+    // A client CA that is not a certificate bundle is an error naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("client-ca.crt");
+    std::fs::write(&bogus, "not a certificate").unwrap();
+    let out = jvm_guard(
+        &[
+            "serve",
+            "--dev",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--client-ca",
+            bogus.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--client-ca"), "{stderr}");
+    assert!(stderr.contains("client-ca.crt"), "{stderr}");
+}

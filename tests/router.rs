@@ -264,3 +264,86 @@ async fn every_answer_is_counted_by_outcome() {
     assert_eq!(value("jvm_guard_mutations_total{feature=\"memory\"}"), 1.0);
     assert_eq!(value("jvm_guard_mutations_total{feature=\"probes\"}"), 0.0);
 }
+
+/// A review as the apiserver sends it for a pod of `containers` × `vars` env vars: with the
+/// `managedFields` every real review carries (about four JSON objects per env var).
+fn large_review(containers: usize, vars: usize) -> Vec<u8> {
+    let env: Vec<Value> = (0..vars)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}")}))
+        .collect();
+    let managed_env: serde_json::Map<String, Value> = (0..vars)
+        .map(|i| {
+            (
+                format!("k:{{\"name\":\"SETTING_{i}\"}}"),
+                json!({".": {}, "f:name": {}, "f:value": {}}),
+            )
+        })
+        .collect();
+    let names: Vec<String> = (0..containers).map(|c| format!("app-{c}")).collect();
+    let managed_containers: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|n| {
+            (
+                format!("k:{{\"name\":\"{n}\"}}"),
+                json!({".": {}, "f:env": managed_env, "f:image": {}, "f:name": {}}),
+            )
+        })
+        .collect();
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "big",
+            "namespace": "shop",
+            "managedFields": [{
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:containers": managed_containers}},
+            }],
+        },
+        "spec": {"containers": names.iter().map(|n| json!({
+            "name": n,
+            "image": "eclipse-temurin:21-jre",
+            "env": env,
+            "resources": {"limits": {"memory": "512Mi"}},
+        })).collect::<Vec<_>>()},
+    });
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": UID,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "dryRun": false,
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_real_pod_with_hundreds_of_env_vars_is_mutated() {
+    // Both were refused as too costly to parse (413) while managedFields were counted: the
+    // 3 × 130 pod of the hardening report, and a pod of 400 env vars.
+    for (containers, vars) in [(3, 130), (1, 400), (2, 400)] {
+        let body = large_review(containers, vars);
+        let (status, value) = post(dev_app(), body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{containers} x {vars} env vars ({} bytes): {value}",
+            body.len()
+        );
+        assert_eq!(value["response"]["uid"], UID);
+        assert!(
+            value["response"]["patch"].is_string(),
+            "{containers} x {vars}: no patch: {value}"
+        );
+    }
+}

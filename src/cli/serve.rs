@@ -77,9 +77,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Read the pod's imagePullSecrets (kubernetes.io/dockerconfigjson) to look up private
-    /// images; needs `get` on Secrets.
+    /// images; needs `get` on Secrets, and --client-ca (a forged review could otherwise name
+    /// another namespace's Secret).
     #[arg(long, env = "JVM_GUARD_IMAGE_PULL_SECRETS")]
     pub image_pull_secrets: bool,
+    /// PEM bundle of the CA that issued the kube-apiserver's client certificate (its admission
+    /// configuration's kubeconfig for this webhook): connections to the webhook port without a
+    /// certificate it issued are refused in the TLS handshake.
+    #[arg(long, env = "JVM_GUARD_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// How image ENTRYPOINT and CMD are looked up (SPEC §7), for `serve` and `mutate`.
@@ -174,8 +180,17 @@ impl ServeArgs {
         }
     }
 
-    /// What `serve` runs with, or what is missing (the certificate files).
+    /// What `serve` runs with, or what is missing (the certificate files) or unsafe.
     pub fn options(&self) -> Result<ServeOptions, String> {
+        let image_pull_secrets = self.image_pull_secrets && !self.registry.offline;
+        if image_pull_secrets && self.client_ca.is_none() {
+            return Err(
+                "--image-pull-secrets needs --client-ca (JVM_GUARD_CLIENT_CA): without client \
+                 authentication any client that reaches the webhook can forge a review naming \
+                 another namespace's Secret"
+                    .into(),
+            );
+        }
         let namespaces = match (&self.namespaces_file, self.dev) {
             (Some(path), _) => NamespaceSource::File(path.clone()),
             (None, true) => NamespaceSource::Every,
@@ -192,7 +207,8 @@ impl ServeArgs {
             log_format: self.log_format,
             max_connections: self.max_connections,
             registry: self.registry.config(None),
-            image_pull_secrets: self.image_pull_secrets && !self.registry.offline,
+            image_pull_secrets,
+            client_ca: self.client_ca.clone(),
             dev: self.dev,
         })
     }

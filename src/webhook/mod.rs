@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod admission;
 pub mod certs;
+pub mod cost;
+pub mod lean;
 pub mod listener;
 pub mod metrics;
 pub mod namespaces;
@@ -74,6 +76,8 @@ pub struct ServeOptions {
     pub registry: Option<RegistryConfig>,
     /// Read the pods' imagePullSecrets for the lookups.
     pub image_pull_secrets: bool,
+    /// The CA of the clients the webhook port accepts (`--client-ca`); any client without it.
+    pub client_ca: Option<PathBuf>,
     /// Logged at start-up only.
     pub dev: bool,
 }
@@ -232,7 +236,16 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let cert = Arc::new(serving_cert(&args)?);
     metrics.set_tls_cert_expiry(cert.not_after());
-    let tls = TlsAcceptor::from(tls::server_config(cert.clone())?);
+    let clients = match &args.client_ca {
+        Some(path) => Some(tls::client_verifier(path).with_context(|| {
+            format!(
+                "--client-ca {}: cannot verify clients with it",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let tls = TlsAcceptor::from(tls::server_config(cert.clone(), clients)?);
 
     let webhook = bind(args.addr, "--addr").await?;
     let admin = bind(args.admin_addr, "--admin-addr").await?;

@@ -25,6 +25,8 @@ use crate::config::ServerSettings;
 use crate::mutate::ResolvedImages;
 use crate::registry::Resolver;
 use crate::webhook::admission::{self, ReviewError};
+use crate::webhook::cost::parse_cost;
+use crate::webhook::lean;
 use crate::webhook::metrics::{Metrics, RequestOutcome};
 use crate::webhook::namespaces::NamespaceLookup;
 
@@ -40,7 +42,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// cost ([`parse_cost`]), until its response has been sent (SPEC §5; README).
 pub const BODY_BUDGET: usize = 24 * 1024 * 1024;
 /// A request whose parse cost alone is over this is refused with 413: it would take most of
-/// the budget (some 2,000 JSON objects; a 20 KB review has ~300).
+/// the budget (some 2,000 objects of the largest kind, or ~22,000 env vars).
 pub const MAX_PARSE_COST: usize = 16 * 1024 * 1024;
 /// What a request costs besides its head and body (its state, its answer's share), so that
 /// requests without bodies are bounded in number too.
@@ -52,40 +54,6 @@ pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// Requests waiting for the budget at once (as many as `--max-connections` by default); any
 /// more get a 503 at once, so waiting ones, each holding its head, are bounded too.
 pub const MAX_WAITING: usize = 1024;
-
-/// What parsing a body may cost per JSON object: the largest object of a Pod as typed (a
-/// `Volume`, 3,280 bytes; a `Container` is 2,336), twice over for a `Vec` that grows by
-/// doubling, where its JSON can be 13 bytes (`{"name":"v"},`).
-pub const PARSE_COST_PER_OBJECT: usize = 8 * 1024;
-/// ... and per other JSON value: a node of the JSON tree (`serde_json::Value`, 72 bytes).
-pub const PARSE_COST_PER_VALUE: usize = 80;
-
-/// An upper bound of what reading `body` as an AdmissionReview may allocate besides the body:
-/// a 4 MiB body of `[0,0,...]` becomes 300 MiB as a JSON tree, one of `{"name":"v"},` volumes
-/// a gigabyte of typed Pod. Counted in one pass over the bytes, outside strings.
-pub fn parse_cost(body: &[u8]) -> usize {
-    let (mut objects, mut values) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' => objects += 1,
-            b'[' | b',' | b':' => values += 1,
-            _ => {}
-        }
-    }
-    // Strings are copied once more out of the body.
-    body.len() + objects * PARSE_COST_PER_OBJECT + values * PARSE_COST_PER_VALUE
-}
 
 /// A request's charge before its body: [`REQUEST_CHARGE`] and its head as HTTP/2 counts it
 /// (name, value and 32 bytes per field).
@@ -223,10 +191,25 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
+    // The pod's managedFields are never read, and are most of a large pod's JSON objects:
+    // cut before parsing, and before the parse cost is counted.
+    let lean = lean::lean(&body);
+    let body = match lean.body {
+        Some(leaner) => Bytes::from(leaner),
+        None => body,
+    };
     // What parsing will allocate is taken before it starts; a body that could never get it
-    // is refused like one over the size limit.
+    // is refused like one over the size limit, and named in the log: the apiserver admits
+    // the pod unmutated (failurePolicy Ignore).
     let cost = parse_cost(&body);
     if cost > MAX_PARSE_COST {
+        tracing::warn!(
+            namespace = ?lean.namespace.unwrap_or_default(),
+            pod = ?lean.name.unwrap_or_default(),
+            bytes = body.len(),
+            cost,
+            "review refused: the pod would cost more to parse than the webhook allows; it is admitted unmutated"
+        );
         return ApiError::TooComplex(cost).into_response();
     }
     if let Err(e) = budget.take(&mut held, cost, deadline).await {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use pki_types::pem::PemObject;
 use pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 
 /// ring, not aws-lc-rs: it builds for the static musl binary with a plain C compiler.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -197,12 +198,38 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
-/// TLS 1.3 and 1.2, HTTP/2 and HTTP/1.1 by ALPN, the certificate from `cert` at each handshake.
-pub fn server_config(cert: Arc<ServingCert>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+/// The verifier of the apiserver's client certificate: any certificate for client
+/// authentication issued by a CA of the PEM bundle at `path` (`--client-ca`).
+pub fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let pem = read(path)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(TlsError::CertificatePem)?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsError::Certificate(e.to_string()))
+}
+
+/// TLS 1.3 and 1.2, HTTP/2 and HTTP/1.1 by ALPN, the certificate from `cert` at each handshake;
+/// with `clients`, only a client it verifies gets through the handshake.
+pub fn server_config(
+    cert: Arc<ServingCert>,
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match clients {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -382,11 +409,17 @@ mod tests {
         assert!(matches!(cert.reload(), Reload::Unchanged));
     }
 
-    /// A real handshake in memory, with a client limited to one protocol version.
-    async fn handshake(version: &'static rustls::SupportedProtocolVersion) -> Vec<u8> {
+    /// A real handshake in memory, with a client limited to one protocol version, presenting
+    /// `identity` (a PEM certificate and key) if any, to a server that verifies clients with
+    /// `clients` if any. What the server sent, or the handshake's error on either side.
+    async fn exchange(
+        version: &'static rustls::SupportedProtocolVersion,
+        identity: Option<(String, String)>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Vec<u8>, String> {
         let b = bundle();
         let cert = Arc::new(ServingCert::fixed(b.cert.as_bytes(), b.key.as_bytes()).unwrap());
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, clients).unwrap());
         let mut roots = RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(b.ca_cert.as_bytes()).unwrap())
@@ -394,27 +427,117 @@ mod tests {
         let client = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[version])
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let client = match identity {
+            Some((cert, key)) => client
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => client.with_no_client_auth(),
+        };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(async move {
-            let mut stream = acceptor.accept(server_io).await.unwrap();
+            let mut stream = acceptor
+                .accept(server_io)
+                .await
+                .map_err(|e| e.to_string())?;
             stream.write_all(b"hello").await.unwrap();
             stream.shutdown().await.unwrap();
+            Ok::<(), String>(())
         });
         let name = ServerName::try_from("localhost").unwrap();
-        let mut stream = connector.connect(name, client_io).await.unwrap();
-        assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
-        let mut got = Vec::new();
-        stream.read_to_end(&mut got).await.unwrap();
-        server.await.unwrap();
-        got
+        let result = async {
+            let mut stream = connector
+                .connect(name, client_io)
+                .await
+                .map_err(|e| e.to_string())?;
+            assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+            let mut got = Vec::new();
+            stream
+                .read_to_end(&mut got)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(got)
+        }
+        .await;
+        server.await.unwrap()?;
+        result
+    }
+
+    async fn handshake(version: &'static rustls::SupportedProtocolVersion) -> Vec<u8> {
+        exchange(version, None, None).await.unwrap()
     }
 
     #[tokio::test]
     async fn serves_tls_1_2_and_1_3() {
         assert_eq!(handshake(&rustls::version::TLS12).await, b"hello");
         assert_eq!(handshake(&rustls::version::TLS13).await, b"hello");
+    }
+
+    /// A CA, in PEM, and a client certificate it issued, with its key.
+    fn client_ca() -> (String, (String, String)) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut client = CertificateParams::new(vec!["kube-apiserver".to_string()]).unwrap();
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = client.signed_by(&key, &issuer).unwrap();
+        (ca_pem, (cert.pem(), key.serialize_pem()))
+    }
+
+    #[tokio::test]
+    async fn with_a_client_ca_only_its_clients_get_through() {
+        let (ca, identity) = client_ca();
+        let (_, stranger) = client_ca();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client-ca.crt");
+        fs::write(&path, &ca).unwrap();
+        let verifier = || Some(client_verifier(&path).unwrap());
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            assert_eq!(
+                exchange(version, Some(identity.clone()), verifier()).await,
+                Ok(b"hello".to_vec())
+            );
+            let anonymous = exchange(version, None, verifier()).await;
+            assert!(anonymous.is_err(), "{anonymous:?}");
+            let foreign = exchange(version, Some(stranger.clone()), verifier()).await;
+            assert!(foreign.is_err(), "{foreign:?}");
+        }
+        // A serving certificate is no client certificate: its EKU says serverAuth.
+        let b = bundle();
+        let ca_path = dir.path().join("serving-ca.crt");
+        fs::write(&ca_path, &b.ca_cert).unwrap();
+        let serving = exchange(
+            &rustls::version::TLS13,
+            Some((b.cert.clone(), b.key.clone())),
+            Some(client_verifier(&ca_path).unwrap()),
+        )
+        .await;
+        assert!(serving.is_err(), "{serving:?}");
+    }
+
+    #[test]
+    fn a_client_ca_file_without_certificates_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.crt");
+        fs::write(&path, "").unwrap();
+        assert!(matches!(
+            client_verifier(&path),
+            Err(TlsError::NoCertificate)
+        ));
+        let missing = dir.path().join("missing.crt");
+        assert!(matches!(
+            client_verifier(&missing),
+            Err(TlsError::Read { .. })
+        ));
     }
 }

@@ -1,0 +1,172 @@
+//! What reading a review body may allocate, counted before it is read (docs/design.md#bounds):
+//! a 4 MiB body of `[0,0,...]` becomes 300 MiB as a JSON tree, one of `{"name":"v"},` volumes
+//! a gigabyte of typed Pod. One pass over the bytes, outside strings.
+//!
+//! An object in an array becomes an element of a `Vec` of the type its key names in a Pod
+//! (`env` → `EnvVar`), charged twice its size (a `Vec` grows by doubling); under a key that
+//! names no list of a Pod it is charged as the largest (a `Volume`). An object that is a
+//! field's value is stored inline in its parent, already charged, or skipped unread.
+
+use std::mem::size_of;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+
+/// The most one object of a Pod can take as an element of a growing `Vec`: a `Volume`
+/// (3,280 bytes), twice over, rounded up.
+pub const PARSE_COST_PER_OBJECT: usize = 8 * 1024;
+/// What any other object may take: a map of the JSON tree the body is read into when the
+/// typed pass fails (an `IndexMap` and its first slots).
+pub const PARSE_COST_PER_FIELD_OBJECT: usize = 256;
+/// ... and per other JSON value: a node of the JSON tree the body is read into when the typed
+/// pass fails: as a member of an object, a bucket of its `IndexMap` (hash, key and a 72-byte
+/// `Value`: 104 bytes) and its index slot, twice over as the map grows by doubling.
+pub const PARSE_COST_PER_VALUE: usize = 240;
+
+/// Nesting past this is refused by serde_json anyway; charged as the worst case.
+const MAX_DEPTH: usize = 128;
+
+/// The lists of a Pod (and of its review) by key, each with the largest element type the key
+/// names anywhere in a Pod.
+fn element_size(key: &[u8]) -> Option<usize> {
+    let size = match key {
+        b"containers" | b"initContainers" => size_of::<core::Container>(),
+        b"ephemeralContainers" => size_of::<core::EphemeralContainer>(),
+        b"env" => size_of::<core::EnvVar>(),
+        b"envFrom" => size_of::<core::EnvFromSource>(),
+        b"ports" => size_of::<core::ContainerPort>(),
+        b"volumeMounts" => size_of::<core::VolumeMount>(),
+        b"volumeDevices" => size_of::<core::VolumeDevice>(),
+        b"resizePolicy" => size_of::<core::ContainerResizePolicy>(),
+        b"tolerations" => size_of::<core::Toleration>(),
+        b"imagePullSecrets" => size_of::<core::LocalObjectReference>(),
+        b"hostAliases" => size_of::<core::HostAlias>(),
+        b"ownerReferences" => size_of::<meta::OwnerReference>(),
+        b"managedFields" => size_of::<meta::ManagedFieldsEntry>(),
+        b"readinessGates" => size_of::<core::PodReadinessGate>(),
+        b"httpHeaders" => size_of::<core::HTTPHeader>(),
+        b"sysctls" => size_of::<core::Sysctl>(),
+        b"options" => size_of::<core::PodDNSConfigOption>(),
+        b"matchExpressions" | b"matchFields" => size_of::<meta::LabelSelectorRequirement>()
+            .max(size_of::<core::NodeSelectorRequirement>()),
+        _ => return None,
+    };
+    Some(2 * size)
+}
+
+/// An upper bound of what reading `body` as an AdmissionReview may allocate besides the body.
+pub fn parse_cost(body: &[u8]) -> usize {
+    // Per open container: `Some(key)` for an array (the key it is the value of), `None` for
+    // an object.
+    let mut open: Vec<Option<Option<(usize, usize)>>> = Vec::new();
+    let (mut objects, mut values) = (0usize, 0usize);
+    let mut last_string = (0usize, 0usize);
+    let mut key: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < body.len() && body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+                last_string = (start, i.min(body.len()));
+            }
+            b':' => {
+                key = Some(last_string);
+                values += 1;
+            }
+            b'[' => {
+                values += 1;
+                if open.len() < MAX_DEPTH {
+                    open.push(Some(key.take()));
+                } else {
+                    return body.len().saturating_mul(PARSE_COST_PER_OBJECT);
+                }
+            }
+            b'{' => {
+                objects += match open.last() {
+                    Some(Some(array_key)) => array_key
+                        .and_then(|(s, e)| element_size(&body[s..e]))
+                        .unwrap_or(PARSE_COST_PER_OBJECT),
+                    _ => PARSE_COST_PER_FIELD_OBJECT,
+                };
+                key = None;
+                if open.len() < MAX_DEPTH {
+                    open.push(None);
+                } else {
+                    return body.len().saturating_mul(PARSE_COST_PER_OBJECT);
+                }
+            }
+            b']' | b'}' => {
+                open.pop();
+            }
+            b',' => values += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    // Strings are copied once more out of the body.
+    body.len() + objects + values * PARSE_COST_PER_VALUE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_element_is_within_the_worst_case() {
+        for key in [
+            "containers",
+            "initContainers",
+            "ephemeralContainers",
+            "env",
+            "envFrom",
+            "ports",
+            "volumeMounts",
+            "volumeDevices",
+            "resizePolicy",
+            "tolerations",
+            "imagePullSecrets",
+            "hostAliases",
+            "ownerReferences",
+            "managedFields",
+            "readinessGates",
+            "httpHeaders",
+            "sysctls",
+            "options",
+            "matchExpressions",
+        ] {
+            let size = element_size(key.as_bytes()).unwrap();
+            assert!(size <= PARSE_COST_PER_OBJECT, "{key}: {size}");
+        }
+        assert!(2 * size_of::<core::Volume>() <= PARSE_COST_PER_OBJECT);
+        assert!(2 * size_of::<core::EnvVar>() < PARSE_COST_PER_OBJECT / 4);
+    }
+
+    #[test]
+    fn objects_are_charged_by_the_list_they_are_in() {
+        let volumes = br#"{"volumes":[{"name":"v"},{"name":"w"}]}"#;
+        let env = br#"{"env":[{"name":"v"},{"name":"w"}]}"#;
+        let fields = br#"{"a":{"name":"v"},"b":{"name":"w"}}"#;
+        let unknown = br#"{"x":[{"name":"v"},{"name":"w"}]}"#;
+        let of = |b: &[u8]| parse_cost(b) - b.len();
+        assert!(of(volumes) >= 2 * PARSE_COST_PER_OBJECT);
+        assert_eq!(of(volumes), of(unknown));
+        assert!(of(env) < of(volumes) / 4);
+        assert!(of(fields) < of(env));
+        // A key inside a string is no key; a string that looks like a list key is no list.
+        let quoted = br#"{"a":"\"env\":[{}]","env":"x","v":[{"name":"v"}]}"#;
+        assert!(of(quoted) >= PARSE_COST_PER_OBJECT);
+    }
+
+    #[test]
+    fn a_nested_array_of_objects_is_the_worst_case() {
+        // `[[{..}]]`: the inner array is no Pod list.
+        let nested = br#"{"env":[[{"name":"v"}]]}"#;
+        assert!(parse_cost(nested) >= PARSE_COST_PER_OBJECT);
+        let deep = "[".repeat(10_000);
+        assert!(parse_cost(deep.as_bytes()) >= deep.len() * PARSE_COST_PER_OBJECT);
+    }
+}
