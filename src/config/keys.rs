@@ -77,7 +77,7 @@ macro_rules! keys {
 
             /// Checks `value` with the key's parser, the one resolve uses.
             pub(super) fn check(self, value: &str, ctx: &ParseContext) -> Result<(), String> {
-                let value = value.trim();
+                let value = bounded(value)?.trim();
                 match self { $(Key::$variant => <typed::$variant as Spec>::parse(value, ctx).map(drop)),* }
             }
         }

@@ -207,6 +207,33 @@ mod tests {
     }
 
     #[test]
+    fn a_value_over_the_cap_is_refused_with_a_short_warning() {
+        // 60,000 container names (480 KB): a pod author's stall of every review.
+        let names: Vec<String> = (0..60_000).map(|i| format!("c{i}")).collect();
+        let list = names.join(",");
+        let (c, w) = resolve(&[], &[("containers", &list)]);
+        assert_eq!(c.targets, Targets::Invalid);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("more than the 4096 a key takes"), "{}", w[0]);
+        assert!(w[0].len() < 400, "{}", w[0].len());
+        // At the cap it is read as before.
+        let at_cap = format!("{}{}", "a,".repeat(2047), "b");
+        assert_eq!(at_cap.len(), super::values::MAX_VALUE_BYTES - 1);
+        let (c, _) = resolve(&[], &[("containers", &at_cap)]);
+        assert!(matches!(c.targets, Targets::Named(_)));
+        // The defaults file's check is the same.
+        let long = "-Xss1m ".repeat(1000);
+        assert!(Key::JvmOptions
+            .check(
+                &long,
+                &super::keys::ParseContext {
+                    allow_host_path: false
+                }
+            )
+            .is_err());
+    }
+
+    #[test]
     fn unknown_key_suggests_the_nearest() {
         let (_, w) = resolve(&[("max-ram-percentag", "50"), ("status", "{}")], &[]);
         assert_eq!(w.len(), 1, "{w:?}");

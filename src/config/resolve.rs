@@ -93,8 +93,13 @@ thread_local! {
 /// The warning for an invalid value: it names the key, the value, where it came from and what it
 /// disables.
 fn invalid(key: Key, value: &str, source: Source, reason: &str) -> String {
+    // A value over the cap is named by its start: the warning must stay short.
+    let shown = match value.char_indices().nth(64) {
+        Some((end, _)) if value.len() > MAX_VALUE_BYTES => format!("{:?}…", &value[..end]),
+        _ => format!("{value:?}"),
+    };
     format!(
-        "invalid {source} value {}={value:?}: {reason}; {} disabled",
+        "invalid {source} value {}={shown}: {reason}; {} disabled",
         key.annotation(),
         key.disables()
     )
@@ -123,7 +128,8 @@ impl Parser<'_> {
         let Some((value, source)) = self.layers.get(K::KEY) else {
             return Ok(None);
         };
-        K::parse(value.trim(), &self.ctx)
+        bounded(value)
+            .and_then(|value| K::parse(value.trim(), &self.ctx))
             .and_then(then)
             .map(Some)
             .map_err(|reason| self.warnings.push(invalid(K::KEY, value, source, &reason)))
