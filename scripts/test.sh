@@ -1,14 +1,47 @@
 #!/usr/bin/env bash
-# Runs every test. On first run it installs, cached outside the repo, what the tests need:
-# the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), helm and kubernetes-validate for the
-# chart tests (scripts/install-chart-tools.sh), kube-apiserver and etcd for the e2e tests
-# (scripts/install-e2e-tools.sh, which also runs the chart one), the node's kubelet,
-# controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins and
-# iptables for tests/node (scripts/install-node-tools.sh), zig and cargo-zigbuild for the aarch64
-# build of the static binary (scripts/install-cross-tools.sh) and Debian's qemu-user-static to
-# run it, and Debian's docker-registry for the registry tests. Extra arguments go to `cargo test`.
+# Runs every test (docs/testing.md). On first run it installs, cached outside the repo, what the
+# tests need: the JDK 11/17/21/25 runtimes (scripts/install-jdks.sh), helm and
+# kubernetes-validate for the chart tests (scripts/install-chart-tools.sh), kube-apiserver and
+# etcd for the e2e tests (scripts/install-e2e-tools.sh, which also runs the chart one), the node's
+# kubelet, controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins
+# and iptables for tests/node (scripts/install-node-tools.sh), zig and cargo-zigbuild for the
+# aarch64 build of the static binary (scripts/install-cross-tools.sh) and Debian's
+# qemu-user-static to run it, and Debian's docker-registry for the registry tests.
+#
+# `scripts/test.sh --fast` installs nothing and runs only the suites that need nothing installed:
+# the unit tests and every tests/ suite but those of NEEDS_INSTALL below.
+# Other arguments go to `cargo test` (e.g. `scripts/test.sh --fast golden`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The suites that need something installed (a JDK, root, helm, the cluster's binaries, the musl
+# builds, a registry): the full run only.
+NEEDS_INSTALL=" agent chart e2e jvm musl node registry "
+
+# cargo's last block is the (empty) doc-test run, so close with the total over every suite.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+run_tests() {
+    local status=0
+    cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+    return "$status"
+}
+
+if [ "${1:-}" = --fast ]; then
+    shift
+    suites=()
+    for path in tests/*.rs tests/*/main.rs; do
+        name="${path#tests/}"
+        name="${name%/main.rs}"
+        name="${name%.rs}"
+        [[ "$NEEDS_INSTALL" == *" $name "* ]] || suites+=(--test "$name")
+    done
+    status=0
+    run_tests --lib "${suites[@]}" "$@" || status=$?
+    exit "$status"
+fi
 
 if ! command -v javac >/dev/null; then
     echo "error: javac not found; the JVM tests compile a Java program (install a JDK 11+, e.g. apt-get install openjdk-17-jdk-headless)" >&2
@@ -39,18 +72,13 @@ need musl-gcc musl-tools "for the static build"
 # start its own service on install; the tests run their own instances.
 need docker-registry docker-registry "for the registry tests"
 cargo build --locked --release --target x86_64-unknown-linux-musl
-# The same binary for arm64 nodes (SPEC §10): zig cross-compiles ring's and jemalloc's C and
+# The same binary for arm64 nodes (docs/design.md#platforms): zig cross-compiles ring's and jemalloc's C and
 # links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as
 # the x86_64 one; warm: a second).
 # tests/musl.rs runs it with qemu-aarch64-static, called directly: no binfmt_misc needed.
 need qemu-aarch64-static qemu-user-static "to run the aarch64 binary"
 scripts/install-cross-tools.sh cargo zigbuild --locked --release --target aarch64-unknown-linux-musl
 
-# cargo's last block is the (empty) doc-test run, so close with the total over every suite.
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+run_tests "$@" || status=$?
 exit "$status"

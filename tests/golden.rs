@@ -1,5 +1,7 @@
 //! Golden tests: `tests/golden/<case>.yaml` in, `<case>.mutated.yaml` out (warnings as
-//! comments). `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the outputs: review the diff.
+//! comments). Each case is its own test, named after the file: `cargo test --test golden
+//! profile-kafka` runs the cases whose name contains `profile-kafka`. `UPDATE_GOLDEN=1 cargo test
+//! --test golden [CASE]` rewrites the outputs: review the diff.
 //!
 //! Input format: an optional first line `# settings: allow-host-path`; lines
 //! `# image: REF {"entrypoint": [...], "cmd": [...]}` (or `# image: REF unknown: WHY`) stand for
@@ -13,6 +15,7 @@ use jvm_guard::manifest::{self, Preview};
 use jvm_guard::mutate::{ImageCommand, ResolvedImages};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 #[path = "support/idempotence.rs"]
 mod idempotence;
@@ -63,20 +66,12 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
 /// change nothing (our status annotation makes `mutate` return early), and so must mutating it
 /// again without that annotation, apart from writing the status again. Returns what failed.
 fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let template = match kind {
-        "Pod" => Some(doc.clone()),
-        "CronJob" => doc.pointer("/spec/jobTemplate/spec/template").cloned(),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            doc.pointer("/spec/template").cloned()
-        }
-        _ => None,
-    };
-    let Some(template) = template else {
+    let object = manifest::describe(doc);
+    let Some(template) = pod_value(case, doc) else {
         return Vec::new();
     };
     let pod: Pod = serde_json::from_value(template.clone())
-        .unwrap_or_else(|e| panic!("{case}: output {kind} is not a valid pod: {e}"));
+        .unwrap_or_else(|e| panic!("{case}: output {object} is not a valid pod: {e}"));
     let ns_name = preview
         .namespace
         .as_ref()
@@ -96,16 +91,16 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
     let again = mutate(&pod, &ns, &preview.settings);
     if !again.patch.0.is_empty() {
         problems.push(format!(
-            "{case}: {kind}: mutating the output again is not a no-op: {:?}",
+            "{case}: {object}: mutating the output again is not a no-op: {:?}",
             again.patch
         ));
     }
     let stripped = idempotence::without_status(&template);
     let stripped_pod: Pod = serde_json::from_value(stripped.clone())
-        .unwrap_or_else(|e| panic!("{case}: output {kind} without status is not a pod: {e}"));
+        .unwrap_or_else(|e| panic!("{case}: output {object} without status is not a pod: {e}"));
     let remutated = mutate(&stripped_pod, &ns, &preview.settings);
     if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch) {
-        problems.push(format!("{case}: {kind}: {changes}"));
+        problems.push(format!("{case}: {object}: {changes}"));
     }
     problems
 }
@@ -114,17 +109,15 @@ fn spec_of(pod: &Pod) -> &PodSpec {
     pod.spec.as_ref().expect("a pod spec")
 }
 
-fn pod_of(doc: &Value) -> Option<Pod> {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let pod = match kind {
-        "Pod" => doc.clone(),
-        "CronJob" => doc.pointer("/spec/jobTemplate/spec/template")?.clone(),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            doc.pointer("/spec/template")?.clone()
-        }
-        _ => return None,
-    };
-    Some(serde_json::from_value(pod).expect("valid pod"))
+/// The pod a document is or stamps out (manifest's own reading of each kind's template path).
+fn pod_value(case: &str, doc: &Value) -> Option<Value> {
+    let pod = manifest::pod_of(doc)?;
+    Some(pod.unwrap_or_else(|e| panic!("{case}: {}: {e}", manifest::describe(doc))))
+}
+
+fn pod_of(case: &str, doc: &Value) -> Option<Pod> {
+    let pod = pod_value(case, doc)?;
+    Some(serde_json::from_value(pod).unwrap_or_else(|e| panic!("{case}: not a valid pod: {e}")))
 }
 
 /// The registry's answers the case's `# image:` lines give, for the lookups the preview asks.
@@ -177,13 +170,14 @@ fn render(case: &Path) -> (String, Vec<String>) {
             .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
             == Some(&"restricted".to_string())
     });
-    let inputs: Vec<Pod> = docs.iter().filter_map(pod_of).collect();
+    let inputs: Vec<Pod> = docs.iter().filter_map(|d| pod_of(&name, d)).collect();
     let images = registry_answers(&name, &text, &preview, &docs);
     let out = preview
         .run_with(docs, &images)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     if restricted {
-        for (before, doc) in inputs.iter().zip(out.documents.iter().filter_map(pod_of)) {
+        let outputs = out.documents.iter().filter_map(|d| pod_of(&name, d));
+        for (before, doc) in inputs.iter().zip(outputs) {
             assert_eq!(
                 restricted_violations(spec_of(before)),
                 Vec::<String>::new(),
@@ -210,24 +204,14 @@ fn render(case: &Path) -> (String, Vec<String>) {
     (rendered, problems)
 }
 
-#[test]
-fn golden_cases() {
-    let cases = cases();
-    assert!(
-        cases.len() >= 20,
-        "expected at least 20 golden cases, found {}",
-        cases.len()
-    );
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let expected_path = case.with_extension("mutated.yaml");
-        let (actual, problems) = render(case);
-        failures.extend(problems);
-        if update {
-            std::fs::write(&expected_path, &actual).expect("writable golden file");
-            continue;
-        }
+/// One case: its checks, then its output against `<case>.mutated.yaml` (rewritten instead under
+/// `UPDATE_GOLDEN=1`). A stale or missing output fails the case.
+fn golden_case(case: &Path) -> Result<(), Failed> {
+    let expected_path = case.with_extension("mutated.yaml");
+    let (actual, mut failures) = render(case);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&expected_path, &actual).expect("writable golden file");
+    } else {
         match std::fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
             Ok(expected) => failures.push(format!(
@@ -241,24 +225,64 @@ fn golden_cases() {
             )),
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n\n").into())
+    }
 }
 
-#[test]
-fn no_orphan_outputs() {
+fn main() {
+    let args = Arguments::from_args();
+    let cases = cases();
+    let found = cases.len();
+    let mut trials = vec![
+        Trial::test("enough_cases", move || enough_cases(found)),
+        Trial::test("no_orphan_outputs", no_orphan_outputs),
+        Trial::test(
+            "the_restricted_check_finds_violations",
+            the_restricted_check_finds_violations,
+        ),
+    ];
+    for case in cases {
+        let name = case
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".yaml"))
+            .expect("a .yaml case")
+            .to_string();
+        trials.push(Trial::test(name, move || golden_case(&case)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn enough_cases(found: usize) -> Result<(), Failed> {
+    if found < 20 {
+        return Err(format!("expected at least 20 golden cases, found {found}").into());
+    }
+    Ok(())
+}
+
+fn no_orphan_outputs() -> Result<(), Failed> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut orphans = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if let Some(stem) = name.strip_suffix(".mutated.yaml") {
-            let input = path.with_file_name(format!("{stem}.yaml"));
-            assert!(input.exists(), "{name} has no input {stem}.yaml");
+            if !path.with_file_name(format!("{stem}.yaml")).exists() {
+                orphans.push(format!("{name} has no input {stem}.yaml"));
+            }
         }
+    }
+    if orphans.is_empty() {
+        Ok(())
+    } else {
+        Err(orphans.join("\n").into())
     }
 }
 
-#[test]
-fn the_restricted_check_finds_violations() {
+fn the_restricted_check_finds_violations() -> Result<(), Failed> {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "x"},
         "spec": {
@@ -287,4 +311,5 @@ fn the_restricted_check_finds_violations() {
         v.contains(&"volume h has type hostPath".to_string()),
         "{v:?}"
     );
+    Ok(())
 }

@@ -28,14 +28,19 @@ pub struct InstallToolsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RotateDumpsArgs {
-    /// The pod's dump directory.
-    #[arg(long)]
+    /// The container's dump directory.
+    #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// How many rotated dumps to keep.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    /// How many rotated dumps to keep (the `dump-keep` key).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub keep: u32,
     /// The container name, part of the rotated file name.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub container: String,
 }
 
@@ -55,17 +60,17 @@ const INSPECT_EXIT_CODES: &str = "Exit codes: 0 the JVM was found and read; 2 ba
 #[derive(Debug, clap::Args)]
 #[command(after_help = INSPECT_EXIT_CODES)]
 pub struct InspectArgs {
-    /// The JVM's pid. Default: 1 if it has performance data, else the only JVM running.
-    #[arg(long)]
+    /// The JVM's pid [default: 1 if it has performance data, else the only JVM running].
+    #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// The temp directory holding hsperfdata_<user>/. Default: /tmp (where HotSpot on Linux
-    /// always writes it) and $TMPDIR if set.
+    /// The temp directory holding hsperfdata_<user>/ [default: /tmp (where HotSpot on Linux
+    /// always writes it) and $TMPDIR if set].
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
-    /// The dump directory to list. Default: $JVM_GUARD_DUMP_DIR, which the webhook sets.
+    /// The dump directory to list [default: $JVM_GUARD_DUMP_DIR, which the webhook sets].
     #[arg(long, value_name = "DIR")]
     pub dumps: Option<PathBuf>,
-    /// `text` for people, `json` for machines (the layout is in the README).
+    /// `text` for people, `json` for machines (the layout is in docs/agent.md).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
     pub output: InspectFormat,
 }

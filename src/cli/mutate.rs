@@ -29,15 +29,22 @@ pub struct MutateArgs {
     /// built-in defaults apply as if the namespace had opted in.
     #[arg(long, value_name = "NS.yaml", env = "JVM_GUARD_NAMESPACE")]
     pub namespace: Option<PathBuf>,
-    /// Cluster-wide defaults: a YAML map of jvm-guard keys.
+    /// Cluster-wide defaults: a YAML map of jvm-guard keys (prefix optional), and launcher
+    /// `profiles:`, as for `serve --defaults`; unknown keys and invalid values are errors.
     #[arg(long, value_name = "FILE", env = "JVM_GUARD_DEFAULTS")]
     pub defaults: Option<PathBuf>,
     /// Permit `dump-volume: hostPath:<path>`, as `serve --allow-host-path` does.
     #[arg(long, env = "JVM_GUARD_ALLOW_HOST_PATH")]
     pub allow_host_path: bool,
     /// Image of the injected tools init container.
-    #[arg(long, env = "JVM_GUARD_TOOLS_IMAGE", default_value = DEFAULT_TOOLS_IMAGE)]
+    #[arg(
+        long,
+        env = "JVM_GUARD_TOOLS_IMAGE",
+        value_name = "IMAGE",
+        default_value = DEFAULT_TOOLS_IMAGE
+    )]
     pub tools_image: String,
+    /// The documents as YAML or JSON, or the JSONPatch (a single Pod input only).
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: OutputFormat,
     #[command(flatten)]

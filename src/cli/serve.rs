@@ -15,7 +15,7 @@ use crate::webhook::{LogFormat, NamespaceSource, ServeOptions, DEFAULT_MAX_CONNE
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// HTTPS address of the webhook [default: 0.0.0.0:8443, or 127.0.0.1:8443 with --dev].
-    /// Port 0 picks a free port; the bound address is logged.
+    /// Port 0 picks a free port; the bound address is logged in the `listening` line.
     #[arg(long, env = "JVM_GUARD_ADDR", value_name = "IP:PORT")]
     pub addr: Option<SocketAddr>,
     /// Plain-HTTP address of /healthz, /readyz and /metrics [default: 0.0.0.0:8080, or
@@ -25,21 +25,23 @@ pub struct ServeArgs {
     /// PEM certificate chain, leaf first; reloaded when it changes. Required without --dev.
     #[arg(long, env = "JVM_GUARD_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the certificate; reloaded with it. Required without --dev.
+    /// PEM private key of the certificate (PKCS#8, SEC1 or PKCS#1); reloaded with it.
+    /// Required without --dev.
     #[arg(long, env = "JVM_GUARD_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Namespace objects (multi-document YAML or a List) instead of watching the cluster;
-    /// those labelled jvm-guard.io/inject=enabled are opted in.
+    /// those labelled jvm-guard.io/inject=enabled are opted in, with their annotations.
     #[arg(long, env = "JVM_GUARD_NAMESPACES_FILE", value_name = "FILE")]
     pub namespaces_file: Option<PathBuf>,
-    /// Cluster-wide defaults: a YAML map of jvm-guard keys.
+    /// Cluster-wide defaults: a YAML map of jvm-guard keys, and launcher `profiles:`.
     #[arg(long, env = "JVM_GUARD_DEFAULTS", value_name = "FILE")]
     pub defaults: Option<PathBuf>,
     /// Image of the injected tools init container (this image). Without it no tools are
-    /// injected: no ulimits, no heap-dump rotation [default with --dev: the published image].
+    /// injected: no agent, no ulimits, no heap-dump rotation (logged at start-up) [default:
+    /// none; with --dev, the published image].
     #[arg(long, env = "JVM_GUARD_TOOLS_IMAGE", value_name = "IMAGE")]
     pub tools_image: Option<String>,
-    /// Permit `dump-volume: hostPath:<path>`.
+    /// Permit `dump-volume: hostPath:<path>` (refused with a warning otherwise).
     #[arg(long, env = "JVM_GUARD_ALLOW_HOST_PATH")]
     pub allow_host_path: bool,
     /// After SIGTERM, how long to keep accepting requests with /readyz failing, before
@@ -52,20 +54,23 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub shutdown_delay: Duration,
-    /// Log lines as text or as JSON objects (on stderr). RUST_LOG sets the level.
+    /// Log lines as text or as JSON objects, on stderr. RUST_LOG sets the level (default
+    /// `info`).
     #[arg(long, env = "JVM_GUARD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// The webhook's own namespace, never mutated.
     #[arg(long, env = "JVM_GUARD_WEBHOOK_NAMESPACE", value_name = "NAMESPACE")]
     pub webhook_namespace: Option<String>,
     /// Try it on a laptop: an in-memory self-signed certificate for localhost and 127.0.0.1,
-    /// loopback addresses, and every namespace opted in unless --namespaces-file is given.
+    /// loopback addresses, the published tools image, and every namespace opted in unless
+    /// --namespaces-file is given.
     #[arg(long, env = "JVM_GUARD_DEV")]
     pub dev: bool,
     /// Open webhook connections at most; beyond it new connections wait in the listen queue
     /// until one closes. Slow or idle clients are closed after 10 s (TLS handshake, request
     /// head, an HTTP/2 connection without a request), so they cannot hold the slots for long.
-    /// Each costs up to ~150 KiB: the default keeps the worst case inside 128Mi.
+    /// Each costs up to ~200 KiB: the default keeps the worst case near 100 MiB, inside the
+    /// chart's 192Mi limit. The admin port has its own limit of 64.
     #[arg(
         long,
         env = "JVM_GUARD_MAX_CONNECTIONS",
@@ -78,7 +83,7 @@ pub struct ServeArgs {
     pub registry: RegistryArgs,
     /// Read the pod's imagePullSecrets (kubernetes.io/dockerconfigjson) to look up private
     /// images; needs `get` on Secrets, and --client-ca (a forged review could otherwise name
-    /// another namespace's Secret).
+    /// another namespace's Secret). Answers are cached per credential.
     #[arg(long, env = "JVM_GUARD_IMAGE_PULL_SECRETS")]
     pub image_pull_secrets: bool,
     /// PEM bundle of the CA that issued the kube-apiserver's client certificate (its admission
@@ -91,7 +96,8 @@ pub struct ServeArgs {
 /// How image ENTRYPOINT and CMD are looked up (SPEC §7), for `serve` and `mutate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
-    /// Never contact a registry: containers without command are not wrapped.
+    /// Never contact a registry: containers without `command` are not wrapped by the agent
+    /// (their JVM flags are merged at admission), with a warning.
     #[arg(long, env = "JVM_GUARD_OFFLINE")]
     pub offline: bool,
     /// A registry reached over plain HTTP instead of HTTPS; repeatable (comma-separated in
@@ -113,8 +119,9 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub allowed_registries: Vec<String>,
-    /// The time all image lookups of one pod may take together; after it the pod is
-    /// admitted with its unresolved containers unwrapped, and a warning.
+    /// The time all image lookups of one pod may take together (keep it well under the
+    /// webhook's timeoutSeconds); after it the pod is admitted with its unresolved containers
+    /// unwrapped, and a warning.
     #[arg(
         long,
         env = "JVM_GUARD_REGISTRY_TIMEOUT",

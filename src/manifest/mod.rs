@@ -256,8 +256,9 @@ impl Preview {
     }
 }
 
-/// The pod a document is or stamps out, as a Pod object; `None` for other kinds.
-fn pod_of(doc: &Value) -> Option<Result<Value, String>> {
+/// The pod a document is or stamps out, as a Pod object (a workload's template under the path
+/// its kind keeps it at); `None` for other kinds, an error when the template is missing.
+pub fn pod_of(doc: &Value) -> Option<Result<Value, String>> {
     let kind = doc.get("kind").and_then(Value::as_str)?;
     if kind == "Pod" {
         return Some(Ok(doc.clone()));
