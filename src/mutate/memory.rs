@@ -3,8 +3,9 @@
 
 use k8s_openapi::api::core::v1::Container;
 
-use super::container::{ContainerMutation, Jvm};
+use super::decision::Decision;
 use super::env::VarState;
+use super::facts::{Facts, Gate};
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
@@ -164,107 +165,136 @@ fn mib(bytes: u64) -> u64 {
     bytes / MIB
 }
 
-impl ContainerMutation<'_> {
-    /// Warns when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
-    fn check_fit(&mut self, by: &str, max: Option<u64>, limit: Option<u64>, reserve: u64) {
-        let (Some(max), Some(limit)) = (max, limit) else {
-            return;
-        };
-        if max > limit.saturating_sub(reserve) {
-            self.warnings.push(format!(
-                "container {}: the heap of {} MiB set by {by} does not fit the memory limit of {} MiB minus the non-heap reserve of {} MiB; the kernel may OOM-kill the container before the JVM writes a heap dump",
-                self.container.name,
-                mib(max),
-                mib(limit),
+/// What the memory feature decided, and the heap maximum as far as it is known (what a heap
+/// dump can reach).
+pub struct Memory {
+    pub decision: Decision,
+    pub heap_max: Option<u64>,
+}
+
+/// The memory feature: our RAM percentages, with the other flags or in the profile's memory
+/// variable, or none when the heap is not ours to size (skipped, with the reason).
+pub fn decide(facts: &Facts<'_>) -> Memory {
+    let cfg = match facts.gate(Feature::Memory, &facts.config().memory) {
+        Gate::On(cfg) => cfg,
+        Gate::Closed(decision) => {
+            return Memory {
+                decision,
+                heap_max: None,
+            }
+        }
+    };
+    let mut d = Decision::default();
+    let (flags, heap_max) = size(facts, cfg, &mut d);
+    match flags {
+        None => {}
+        Some((flags, None)) => d.add_flags(Feature::Memory, flags, &facts.user),
+        Some((flags, Some(var))) => match facts.env.var(&var) {
+            VarState::Opaque(reason) if !facts.agent => d.skip(Feature::Memory, reason),
+            _ => {
+                d.apply(Feature::Memory);
+                d.env.memory = Some((var, flags));
+            }
+        },
+    }
+    Memory {
+        decision: d,
+        heap_max,
+    }
+}
+
+/// Our memory flags and the variable they go to (`None`: with the other flags).
+type Ours = (Vec<String>, Option<String>);
+
+/// Our flags when the heap is ours, and the heap maximum; what keeps the flags out is recorded
+/// in `d`.
+fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours>, Option<u64>) {
+    let name = facts.name();
+    let limit = memory_limit(facts.container).unwrap_or_else(|e| {
+        d.warn(format!("container {name}: memory limit {e}"));
+        None
+    });
+    let reserve = cfg.reserve.bytes();
+    if facts.user.sets("-XX:-UseContainerSupport") {
+        d.warn(format!(
+            "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
+        ));
+        d.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
+        return (None, None);
+    }
+    // What admission cannot read, the agent checks at start (it drops our memory flags when
+    // the environment sets the heap).
+    let read = |v: &str| match facts.env.var(v) {
+        VarState::Opaque(_) if facts.agent => VarState::Absent,
+        state => state,
+    };
+    let fit = |d: &mut Decision, by: &str, max: Option<u64>| {
+        d.warnings.extend(misfit(name, by, max, limit, reserve));
+    };
+    let var = match heap_owner(&facts.places, facts.profile, &read, limit) {
+        HeapOwner::Workload { by, max } => {
+            fit(d, &by, max);
+            d.skip(Feature::Memory, format!("heap set by {by}"));
+            return (None, max);
+        }
+        HeapOwner::Launcher { reason } => {
+            d.skip(Feature::Memory, reason);
+            return (None, None);
+        }
+        HeapOwner::LauncherDefault {
+            profile,
+            default,
+            max,
+        } => {
+            fit(
+                d,
+                &format!("the {profile} launcher's default ({default})"),
+                max,
+            );
+            d.skip(
+                Feature::Memory,
+                format!("the {profile} launcher sets its default heap {default}"),
+            );
+            return (None, max);
+        }
+        HeapOwner::Us { var } => var,
+    };
+    if let (MaxRam::Auto, Some(l)) = (&cfg.max, limit) {
+        if l <= reserve {
+            d.warn(format!(
+                "container {name}: the memory limit of {} MiB leaves no heap after the non-heap reserve of {} MiB; MaxRAMPercentage takes the 25% floor",
+                mib(l),
                 mib(reserve)
             ));
         }
     }
-
-    /// The memory feature: our RAM percentages and the variable they go to (`None`: with the
-    /// other flags), or no flags when the heap is not ours to size (skipped, with the reason).
-    pub(super) fn memory(&mut self, cfg: &MemoryConfig, jvm: &Jvm<'_>) -> Memory {
-        let name = self.container.name.clone();
-        let limit = memory_limit(self.container).unwrap_or_else(|e| {
-            self.warnings
-                .push(format!("container {name}: memory limit {e}"));
-            None
-        });
-        let skipped = |heap_max| Memory {
-            flags: None,
-            heap_max,
-        };
-        let reserve = cfg.reserve.bytes();
-        if jvm.user.sets("-XX:-UseContainerSupport") {
-            self.warnings.push(format!(
-                "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
-            ));
-            self.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
-            return skipped(None);
-        }
-        // What admission cannot read, the agent checks at start (it drops our memory flags
-        // when the environment sets the heap).
-        let read = |v: &str| match self.env.var(v) {
-            VarState::Opaque(_) if self.agent => VarState::Absent,
-            state => state,
-        };
-        let owner = heap_owner(&jvm.places, jvm.profile, &read, limit);
-        let var = match owner {
-            HeapOwner::Workload { by, max } => {
-                self.check_fit(&by, max, limit, reserve);
-                self.skip(Feature::Memory, format!("heap set by {by}"));
-                return skipped(max);
-            }
-            HeapOwner::Launcher { reason } => {
-                self.skip(Feature::Memory, reason);
-                return skipped(None);
-            }
-            HeapOwner::LauncherDefault {
-                profile,
-                default,
-                max,
-            } => {
-                let by = format!("the {profile} launcher's default ({default})");
-                self.check_fit(&by, max, limit, reserve);
-                self.skip(
-                    Feature::Memory,
-                    format!("the {profile} launcher sets its default heap {default}"),
-                );
-                return skipped(max);
-            }
-            HeapOwner::Us { var } => var,
-        };
-        if let (MaxRam::Auto, Some(l)) = (&cfg.max, limit) {
-            if l <= reserve {
-                self.warnings.push(format!(
-                    "container {name}: the memory limit of {} MiB leaves no heap after the non-heap reserve of {} MiB; MaxRAMPercentage takes the 25% floor",
-                    mib(l),
-                    mib(reserve)
-                ));
-            }
-        }
-        let out = memory_flags(cfg, limit, &name);
-        for w in out.warnings {
-            self.warnings.push(w);
-        }
-        if out.flags.is_empty() {
-            self.skip(Feature::Memory, "no memory limit");
-            return skipped(None);
-        }
-        let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
-        Memory {
-            flags: Some((out.flags, var)),
-            heap_max,
-        }
+    let out = memory_flags(cfg, limit, name);
+    d.warnings.extend(out.warnings);
+    if out.flags.is_empty() {
+        d.skip(Feature::Memory, "no memory limit");
+        return (None, None);
     }
+    let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
+    (Some((out.flags, var)), heap_max)
 }
 
-/// What the memory feature decided.
-pub(super) struct Memory {
-    /// Our flags and their variable (`None`: with the other flags), when the heap is ours.
-    pub flags: Option<(Vec<String>, Option<String>)>,
-    /// The heap maximum, as far as it is known (for the dump-room check).
-    pub heap_max: Option<u64>,
+/// The warning when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
+fn misfit(
+    container: &str,
+    by: &str,
+    max: Option<u64>,
+    limit: Option<u64>,
+    reserve: u64,
+) -> Option<String> {
+    let (Some(max), Some(limit)) = (max, limit) else {
+        return None;
+    };
+    (max > limit.saturating_sub(reserve)).then(|| format!(
+        "container {container}: the heap of {} MiB set by {by} does not fit the memory limit of {} MiB minus the non-heap reserve of {} MiB; the kernel may OOM-kill the container before the JVM writes a heap dump",
+        mib(max),
+        mib(limit),
+        mib(reserve)
+    ))
 }
 
 #[cfg(test)]

@@ -3,22 +3,26 @@
 //! lookup ([`Plan::images_to_resolve`]) and to the mutation ([`Plan::mutate`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 use super::env::EnvSources;
+use super::facts::PodFacts;
 use super::image::{ImageRequest, Platform, OS_LABEL};
-use super::{dumps, targets, tools};
+use super::parts::{
+    dump_pod_collision, dump_tools_collision, has_command, tools_container_collision,
+    tools_pod_collision,
+};
+use super::targets;
 use crate::config::{
-    Config, DumpConfig, Key, NamespaceConfig, Profiles, ServerSettings, Switch, Warnings,
-    EXCLUDED_NAMESPACES, INJECT_LABEL, STATUS_ANNOTATION,
+    Config, Key, NamespaceConfig, ServerSettings, Switch, Warnings, EXCLUDED_NAMESPACES,
+    INJECT_LABEL, STATUS_ANNOTATION,
 };
 
 /// What was decided about a pod before any container is looked at.
 pub struct Plan<'a> {
     pub(super) pod: &'a Pod,
-    pub(super) decision: Decision<'a>,
+    pub(super) verdict: Verdict<'a>,
     /// The ConfigMaps and Secrets the caller knows, for `envFrom` and `valueFrom`.
     pub(super) sources: &'a EnvSources,
 }
@@ -28,28 +32,20 @@ static NO_SOURCES: EnvSources = EnvSources {
     secrets: BTreeMap::new(),
 };
 
-pub(super) enum Decision<'a> {
+pub(super) enum Verdict<'a> {
     /// Left alone, with the warnings saying why (none for a pod we mutated already).
     LeaveAlone(Warnings),
     Mutate(Box<PodPlan<'a>>),
 }
 
-/// Pod-level decisions every target shares.
+/// What was decided for a pod to mutate: the facts every target shares, and the targets.
 pub(super) struct PodPlan<'a> {
-    pub spec: &'a PodSpec,
-    pub config: Config,
+    pub facts: PodFacts<'a>,
     /// Indices into `spec.containers`, with why each is a target.
     pub targets: Vec<(usize, targets::Why)>,
     pub platform: Platform,
-    /// The dump configuration when the pod can take the dump volume, else why not (empty when
-    /// the feature is off).
-    pub dump: Result<DumpConfig, String>,
-    /// The tools image when the pod can take the tools, else why not.
-    pub tools: Result<String, String>,
     /// What resolving the configuration and choosing the targets had to say.
     pub warnings: Warnings,
-    /// The launcher profiles (the server's).
-    pub profiles: Arc<Profiles>,
 }
 
 /// Why the pod must be left alone, if it must.
@@ -99,7 +95,7 @@ fn tools_image(
         .tools_image
         .as_deref()
         .ok_or_else(|| "no tools image is configured (--tools-image)".to_string())?;
-    match tools::pod_collision(spec) {
+    match tools_pod_collision(spec) {
         None => Ok(image.to_string()),
         Some(reason) => Err(reason),
     }
@@ -121,7 +117,7 @@ impl<'a> Plan<'a> {
     ) -> Plan<'a> {
         let leave_alone = |warnings| Plan {
             pod,
-            decision: Decision::LeaveAlone(warnings),
+            verdict: Verdict::LeaveAlone(warnings),
             sources,
         };
         let mut warnings = Warnings::default();
@@ -152,7 +148,7 @@ impl<'a> Plan<'a> {
         );
         let dump = match &config.heap_dump {
             Switch::On(cfg) => {
-                match dumps::pod_collision(spec).or_else(|| dumps::tools_collision(cfg)) {
+                match dump_pod_collision(spec).or_else(|| dump_tools_collision(cfg)) {
                     None => Ok(cfg.clone()),
                     Some(reason) => {
                         warnings.push(format!("{reason}; heap-dump skipped"));
@@ -164,18 +160,20 @@ impl<'a> Plan<'a> {
         };
         let tools = tools_image(spec, &config, settings);
         let plan = PodPlan {
-            spec,
+            facts: PodFacts {
+                spec,
+                config,
+                dump,
+                tools,
+                profiles: settings.profiles.clone(),
+            },
             targets,
             platform: Platform::of(spec),
-            dump,
-            tools,
-            config,
             warnings,
-            profiles: settings.profiles.clone(),
         };
         Plan {
             pod,
-            decision: Decision::Mutate(Box::new(plan)),
+            verdict: Verdict::Mutate(Box::new(plan)),
             sources,
         }
     }
@@ -183,19 +181,20 @@ impl<'a> Plan<'a> {
     /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
     /// get the rlimit wrapper and have no `command`. Empty when the pod needs no lookup.
     pub fn images_to_resolve(&self) -> Vec<ImageRequest> {
-        let Decision::Mutate(plan) = &self.decision else {
+        let Verdict::Mutate(plan) = &self.verdict else {
             return Vec::new();
         };
+        let pod = &plan.facts;
         // Every target with a known entrypoint gets the agent (SPEC §4.4): look up those
         // without a command, whatever features are on.
-        let wanted = plan.config.jvm_flags_on() || plan.config.ulimits.is_on();
-        if plan.tools.is_err() || !wanted {
+        let wanted = pod.config.jvm_flags_on() || pod.config.ulimits.is_on();
+        if pod.tools.is_err() || !wanted {
             return Vec::new();
         }
         let mut requests: Vec<ImageRequest> = Vec::new();
         for &(index, _) in &plan.targets {
-            let container = &plan.spec.containers[index];
-            if tools::has_command(container) || tools::container_collision(container).is_some() {
+            let container = &pod.spec.containers[index];
+            if has_command(container) || tools_container_collision(container).is_some() {
                 continue;
             }
             let Some(image) = container.image.as_ref().filter(|i| !i.is_empty()) else {

@@ -5,9 +5,9 @@
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::container::ContainerMutation;
-use super::patch::to_value;
-use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Profile, Switch};
+use super::decision::Decision;
+use super::facts::Facts;
+use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Switch};
 
 const PERIOD_STARTUP: i32 = 5;
 const PERIOD_READINESS: i32 = 5;
@@ -207,60 +207,57 @@ pub fn plan(
     ))
 }
 
-impl ContainerMutation<'_> {
-    /// The probes feature: the missing probe kinds, never changing the container's own.
-    /// `launcher` is the profile the container matched: a framework preset (Spring Boot,
-    /// Quarkus, Micronaut) is not applied to a launcher's workload, whose endpoints it is not.
-    pub(super) fn probes(&mut self, launcher: Option<&Profile>) {
-        let cfg = match &self.pod.config.probes {
-            Switch::Off => return,
-            Switch::Invalid => return self.skip(Feature::Probes, "invalid configuration"),
-            Switch::On(cfg) => cfg,
-        };
-        let preset = matches!(
-            cfg.mode,
-            ProbeMode::SpringBoot | ProbeMode::Quarkus | ProbeMode::Micronaut
+/// The probes feature: the missing probe kinds, never changing the container's own. A
+/// framework preset (Spring Boot, Quarkus, Micronaut) is not applied to the workload of a
+/// launcher the container matched, whose endpoints it is not.
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    let cfg = match &facts.config().probes {
+        Switch::Off => return Decision::default(),
+        Switch::Invalid => return Decision::skipped(Feature::Probes, "invalid configuration"),
+        Switch::On(cfg) => cfg,
+    };
+    let container = facts.container;
+    let mut d = Decision::default();
+    let preset = matches!(
+        cfg.mode,
+        ProbeMode::SpringBoot | ProbeMode::Quarkus | ProbeMode::Micronaut
+    );
+    let has_own = container.startup_probe.is_some()
+        || container.readiness_probe.is_some()
+        || container.liveness_probe.is_some();
+    let launcher = facts.profile.filter(|p| !p.generic).map(|p| &p.name);
+    if let (true, false, Some(name)) = (preset, has_own, launcher) {
+        let reason = format!(
+            "the {name} launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod"
         );
-        let has_own = self.container.startup_probe.is_some()
-            || self.container.readiness_probe.is_some()
-            || self.container.liveness_probe.is_some();
-        if let (true, false, Some(name)) = (
-            preset,
-            has_own,
-            launcher.filter(|p| !p.generic).map(|p| &p.name),
-        ) {
-            let reason = format!(
-                "the {name} launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod"
-            );
-            self.warnings.push(format!(
-                "container {}: {reason}; probes skipped",
-                self.container.name
-            ));
-            return self.skip(Feature::Probes, reason);
+        d.warn(format!(
+            "container {}: {reason}; probes skipped",
+            container.name
+        ));
+        d.skip(Feature::Probes, reason);
+        return d;
+    }
+    match plan(container, cfg) {
+        Err(reason) => {
+            d.warn(format!("{reason}; probes skipped"));
+            d.skip(Feature::Probes, reason);
         }
-        match plan(self.container, cfg) {
-            Err(reason) => {
-                self.warnings.push(format!("{reason}; probes skipped"));
-                self.skip(Feature::Probes, reason);
-            }
-            Ok((plan, _)) if plan.is_empty() => {
-                self.skip(Feature::Probes, "the container has its own probes")
-            }
-            Ok((plan, note)) => {
-                if let Some(note) = note {
-                    self.warnings.push(note);
+        Ok((plan, _)) if plan.is_empty() => {
+            d.skip(Feature::Probes, "the container has its own probes")
+        }
+        Ok((plan, note)) => {
+            d.warnings.extend(note);
+            for (field, probe) in [
+                ("startupProbe", plan.startup),
+                ("readinessProbe", plan.readiness),
+                ("livenessProbe", plan.liveness),
+            ] {
+                if let Some(probe) = probe {
+                    d.probes.push((field, probe));
                 }
-                for (field, probe) in [
-                    ("startupProbe", plan.startup),
-                    ("readinessProbe", plan.readiness),
-                    ("livenessProbe", plan.liveness),
-                ] {
-                    if let Some(probe) = probe {
-                        self.patch.add(self.path(field), to_value(&probe));
-                    }
-                }
-                self.status.applied(Feature::Probes);
             }
+            d.apply(Feature::Probes);
         }
     }
+    d
 }
