@@ -79,7 +79,7 @@ pub(super) fn run(
 
 /// What the features know of `target`: its launcher, where its flags go, what it sets
 /// itself, and whether the agent starts it.
-fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
+pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let (container, pod) = (target.container, target.pod);
     let config = &pod.config;
     let env = EnvView::new(container, target.sources);

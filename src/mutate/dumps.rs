@@ -214,3 +214,123 @@ fn no_room(container: &Container, cfg: &DumpConfig, heap_max: Option<u64>) -> Op
         room >> 20
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+
+    fn applied(feature: Feature) -> (Feature, Outcome) {
+        (feature, Outcome::Applied)
+    }
+
+    fn skipped(feature: Feature, reason: &str) -> (Feature, Outcome) {
+        let reason = reason.to_string();
+        (feature, Outcome::Skipped { reason })
+    }
+
+    const HOOK: &str = "-XX:OnOutOfMemoryError=\"/jvm-guard/bin/jvm-guard rotate-dumps --dir /dumps --keep 3 --container a\"";
+
+    #[rstest]
+    #[case::with_rotation(
+        json!({"name": "a", "image": "corp/app:1"}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::rotation_needs_the_tools(
+        json!({"name": "a", "image": "corp/app:1"}), false,
+        &[applied(Feature::HeapDump), skipped(Feature::DumpRotation, "no tools image is configured (--tools-image)")],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::user_sets_the_hook(
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JAVA_OPTS", "value": "-XX:OnOutOfMemoryError=kill -XX:HeapDumpPath=/tmp"}]}),
+        true,
+        &[applied(Feature::HeapDump), skipped(Feature::DumpRotation, "the container sets OnOutOfMemoryError")],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::the_agent_carries_the_directory(
+        json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &[], 0
+    )]
+    #[case::launcher_dump_directory_variable(
+        json!({"name": "a", "image": "cassandra:5"}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &["CASSANDRA_HEAPDUMP_DIR", agent_env::DUMP_DIR], 0
+    )]
+    #[case::container_sets_the_launcher_variable(
+        json!({"name": "a", "image": "cassandra:5", "env": [{"name": "CASSANDRA_HEAPDUMP_DIR", "value": "/data"}]}), true,
+        &[skipped(Feature::HeapDump, "the container sets CASSANDRA_HEAPDUMP_DIR, where its launcher writes dumps")],
+        &[], &[], 1
+    )]
+    #[case::container_mounts_at_the_dump_path(
+        json!({"name": "a", "image": "corp/app:1", "volumeMounts": [{"name": "data", "mountPath": "/dumps/"}]}), true,
+        &[skipped(Feature::HeapDump, "container a already mounts data at /dumps/")],
+        &[], &[], 1
+    )]
+    #[case::container_sets_the_pod_name_variable(
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JVM_GUARD_POD_NAME", "value": "x"}]}), true,
+        &[skipped(Feature::HeapDump, "container a already sets JVM_GUARD_POD_NAME")],
+        &[], &[], 1
+    )]
+    fn heap_dump(
+        #[case] container: Value,
+        #[case] tools: bool,
+        #[case] outcomes: &[(Feature, Outcome)],
+        #[case] tokens: &[&str],
+        #[case] set_env: &[&str],
+        #[case] warnings: usize,
+    ) {
+        let d = with_facts(pod(json!({}), container), tools, |f| decide(f, None));
+        assert_eq!(d.outcomes, outcomes);
+        assert_eq!(d.env.tokens, tokens);
+        let names: Vec<&str> = d.env.set_env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, set_env);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
+        let mounted = outcomes.contains(&applied(Feature::HeapDump));
+        assert_eq!(d.uses.dump, mounted);
+        assert_eq!(d.mounts.len(), usize::from(mounted));
+        assert_eq!(d.env.prepend_env.len(), usize::from(mounted));
+        assert_eq!(
+            d.uses.tools,
+            outcomes.contains(&applied(Feature::DumpRotation))
+        );
+    }
+
+    #[test]
+    fn a_pod_with_our_volume_name_is_skipped_with_the_plan_s_reason() {
+        let mut p = pod(json!({}), json!({"name": "a", "image": "corp/app:1"}));
+        p["spec"]["volumes"] = json!([{"name": DUMP_VOLUME, "emptyDir": {}}]);
+        let d = with_facts(p, true, |f| decide(f, None));
+        let reason = "the pod already has a volume named jvm-guard-dumps";
+        assert_eq!(d.outcomes, [skipped(Feature::HeapDump, reason)]);
+        assert!(d.env.tokens.is_empty() && d.mounts.is_empty());
+    }
+
+    #[rstest]
+    #[case::fits("2Gi", 1 << 30, &[])]
+    #[case::ephemeral_storage_too_small("512Mi", 1 << 30, &[
+        "container a: a heap dump can reach 1024 MiB but the ephemeral-storage limit is 512 MiB: the dump would be lost with the pod; raise it or use dump-volume: pvc:<claim>"
+    ])]
+    #[case::heap_unknown("512Mi", 0, &[])]
+    fn the_dump_must_fit_its_volume(
+        #[case] ephemeral: &str,
+        #[case] heap: u64,
+        #[case] warnings: &[&str],
+    ) {
+        let limits = json!({"limits": {"ephemeral-storage": ephemeral}});
+        let c = json!({"name": "a", "image": "corp/app:1", "resources": limits});
+        let heap = (heap > 0).then_some(heap);
+        let d = with_facts(pod(json!({}), c), true, |f| decide(f, heap));
+        assert_eq!(d.warnings, warnings);
+    }
+}

@@ -300,7 +300,139 @@ fn misfit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
     use rstest::rstest;
+    use serde_json::{json, Value};
+
+    fn container(image: &str, limit: Option<&str>, env: Value) -> Value {
+        json!({
+            "name": "a",
+            "image": image,
+            "env": env,
+            "resources": limit.map(|l| json!({"limits": {"memory": l}})),
+        })
+    }
+
+    fn applied() -> Outcome {
+        Outcome::Applied
+    }
+
+    fn skipped(reason: &str) -> Outcome {
+        Outcome::Skipped {
+            reason: reason.into(),
+        }
+    }
+
+    const MAX: &str = "jvm-guard.io/max-ram-percentage";
+
+    #[rstest]
+    #[case::auto_from_the_limit(
+        json!({}), container("corp/app:1", Some("1Gi"), json!([])),
+        applied(), &["-XX:MaxRAMPercentage=62.0", "-XX:MinRAMPercentage=62.0"], None, &[]
+    )]
+    #[case::no_limit(
+        json!({}), container("corp/app:1", None, json!([])),
+        skipped("no memory limit"), &[], None,
+        &["container a has no memory limit: MaxRAMPercentage not set (a percentage would apply to node memory)"]
+    )]
+    #[case::fixed_percentage_without_limit(
+        json!({MAX: "60"}), container("corp/app:1", None, json!([])),
+        applied(), &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0"], None,
+        &["container a has no memory limit: the RAM percentages apply to node memory"]
+    )]
+    #[case::initial_above_max(
+        json!({MAX: "60", "jvm-guard.io/initial-ram-percentage": "70"}),
+        container("corp/app:1", Some("1Gi"), json!([])),
+        applied(), &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0"], None,
+        &["container a: initial-ram-percentage 70.0 is above the max 60.0; not set"]
+    )]
+    #[case::initial_below_max(
+        json!({MAX: "60", "jvm-guard.io/initial-ram-percentage": "30"}),
+        container("corp/app:1", Some("1Gi"), json!([])),
+        applied(),
+        &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0", "-XX:InitialRAMPercentage=30.0"],
+        None, &[]
+    )]
+    #[case::container_support_off(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-XX:-UseContainerSupport"}])),
+        skipped("-XX:-UseContainerSupport is set"), &[], None,
+        &["container a sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory"]
+    )]
+    #[case::workload_heap_that_fits(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_OPTS", "value": "-Xmx512m"}])),
+        skipped("heap set by JAVA_OPTS=-Xmx512m"), &[], None, &[]
+    )]
+    #[case::workload_heap_too_big(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_OPTS", "value": "-Xmx2g"}])),
+        skipped("heap set by JAVA_OPTS=-Xmx2g"), &[], None,
+        &["container a: the heap of 2048 MiB set by JAVA_OPTS=-Xmx2g does not fit the memory limit of 1024 MiB minus the non-heap reserve of 384 MiB"]
+    )]
+    #[case::heap_in_a_launcher_variable(
+        json!({}),
+        container("bitnami/zookeeper:3.9", Some("2Gi"), json!([{"name": "ZOO_HEAP_SIZE", "value": "512"}])),
+        skipped("heap set by ZOO_HEAP_SIZE=512"), &[], None, &[]
+    )]
+    #[case::launcher_sizes_it(
+        json!({}), container("elasticsearch:8.15.0", Some("2Gi"), json!([])),
+        skipped("Elasticsearch sets -Xmx from the memory limit unless ES_JAVA_OPTS sets -Xmx"),
+        &[], None, &[]
+    )]
+    #[case::launcher_default_stands(
+        json!({}), container("zookeeper:3.9", Some("1Gi"), json!([])),
+        skipped("the zookeeper launcher sets its default heap -Xmx1000m"), &[], None,
+        &["container a: the heap of 1000 MiB set by the zookeeper launcher's default (-Xmx1000m) does not fit"]
+    )]
+    #[case::profile_memory_variable(
+        json!({}), container("confluentinc/cp-schema-registry:7.6.0", Some("1Gi"), json!([])),
+        applied(), &[], Some(("SCHEMA_REGISTRY_HEAP_OPTS", &["-XX:MaxRAMPercentage=62.0", "-XX:MinRAMPercentage=62.0"][..])),
+        &[]
+    )]
+    #[case::invalid(
+        json!({MAX: "150"}), container("corp/app:1", Some("1Gi"), json!([])),
+        skipped("invalid configuration"), &[], None, &[]
+    )]
+    #[case::opaque_variable(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])),
+        skipped("JAVA_TOOL_OPTIONS is set from valueFrom"), &[], None, &[]
+    )]
+    fn who_owns_the_heap(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] outcome: Outcome,
+        #[case] tokens: &[&str],
+        #[case] memory_var: Option<(&str, &[&str])>,
+        #[case] warnings: &[&str],
+    ) {
+        let memory = with_facts(pod(annotations, container), true, decide);
+        let d = memory.decision;
+        let outcomes: Vec<Outcome> = d.outcomes.iter().map(|(_, o)| o.clone()).collect();
+        assert_eq!(outcomes, [outcome]);
+        assert!(d.outcomes.iter().all(|(f, _)| *f == Feature::Memory));
+        assert_eq!(d.env.tokens, tokens);
+        let var = d.env.memory.as_ref();
+        let var = var.map(|(v, flags)| (v.as_str(), flags.iter().map(String::as_str).collect()));
+        assert_eq!(var, memory_var.map(|(v, f)| (v, f.to_vec())));
+        assert_eq!(d.warnings.len(), warnings.len(), "{:?}", d.warnings);
+        for (got, want) in d.warnings.iter().zip(warnings) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_heap_maximum_is_what_a_dump_can_reach() {
+        let limit = |l| container("corp/app:1", Some(l), json!([]));
+        let ours = with_facts(pod(json!({MAX: "50"}), limit("2Gi")), true, decide);
+        assert_eq!(ours.heap_max, Some(1 << 30));
+        let env = json!([{"name": "JAVA_OPTS", "value": "-Xmx512m"}]);
+        let theirs = container("corp/app:1", Some("2Gi"), env);
+        let theirs = with_facts(pod(json!({}), theirs), true, decide);
+        assert_eq!(theirs.heap_max, Some(512 << 20));
+    }
 
     #[rstest]
     #[case(1 << 30, 62)] // 1Gi: floor(100 * 640 / 1024) = 62

@@ -20,6 +20,8 @@ mod plan;
 pub mod probes;
 pub mod status;
 pub mod targets;
+#[cfg(test)]
+mod testing;
 pub mod tools;
 
 use json_patch::Patch;

@@ -261,3 +261,89 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+
+    const PROBES: &str = "jvm-guard.io/probes";
+
+    fn handler(probe: &Probe) -> String {
+        match (&probe.http_get, &probe.tcp_socket, &probe.exec) {
+            (Some(h), _, _) => format!("http {}", h.path.as_deref().unwrap_or_default()),
+            (_, Some(_), _) => "tcp".to_string(),
+            (_, _, Some(_)) => "exec".to_string(),
+            _ => "none".to_string(),
+        }
+    }
+
+    #[rstest]
+    #[case::off(json!({}), json!({"name": "a", "ports": [{"containerPort": 8080}]}), None, &[], 0)]
+    #[case::tcp(
+        json!({PROBES: "tcp"}), json!({"name": "a", "ports": [{"containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "tcp"), ("readinessProbe", "tcp"), ("livenessProbe", "tcp")], 0
+    )]
+    #[case::spring_boot(
+        json!({PROBES: "spring-boot"}), json!({"name": "a", "image": "corp/app:1", "ports": [{"name": "http", "containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[
+            ("startupProbe", "http /actuator/health/liveness"),
+            ("readinessProbe", "http /actuator/health/readiness"),
+            ("livenessProbe", "http /actuator/health/liveness"),
+        ],
+        0
+    )]
+    #[case::own_probes_get_a_derived_startup_probe(
+        json!({PROBES: "spring-boot"}),
+        json!({"name": "a", "ports": [{"containerPort": 8080}], "livenessProbe": {"exec": {"command": ["true"]}}}),
+        Some(Outcome::Applied), &[("startupProbe", "exec")], 0
+    )]
+    #[case::own_startup_probe(
+        json!({PROBES: "tcp"}),
+        json!({"name": "a", "ports": [{"containerPort": 8080}], "startupProbe": {"exec": {"command": ["true"]}}}),
+        Some(Outcome::Skipped { reason: "the container has its own probes".into() }), &[], 0
+    )]
+    #[case::preset_for_a_launcher_s_workload(
+        json!({PROBES: "quarkus"}), json!({"name": "a", "image": "bitnami/kafka:3.9", "ports": [{"containerPort": 9092}]}),
+        Some(Outcome::Skipped { reason: "the bitnami-kafka launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod".into() }),
+        &[], 1
+    )]
+    #[case::preset_for_a_generic_launcher(
+        json!({PROBES: "quarkus"}), json!({"name": "a", "image": "tomcat:10", "ports": [{"containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "http /q/health/started"), ("readinessProbe", "http /q/health/ready"), ("livenessProbe", "http /q/health/live")],
+        0
+    )]
+    #[case::tls_port_is_probed_over_tcp(
+        json!({PROBES: "spring-boot"}), json!({"name": "a", "ports": [{"name": "https", "containerPort": 8443}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "tcp"), ("readinessProbe", "tcp"), ("livenessProbe", "tcp")], 1
+    )]
+    #[case::no_port(
+        json!({PROBES: "tcp"}), json!({"name": "a", "ports": [{"containerPort": 53, "protocol": "UDP"}]}),
+        Some(Outcome::Skipped { reason: "container a declares no TCP containerPort; set jvm-guard.io/probe-port".into() }),
+        &[], 1
+    )]
+    fn probes(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] outcome: Option<Outcome>,
+        #[case] added: &[(&str, &str)],
+        #[case] warnings: usize,
+    ) {
+        let d = with_facts(pod(annotations, container), true, decide);
+        let outcomes: Vec<(Feature, Outcome)> =
+            outcome.map(|o| (Feature::Probes, o)).into_iter().collect();
+        assert_eq!(d.outcomes, outcomes);
+        let got: Vec<(&str, String)> = d.probes.iter().map(|(f, p)| (*f, handler(p))).collect();
+        let want: Vec<(&str, String)> = added.iter().map(|(f, h)| (*f, h.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
+    }
+}

@@ -259,7 +259,137 @@ pub fn agent_env(facts: &Facts<'_>, var: &str, edits: EnvEdits, dump: bool) -> E
 
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
     use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+    use crate::options::agent_env;
+
+    const ULIMITS: &str = "jvm-guard.io/ulimits";
+
+    fn skipped(reason: &str) -> Vec<(Feature, Outcome)> {
+        let reason = reason.to_string();
+        vec![(Feature::Ulimits, Outcome::Skipped { reason })]
+    }
+
+    #[rstest]
+    #[case::started_with_limits(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "command": ["java"]}), true, false,
+        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nofile=1024:1024", "--", "java"]),
+        vec![(Feature::Ulimits, Outcome::Applied)], 0
+    )]
+    #[case::nproc_is_per_uid(
+        json!({ULIMITS: "nproc=100"}), json!({"name": "a", "command": ["java"]}), true, false,
+        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nproc=100:100", "--", "java"]),
+        vec![(Feature::Ulimits, Outcome::Applied)], 1
+    )]
+    #[case::started_for_the_flags(
+        json!({}), json!({"name": "a", "command": ["java"]}), true, true,
+        Some(vec![TOOLS_BINARY, "exec", "--", "java"]), vec![], 0
+    )]
+    #[case::nothing_to_do(json!({}), json!({"name": "a", "command": ["java"]}), true, false, None, vec![], 0)]
+    #[case::entrypoint_unknown(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "image": "corp/app:1"}), true, false, None,
+        skipped("no command, and the image ENTRYPOINT is unknown; set command to wrap it"), 1
+    )]
+    #[case::no_tools(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "command": ["java"]}), false, false, None,
+        skipped("no tools image is configured (--tools-image)"), 1
+    )]
+    #[case::tools_mounted_already(
+        json!({ULIMITS: "nofile=1024"}),
+        json!({"name": "a", "command": ["java"], "volumeMounts": [{"name": "bin", "mountPath": "/jvm-guard/bin"}]}),
+        true, false, None, skipped("it already mounts bin at /jvm-guard/bin"), 1
+    )]
+    #[case::invalid(
+        json!({ULIMITS: "nofile=lots"}), json!({"name": "a", "command": ["java"]}), true, false, None,
+        skipped("invalid configuration"), 0
+    )]
+    fn the_agent_starts_the_container(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] tools: bool,
+        #[case] flags: bool,
+        #[case] command: Option<Vec<&str>>,
+        #[case] outcomes: Vec<(Feature, Outcome)>,
+        #[case] warnings: usize,
+    ) {
+        let mut jvm = Decision::default();
+        if flags {
+            jvm.env.tokens.push("-XX:+ExitOnOutOfMemoryError".into());
+        }
+        let d = with_facts(pod(annotations, container), tools, |f| start(f, &jvm));
+        let got = d
+            .command
+            .as_ref()
+            .map(|c| c.command.iter().map(String::as_str).collect());
+        assert_eq!(got, command);
+        assert_eq!(d.uses.tools, command.is_some());
+        assert_eq!(d.outcomes, outcomes);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
+    }
+
+    fn env(edits: &EnvEdits) -> Vec<(&str, &str)> {
+        let vars = edits.set_env.iter();
+        vars.map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn the_agent_gets_the_flags() {
+        let tokens = |t: &[&str]| t.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        // Memory flags in the options variable itself go first.
+        let strimzi = pod(
+            json!({}),
+            json!({"name": "a", "image": "strimzi/operator:0.45"}),
+        );
+        let edits = EnvEdits {
+            tokens: tokens(&["-XX:+ExitOnOutOfMemoryError"]),
+            memory: Some(("JAVA_OPTS".into(), tokens(&["-XX:MaxRAMPercentage=62.0"]))),
+            ..EnvEdits::default()
+        };
+        let out = with_facts(strimzi, true, |f| agent_env(f, "JAVA_OPTS", edits, false));
+        assert!(!out.has_flags());
+        assert_eq!(
+            env(&out),
+            [
+                (
+                    agent_env::OPTIONS,
+                    "-XX:MaxRAMPercentage=62.0 -XX:+ExitOnOutOfMemoryError"
+                ),
+                (agent_env::OPTIONS_VAR, "JAVA_OPTS"),
+            ]
+        );
+        // Elsewhere they keep their variable; the dump directory is the agent's to rotate.
+        let kafka = pod(
+            json!({}),
+            json!({"name": "a", "image": "apache/kafka:3.9.0"}),
+        );
+        let edits = EnvEdits {
+            tokens: tokens(&["-XX:+HeapDumpOnOutOfMemoryError"]),
+            memory: Some((
+                "KAFKA_HEAP_OPTS".into(),
+                tokens(&["-XX:MaxRAMPercentage=62.0"]),
+            )),
+            ..EnvEdits::default()
+        };
+        let out = with_facts(kafka, true, |f| agent_env(f, "KAFKA_OPTS", edits, true));
+        assert_eq!(
+            env(&out),
+            [
+                (agent_env::OPTIONS, "-XX:+HeapDumpOnOutOfMemoryError"),
+                (agent_env::OPTIONS_VAR, "KAFKA_OPTS"),
+                (agent_env::MEMORY_OPTIONS, "-XX:MaxRAMPercentage=62.0"),
+                (agent_env::MEMORY_VAR, "KAFKA_HEAP_OPTS"),
+                (agent_env::HEAP_VARS, "KAFKA_HEAP_OPTS"),
+                (agent_env::DUMP_DIR, "/dumps"),
+                (agent_env::DUMP_KEEP, "3"),
+                (agent_env::CONTAINER, "a"),
+            ]
+        );
+    }
 
     fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
