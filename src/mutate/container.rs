@@ -270,3 +270,110 @@ fn write_env(
     );
     patch.prepend_existing(&env_path, prepend.iter().map(to_value).collect());
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Pod;
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use crate::config::{Defaults, NamespaceConfig, ServerSettings};
+    use crate::mutate::status::ContainerStatus;
+    use crate::mutate::testing::pod;
+
+    /// The mutated container, and its status.
+    fn mutated(container: Value) -> (Value, ContainerStatus) {
+        let input = pod(json!({}), container);
+        let typed: Pod = serde_json::from_value(input.clone()).unwrap();
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let settings = ServerSettings {
+            tools_image: Some("tools:1".into()),
+            ..ServerSettings::default()
+        };
+        let m = crate::mutate::mutate(&typed, &ns, &settings);
+        let mut doc = input;
+        json_patch::patch(&mut doc, &m.patch).unwrap();
+        let status = m.status.unwrap().containers["a"].clone();
+        (doc["spec"]["containers"][0].clone(), status)
+    }
+
+    fn env(container: &Value, name: &str) -> Option<String> {
+        let vars = container["env"].as_array()?;
+        let var = vars.iter().find(|e| e["name"] == name)?;
+        var["value"].as_str().map(str::to_string)
+    }
+
+    #[test]
+    fn memory_flags_come_first_and_the_user_s_last() {
+        let c = json!({
+            "name": "a", "image": "corp/app:1",
+            "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Dapp=1"}],
+            "resources": {"limits": {"memory": "1Gi"}},
+        });
+        let (c, status) = mutated(c);
+        let value = env(&c, "JAVA_TOOL_OPTIONS").unwrap();
+        assert!(
+            value.starts_with("-XX:MaxRAMPercentage=62.0 -XX:MinRAMPercentage=62.0 -XX:+HeapDumpOnOutOfMemoryError "),
+            "{value}"
+        );
+        assert!(
+            value.ends_with(" -XX:+ExitOnOutOfMemoryError -Dapp=1"),
+            "{value}"
+        );
+        assert_eq!(status.merge.as_deref(), Some("admission"));
+        assert_eq!(status.via.as_deref(), Some("JAVA_TOOL_OPTIONS"));
+        assert_eq!(env(&c, "JVM_GUARD_DUMP_DIR").as_deref(), Some("/dumps"));
+    }
+
+    #[rstest]
+    #[case::admission(json!({"name": "a", "image": "corp/app:1"}), "admission", false)]
+    #[case::agent(json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), "agent", true)]
+    fn where_the_flags_are_merged(
+        #[case] container: Value,
+        #[case] merge: &str,
+        #[case] agent: bool,
+    ) {
+        let (c, status) = mutated(container);
+        assert_eq!(status.merge.as_deref(), Some(merge));
+        let command = c["command"][0].as_str().unwrap_or_default();
+        assert_eq!(command == "/jvm-guard/bin/jvm-guard", agent, "{c}");
+        // The agent gets the flags in its own variables; admission merges them.
+        assert_eq!(env(&c, "JVM_GUARD_JAVA_OPTIONS").is_some(), agent, "{c}");
+        assert_eq!(env(&c, "JAVA_TOOL_OPTIONS").is_some(), !agent, "{c}");
+        let applied: Vec<&str> = status.applied.iter().map(|f| f.name()).collect();
+        assert_eq!(applied, ["heap-dump", "dump-rotation", "exit-on-oom"]);
+    }
+
+    #[test]
+    fn memory_in_the_launcher_s_variable_is_reported() {
+        let c = json!({
+            "name": "a", "image": "confluentinc/cp-schema-registry:7.6.0",
+            "resources": {"limits": {"memory": "1Gi"}},
+        });
+        let (c, status) = mutated(c);
+        assert_eq!(
+            status.memory_via.as_deref(),
+            Some("SCHEMA_REGISTRY_HEAP_OPTS")
+        );
+        assert_eq!(
+            env(&c, "SCHEMA_REGISTRY_HEAP_OPTS").as_deref(),
+            Some("-XX:MaxRAMPercentage=62.0 -XX:MinRAMPercentage=62.0")
+        );
+        assert_eq!(status.applied[0].name(), "memory");
+    }
+
+    #[test]
+    fn nothing_to_merge_reports_no_merge() {
+        let c = json!({"name": "a", "image": "corp/app:1"});
+        let off = json!({"jvm-guard.io/heap-dump": "false", "jvm-guard.io/exit-on-oom": "false"});
+        let input: Pod = serde_json::from_value(pod(off, c)).unwrap();
+        let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+        let m = crate::mutate::mutate(&input, &ns, &ServerSettings::default());
+        let status = &m.status.unwrap().containers["a"];
+        assert_eq!(status.merge, None);
+        assert_eq!(
+            status.skipped[&crate::config::Feature::Memory],
+            "no memory limit"
+        );
+    }
+}

@@ -55,3 +55,84 @@ pub fn not_injected(facts: &Facts<'_>, jvm: &Decision) -> Option<String> {
         Ok(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts, with_namespace_facts};
+
+    fn skipped(feature: Feature, reason: &str) -> Vec<(Feature, Outcome)> {
+        let reason = reason.to_string();
+        vec![(feature, Outcome::Skipped { reason })]
+    }
+
+    #[rstest]
+    #[case::added(json!({}), json!([]), &["-XX:+ExitOnOutOfMemoryError"], vec![(Feature::ExitOnOom, Outcome::Applied)])]
+    #[case::off(json!({"jvm-guard.io/exit-on-oom": "false"}), json!([]), &[], vec![])]
+    #[case::set_by_the_container(
+        json!({}), json!([{"name": "JAVA_OPTS", "value": "-XX:-ExitOnOutOfMemoryError"}]), &[],
+        skipped(Feature::ExitOnOom, "already set by the container")
+    )]
+    fn exit_on_oom_flag(
+        #[case] annotations: Value,
+        #[case] env: Value,
+        #[case] tokens: &[&str],
+        #[case] outcomes: Vec<(Feature, Outcome)>,
+    ) {
+        let c = json!({"name": "a", "image": "corp/app:1", "env": env});
+        let d = with_facts(pod(annotations, c), true, exit_on_oom);
+        assert_eq!(d.env.tokens, tokens);
+        assert_eq!(d.outcomes, outcomes);
+    }
+
+    #[rstest]
+    #[case::off(json!({}), &[], vec![])]
+    #[case::added(
+        json!({"jvm-guard.io/jvm-options": "-Xss2m -XX:+UseG1GC"}), &["-XX:+UseG1GC"],
+        vec![(Feature::JvmOptions, Outcome::Applied)]
+    )]
+    #[case::all_set_by_the_container(
+        json!({"jvm-guard.io/jvm-options": "-Xss2m"}), &[],
+        skipped(Feature::JvmOptions, "already set by the container")
+    )]
+    fn jvm_options_leave_out_what_the_container_sets(
+        #[case] namespace: Value,
+        #[case] tokens: &[&str],
+        #[case] outcomes: Vec<(Feature, Outcome)>,
+    ) {
+        let env = json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-Xss1m"}]);
+        let c = json!({"name": "a", "image": "corp/app:1", "env": env});
+        let d = with_namespace_facts(namespace, pod(json!({}), c), true, jvm_options);
+        assert_eq!(d.env.tokens, tokens);
+        assert_eq!(d.outcomes, outcomes);
+    }
+
+    #[rstest]
+    #[case::literal(json!([]), false, None)]
+    #[case::opaque(
+        json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]), false,
+        Some("container a: JAVA_TOOL_OPTIONS is set from valueFrom; JVM flags not injected (set JAVA_TOOL_OPTIONS as a literal env value to let jvm-guard merge into it)")
+    )]
+    #[case::the_agent_reads_it(
+        json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]), true, None
+    )]
+    fn flags_that_cannot_reach_the_jvm_are_reported(
+        #[case] env: Value,
+        #[case] command: bool,
+        #[case] warning: Option<&str>,
+    ) {
+        let mut c = json!({"name": "a", "image": "corp/app:1", "env": env});
+        if command {
+            c["command"] = json!(["java", "-jar", "app.jar"]);
+        }
+        let warned = with_facts(pod(json!({}), c), true, |f| {
+            let jvm = Decision::merge([exit_on_oom(f), jvm_options(f)]);
+            not_injected(f, &jvm)
+        });
+        assert_eq!(warned.as_deref(), warning);
+    }
+}

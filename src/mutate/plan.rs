@@ -211,3 +211,129 @@ impl<'a> Plan<'a> {
         requests
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::Defaults;
+
+    fn settings() -> ServerSettings {
+        ServerSettings {
+            tools_image: Some("tools:1".into()),
+            webhook_namespace: Some("jvm-guard".into()),
+            ..ServerSettings::default()
+        }
+    }
+
+    fn plan_of<R>(namespace: &str, pod: Value, f: impl FnOnce(&Verdict<'_>) -> R) -> R {
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let ns = NamespaceConfig::new(namespace, None, &Defaults::default());
+        let settings = settings();
+        f(&Plan::new(&pod, &ns, &settings).verdict)
+    }
+
+    fn app() -> Value {
+        json!([{"name": "app", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}])
+    }
+
+    fn left_alone(verdict: &Verdict<'_>) -> Option<Vec<String>> {
+        match verdict {
+            Verdict::LeaveAlone(w) => Some(w.clone().into_vec()),
+            Verdict::Mutate(_) => None,
+        }
+    }
+
+    #[rstest]
+    #[case::kube_system("kube-system", json!({"metadata": {}, "spec": {"containers": app()}}), "namespace kube-system is never mutated")]
+    #[case::the_webhook_s_own("jvm-guard", json!({"metadata": {}, "spec": {"containers": app()}}), "namespace jvm-guard is never mutated")]
+    #[case::opted_out(
+        "shop", json!({"metadata": {"labels": {INJECT_LABEL: "false"}}, "spec": {"containers": app()}}),
+        "pod opted out with label jvm-guard.io/inject=false"
+    )]
+    #[case::helm_test_hook(
+        "shop", json!({"metadata": {"annotations": {"helm.sh/hook": "pre-install, test-success"}}, "spec": {"containers": app()}}),
+        "pod is a Helm test hook (helm.sh/hook: test); left alone"
+    )]
+    #[case::windows_by_os("shop", json!({"metadata": {}, "spec": {"os": {"name": "windows"}, "containers": app()}}), "Windows pod; left alone")]
+    #[case::windows_by_selector(
+        "shop", json!({"metadata": {}, "spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": app()}}),
+        "Windows pod; left alone"
+    )]
+    #[case::no_spec("shop", json!({"metadata": {}}), "pod has no spec; nothing injected")]
+    fn pods_left_alone(#[case] namespace: &str, #[case] pod: Value, #[case] why: &str) {
+        let warnings = plan_of(namespace, pod, left_alone).expect("left alone");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(why), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_mutated_pod_is_left_alone_silently() {
+        let pod = json!({"metadata": {"annotations": {STATUS_ANNOTATION: "{}"}}, "spec": {"containers": app()}});
+        assert_eq!(plan_of("shop", pod, left_alone), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_helm_hook_that_is_not_a_test_is_mutated() {
+        let hook = json!({"helm.sh/hook": "pre-install"});
+        let pod = json!({"metadata": {"annotations": hook}, "spec": {"containers": app()}});
+        assert_eq!(plan_of("shop", pod, left_alone), None);
+    }
+
+    #[rstest]
+    #[case::free(json!([]), json!([]), Ok(()), Ok(()))]
+    #[case::dump_volume_taken(
+        json!([{"name": "jvm-guard-dumps", "emptyDir": {}}]), json!([]),
+        Err("the pod already has a volume named jvm-guard-dumps"), Ok(())
+    )]
+    #[case::tools_volume_taken(
+        json!([{"name": "jvm-guard-tools", "emptyDir": {}}]), json!([]),
+        Ok(()), Err("the pod already has a volume named jvm-guard-tools")
+    )]
+    #[case::init_container_taken(
+        json!([]), json!([{"name": "jvm-guard-tools", "image": "x"}]),
+        Ok(()), Err("the pod already has a container named jvm-guard-tools")
+    )]
+    fn what_the_pod_can_take(
+        #[case] volumes: Value,
+        #[case] init: Value,
+        #[case] dump: Result<(), &str>,
+        #[case] tools: Result<(), &str>,
+    ) {
+        let pod = json!({"metadata": {}, "spec": {"containers": app(), "volumes": volumes, "initContainers": init}});
+        plan_of("shop", pod, |verdict| {
+            let Verdict::Mutate(plan) = verdict else {
+                panic!("mutated");
+            };
+            let facts = &plan.facts;
+            assert_eq!(
+                facts.dump.as_ref().map(|_| ()).map_err(String::as_str),
+                dump
+            );
+            assert_eq!(
+                facts.tools.as_ref().map(|_| ()).map_err(String::as_str),
+                tools
+            );
+            let warned = plan.warnings.clone().into_vec();
+            let dump_warning = dump
+                .err()
+                .map(|r| format!("jvm-guard: {r}; heap-dump skipped"));
+            assert_eq!(warned, dump_warning.into_iter().collect::<Vec<_>>());
+            assert_eq!(plan.targets, [(0, targets::Why::Seen)]);
+        });
+    }
+
+    #[test]
+    fn the_dump_directory_cannot_be_the_tools_directory() {
+        let cfg = |path: &str| crate::config::DumpConfig {
+            volume: crate::config::DumpVolume::EmptyDir { size_limit: None },
+            mount_path: path.into(),
+            keep: 3,
+        };
+        assert!(dump_tools_collision(&cfg("/jvm-guard/bin/dumps")).is_some());
+        assert!(dump_tools_collision(&cfg("/jvm-guard/bin")).is_some());
+        assert!(dump_tools_collision(&cfg("/jvm-guard/binaries")).is_none());
+    }
+}

@@ -1,6 +1,8 @@
 //! Test support for the features' unit tests: the facts of a pod's first container, gathered
 //! as the driver gathers them, so each feature's decision can be tested alone.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
@@ -22,8 +24,20 @@ pub fn pod(annotations: Value, container: Value) -> Value {
 /// Calls `f` with the facts of the first container of `pod` (in an opted-in namespace, with a
 /// tools image unless `tools` is false).
 pub fn with_facts<R>(pod: Value, tools: bool, f: impl FnOnce(&Facts<'_>) -> R) -> R {
+    with_namespace_facts(json!({}), pod, tools, f)
+}
+
+/// [`with_facts`], in a namespace with `annotations`.
+pub fn with_namespace_facts<R>(
+    annotations: Value,
+    pod: Value,
+    tools: bool,
+    f: impl FnOnce(&Facts<'_>) -> R,
+) -> R {
     let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
-    let ns = NamespaceConfig::new("shop", None, &Defaults::default());
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(annotations).expect("string annotations");
+    let ns = NamespaceConfig::new("shop", Some(&annotations), &Defaults::default());
     let settings = ServerSettings {
         tools_image: tools.then(|| "tools:1".to_string()),
         ..ServerSettings::default()
