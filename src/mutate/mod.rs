@@ -18,6 +18,7 @@ mod parts;
 pub mod patch;
 mod plan;
 pub mod probes;
+mod shell;
 pub mod status;
 pub mod targets;
 #[cfg(test)]
