@@ -116,7 +116,7 @@ pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
 /// `heap_max` is what a dump can reach, when known.
 pub fn decide(facts: &Facts<'_>, heap_max: Option<u64>) -> Decision {
     if let Gate::Closed(d) = facts.gate(Feature::HeapDump, &facts.config().heap_dump) {
-        return d;
+        return *d;
     }
     let cfg = match &facts.pod.dump {
         Ok(cfg) => cfg,

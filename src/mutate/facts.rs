@@ -54,7 +54,7 @@ pub struct Facts<'a> {
 pub enum Gate<'c, T> {
     On(&'c T),
     /// Off (an empty decision) or skipped, with the reason.
-    Closed(Decision),
+    Closed(Box<Decision>),
 }
 
 impl Facts<'_> {
@@ -70,14 +70,15 @@ impl Facts<'_> {
     /// decision that says why not.
     pub fn gate<'c, T>(&self, feature: Feature, switch: &'c Switch<T>) -> Gate<'c, T> {
         match (switch, &self.options) {
-            (Switch::Off, _) => Gate::Closed(Decision::default()),
-            (Switch::Invalid, _) => {
-                Gate::Closed(Decision::skipped(feature, "invalid configuration"))
-            }
+            (Switch::Off, _) => Gate::Closed(Box::default()),
+            (Switch::Invalid, _) => Gate::Closed(Box::new(Decision::skipped(
+                feature,
+                "invalid configuration",
+            ))),
             // The agent reads the variable at start, whatever its source.
             (Switch::On(cfg), Ok(VarState::Opaque(_))) if self.agent => Gate::On(cfg),
             (Switch::On(_), Err(reason) | Ok(VarState::Opaque(reason))) => {
-                Gate::Closed(Decision::skipped(feature, reason.clone()))
+                Gate::Closed(Box::new(Decision::skipped(feature, reason.clone())))
             }
             (Switch::On(cfg), _) => Gate::On(cfg),
         }

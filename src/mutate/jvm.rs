@@ -16,7 +16,7 @@ pub fn exit_on_oom_flags() -> Vec<String> {
 /// The exit-on-oom feature: its flag, unless the container sets it.
 pub fn exit_on_oom(facts: &Facts<'_>) -> Decision {
     match facts.gate(Feature::ExitOnOom, &facts.config().exit_on_oom) {
-        Gate::Closed(d) => d,
+        Gate::Closed(d) => *d,
         Gate::On(()) => flags(Feature::ExitOnOom, exit_on_oom_flags(), facts),
     }
 }
@@ -24,7 +24,7 @@ pub fn exit_on_oom(facts: &Facts<'_>) -> Decision {
 /// The jvm-options feature: the configured options the container does not set itself.
 pub fn jvm_options(facts: &Facts<'_>) -> Decision {
     match facts.gate(Feature::JvmOptions, &facts.config().jvm_options) {
-        Gate::Closed(d) => d,
+        Gate::Closed(d) => *d,
         Gate::On(tokens) => flags(Feature::JvmOptions, tokens.clone(), facts),
     }
 }

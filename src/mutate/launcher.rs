@@ -1,5 +1,5 @@
-//! The launcher a container starts through (SPEC §4.7): the profile its evidence matches, the
-//! variable our flags go to, and who owns the heap.
+//! The launcher a container starts through (SPEC §4.7): the profile its evidence matches and the
+//! variable our flags go to.
 
 use k8s_openapi::api::core::v1::Container;
 

@@ -179,7 +179,7 @@ pub fn decide(facts: &Facts<'_>) -> Memory {
         Gate::On(cfg) => cfg,
         Gate::Closed(decision) => {
             return Memory {
-                decision,
+                decision: *decision,
                 heap_max: None,
             }
         }
