@@ -4,25 +4,21 @@
 
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use super::container::{ContainerMutation, Jvm, JvmEdits};
+use super::decision::Decision;
 use super::env::VarState;
-use super::patch::to_value;
-use super::tools::{TOOLS_BINARY, TOOLS_DIR};
+use super::facts::{Facts, Gate};
+use super::parts::{DUMP_VOLUME, POD_NAME_ENV, TOOLS_BINARY};
 use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
-
-pub const VOLUME_NAME: &str = "jvm-guard-dumps";
-/// Pods created by controllers have no name at admission time, so the directory is named
-/// by the kubelet from this variable.
-pub const POD_NAME_ENV: &str = crate::options::agent_env::POD_NAME;
+use crate::options::agent_env;
 
 pub fn volume(cfg: &DumpConfig) -> Volume {
     let mut v = Volume {
-        name: VOLUME_NAME.to_string(),
+        name: DUMP_VOLUME.to_string(),
         ..Volume::default()
     };
     match &cfg.volume {
@@ -53,7 +49,7 @@ pub fn volume(cfg: &DumpConfig) -> Volume {
 /// and would both write `java_pid1.hprof` (container names are DNS labels: safe in a path).
 pub fn mount(cfg: &DumpConfig, container: &str) -> VolumeMount {
     VolumeMount {
-        name: VOLUME_NAME.to_string(),
+        name: DUMP_VOLUME.to_string(),
         mount_path: cfg.mount_path.clone(),
         sub_path_expr: Some(format!("$({POD_NAME_ENV})/{container}")),
         ..VolumeMount::default()
@@ -74,23 +70,6 @@ pub fn pod_name_env() -> EnvVar {
     }
 }
 
-/// Why the pod cannot take our volume, if it cannot.
-pub fn pod_collision(spec: &PodSpec) -> Option<String> {
-    spec.volumes
-        .iter()
-        .flatten()
-        .any(|v| v.name == VOLUME_NAME)
-        .then(|| format!("the pod already has a volume named {VOLUME_NAME}"))
-}
-
-/// Why the dump directory cannot be mounted next to the tools, if it cannot: at or under the
-/// tools directory (two mounts at one path make the apiserver refuse the pod).
-pub fn tools_collision(cfg: &DumpConfig) -> Option<String> {
-    let path = cfg.mount_path.as_str();
-    let under = path == TOOLS_DIR || path.starts_with(&format!("{TOOLS_DIR}/"));
-    under.then(|| format!("dump-mount-path {path} is the tools directory {TOOLS_DIR}"))
-}
-
 /// Why this container cannot take our mount and variable, if it cannot.
 pub fn container_collision(container: &Container, cfg: &DumpConfig) -> Option<String> {
     let same_path = |p: &str| p.trim_end_matches('/') == cfg.mount_path;
@@ -98,7 +77,7 @@ pub fn container_collision(container: &Container, cfg: &DumpConfig) -> Option<St
         .volume_mounts
         .iter()
         .flatten()
-        .find(|m| m.name == VOLUME_NAME || same_path(&m.mount_path))
+        .find(|m| m.name == DUMP_VOLUME || same_path(&m.mount_path))
     {
         return Some(format!(
             "container {} already mounts {} at {}",
@@ -132,103 +111,226 @@ pub fn oom_hook_flag(dump_dir: &str, keep: u32, container: &str) -> String {
     )
 }
 
-impl ContainerMutation<'_> {
-    /// The heap-dump feature: the mount and pod-name variable, the dump flags (or the
-    /// launcher's dump-directory variable), and the rotation hook when the tools are there
-    /// (dump-rotation). `heap_max` is what a dump can reach, when known.
-    pub(super) fn heap_dump(&mut self, jvm: &Jvm<'_>, heap_max: Option<u64>, edits: &mut JvmEdits) {
-        let cfg = match &self.pod.dump {
-            Ok(cfg) => cfg,
-            Err(reason) => return self.skip(Feature::HeapDump, reason.clone()),
-        };
-        if let Some(reason) = container_collision(self.container, cfg) {
-            self.warnings.push(format!("{reason}; heap-dump skipped"));
-            return self.skip(Feature::HeapDump, reason);
-        }
-        let dir_var = jvm.profile.and_then(|p| p.dump_dir_var.as_deref());
-        if let Some(var) = dir_var {
-            if self.env.var(var) != VarState::Absent {
-                let reason = format!("the container sets {var}, where its launcher writes dumps");
-                self.warnings.push(format!(
-                    "container {}: {reason}; heap-dump skipped",
-                    self.container.name
-                ));
-                return self.skip(Feature::HeapDump, reason);
-            }
-        }
-        self.patch.append(
-            self.path("volumeMounts"),
-            self.container.volume_mounts.is_some(),
-            vec![to_value(&mount(cfg, &self.container.name))],
-        );
-        edits.env.prepend_env.push(pod_name_env());
-        edits.uses.dump = true;
-        // Counted as applied even if the user set every flag: the volume is there.
-        self.status.applied(Feature::HeapDump);
-        self.check_room(cfg, heap_max);
-        let mut flags = heap_dump_flags(cfg);
-        if let Some(var) = dir_var {
-            // The launcher's -XX:HeapDumpPath comes later on its command line: it would win.
-            flags.retain(|f| !f.starts_with("-XX:HeapDumpPath="));
-            edits.env.set_env.push(EnvVar {
-                name: var.to_string(),
-                value: Some(cfg.mount_path.clone()),
-                value_from: None,
-            });
-        }
-        let user = &jvm.user;
-        edits
-            .env
-            .tokens
-            .extend(flags.into_iter().filter(|t| !user.sets(t)));
-        let hook = oom_hook_flag(&cfg.mount_path, cfg.keep, &self.container.name);
-        match self.tools() {
-            Err(reason) => self.skip(Feature::DumpRotation, reason),
-            Ok(()) if user.sets(&hook) => self.skip(
-                Feature::DumpRotation,
-                "the container sets OnOutOfMemoryError",
-            ),
-            Ok(()) => {
-                edits.env.tokens.push(hook);
-                edits.uses.tools = true;
-                self.status.applied(Feature::DumpRotation);
-            }
+/// The heap-dump feature: the mount and pod-name variable, the dump flags (or the launcher's
+/// dump-directory variable), and the rotation hook when the tools are there (dump-rotation).
+/// `heap_max` is what a dump can reach, when known.
+pub fn decide(facts: &Facts<'_>, heap_max: Option<u64>) -> Decision {
+    if let Gate::Closed(d) = facts.gate(Feature::HeapDump, &facts.config().heap_dump) {
+        return *d;
+    }
+    let cfg = match &facts.pod.dump {
+        Ok(cfg) => cfg,
+        Err(reason) => return Decision::skipped(Feature::HeapDump, reason.clone()),
+    };
+    let name = facts.name();
+    let mut d = Decision::default();
+    if let Some(reason) = container_collision(facts.container, cfg) {
+        d.warn(format!("{reason}; heap-dump skipped"));
+        d.skip(Feature::HeapDump, reason);
+        return d;
+    }
+    let dir_var = facts.profile.and_then(|p| p.dump_dir_var.as_deref());
+    if let Some(var) = dir_var {
+        if facts.env.var(var) != VarState::Absent {
+            let reason = format!("the container sets {var}, where its launcher writes dumps");
+            d.warn(format!("container {name}: {reason}; heap-dump skipped"));
+            d.skip(Feature::HeapDump, reason);
+            return d;
         }
     }
-
-    /// Warns when a dump of `heap_max` bytes cannot fit where it is written: the emptyDir's
-    /// `sizeLimit` or the container's `ephemeral-storage` limit (an emptyDir counts against
-    /// it; past it the pod is evicted and the dump deleted with it).
-    fn check_room(&mut self, cfg: &DumpConfig, heap_max: Option<u64>) {
-        let DumpVolume::EmptyDir { size_limit } = &cfg.volume else {
-            return;
-        };
-        let Some(heap) = heap_max else {
-            return;
-        };
-        let ephemeral = self
-            .container
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.as_ref())
-            .and_then(|l| l.get("ephemeral-storage"))
-            .and_then(|q| q.0.parse::<Quantity>().ok());
-        let rooms = [
-            (size_limit.as_ref(), "the dump volume's sizeLimit"),
-            (ephemeral.as_ref(), "the ephemeral-storage limit"),
-        ];
-        if let Some((room, what)) = rooms
-            .into_iter()
-            .filter_map(|(q, what)| q.map(|q| (q.bytes(), what)))
-            .filter(|(room, _)| *room < heap)
-            .min_by_key(|(room, _)| *room)
-        {
-            self.warnings.push(format!(
-                "container {}: a heap dump can reach {} MiB but {what} is {} MiB: the dump would be lost with the pod; raise it or use dump-volume: pvc:<claim>",
-                self.container.name,
-                heap >> 20,
-                room >> 20
-            ));
+    d.mounts.push(mount(cfg, name));
+    d.env.prepend_env.push(pod_name_env());
+    d.uses.dump = true;
+    // Counted as applied even if the user set every flag: the volume is there.
+    d.apply(Feature::HeapDump);
+    d.warnings.extend(no_room(facts.container, cfg, heap_max));
+    let mut flags = heap_dump_flags(cfg);
+    if let Some(var) = dir_var {
+        // The launcher's -XX:HeapDumpPath comes later on its command line: it would win.
+        flags.retain(|f| !f.starts_with("-XX:HeapDumpPath="));
+        d.env.set_env.push(literal(var, &cfg.mount_path));
+    }
+    if !facts.agent {
+        // What `inspect` lists; the agent's instructions carry it otherwise.
+        d.env
+            .set_env
+            .push(literal(agent_env::DUMP_DIR, &cfg.mount_path));
+    }
+    let user = &facts.user;
+    d.env
+        .tokens
+        .extend(flags.into_iter().filter(|t| !user.sets(t)));
+    let hook = oom_hook_flag(&cfg.mount_path, cfg.keep, name);
+    match &facts.tools {
+        Err(reason) => d.skip(Feature::DumpRotation, reason.clone()),
+        Ok(()) if user.sets(&hook) => d.skip(
+            Feature::DumpRotation,
+            "the container sets OnOutOfMemoryError",
+        ),
+        Ok(()) => {
+            d.env.tokens.push(hook);
+            d.uses.tools = true;
+            d.apply(Feature::DumpRotation);
         }
+    }
+    d
+}
+
+fn literal(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
+}
+
+/// The warning when a dump of `heap_max` bytes cannot fit where it is written: the emptyDir's
+/// `sizeLimit` or the container's `ephemeral-storage` limit (an emptyDir counts against it;
+/// past it the pod is evicted and the dump deleted with it).
+fn no_room(container: &Container, cfg: &DumpConfig, heap_max: Option<u64>) -> Option<String> {
+    let DumpVolume::EmptyDir { size_limit } = &cfg.volume else {
+        return None;
+    };
+    let heap = heap_max?;
+    let ephemeral = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("ephemeral-storage"))
+        .and_then(|q| q.0.parse::<Quantity>().ok());
+    let rooms = [
+        (size_limit.as_ref(), "the dump volume's sizeLimit"),
+        (ephemeral.as_ref(), "the ephemeral-storage limit"),
+    ];
+    let (room, what) = rooms
+        .into_iter()
+        .filter_map(|(q, what)| q.map(|q| (q.bytes(), what)))
+        .filter(|(room, _)| *room < heap)
+        .min_by_key(|(room, _)| *room)?;
+    Some(format!(
+        "container {}: a heap dump can reach {} MiB but {what} is {} MiB: the dump would be lost with the pod; raise it or use dump-volume: pvc:<claim>",
+        container.name,
+        heap >> 20,
+        room >> 20
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+
+    fn applied(feature: Feature) -> (Feature, Outcome) {
+        (feature, Outcome::Applied)
+    }
+
+    fn skipped(feature: Feature, reason: &str) -> (Feature, Outcome) {
+        let reason = reason.to_string();
+        (feature, Outcome::Skipped { reason })
+    }
+
+    const HOOK: &str = "-XX:OnOutOfMemoryError=\"/jvm-guard/bin/jvm-guard rotate-dumps --dir /dumps --keep 3 --container a\"";
+
+    #[rstest]
+    #[case::with_rotation(
+        json!({"name": "a", "image": "corp/app:1"}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::rotation_needs_the_tools(
+        json!({"name": "a", "image": "corp/app:1"}), false,
+        &[applied(Feature::HeapDump), skipped(Feature::DumpRotation, "no tools image is configured (--tools-image)")],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::user_sets_the_hook(
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JAVA_OPTS", "value": "-XX:OnOutOfMemoryError=kill -XX:HeapDumpPath=/tmp"}]}),
+        true,
+        &[applied(Feature::HeapDump), skipped(Feature::DumpRotation, "the container sets OnOutOfMemoryError")],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
+        &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::the_agent_carries_the_directory(
+        json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &[], 0
+    )]
+    #[case::launcher_dump_directory_variable(
+        json!({"name": "a", "image": "cassandra:5"}), true,
+        &[applied(Feature::HeapDump), applied(Feature::DumpRotation)],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:ErrorFile=/dumps/hs_err_pid%p.log", HOOK],
+        &["CASSANDRA_HEAPDUMP_DIR", agent_env::DUMP_DIR], 0
+    )]
+    #[case::container_sets_the_launcher_variable(
+        json!({"name": "a", "image": "cassandra:5", "env": [{"name": "CASSANDRA_HEAPDUMP_DIR", "value": "/data"}]}), true,
+        &[skipped(Feature::HeapDump, "the container sets CASSANDRA_HEAPDUMP_DIR, where its launcher writes dumps")],
+        &[], &[], 1
+    )]
+    #[case::container_mounts_at_the_dump_path(
+        json!({"name": "a", "image": "corp/app:1", "volumeMounts": [{"name": "data", "mountPath": "/dumps/"}]}), true,
+        &[skipped(Feature::HeapDump, "container a already mounts data at /dumps/")],
+        &[], &[], 1
+    )]
+    #[case::container_sets_the_pod_name_variable(
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JVM_GUARD_POD_NAME", "value": "x"}]}), true,
+        &[skipped(Feature::HeapDump, "container a already sets JVM_GUARD_POD_NAME")],
+        &[], &[], 1
+    )]
+    fn heap_dump(
+        #[case] container: Value,
+        #[case] tools: bool,
+        #[case] outcomes: &[(Feature, Outcome)],
+        #[case] tokens: &[&str],
+        #[case] set_env: &[&str],
+        #[case] warnings: usize,
+    ) {
+        let d = with_facts(pod(json!({}), container), tools, |f| decide(f, None));
+        assert_eq!(d.outcomes, outcomes);
+        assert_eq!(d.env.tokens, tokens);
+        let names: Vec<&str> = d.env.set_env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, set_env);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
+        let mounted = outcomes.contains(&applied(Feature::HeapDump));
+        assert_eq!(d.uses.dump, mounted);
+        assert_eq!(d.mounts.len(), usize::from(mounted));
+        assert_eq!(d.env.prepend_env.len(), usize::from(mounted));
+        assert_eq!(
+            d.uses.tools,
+            outcomes.contains(&applied(Feature::DumpRotation))
+        );
+    }
+
+    #[test]
+    fn a_pod_with_our_volume_name_is_skipped_with_the_plan_s_reason() {
+        let mut p = pod(json!({}), json!({"name": "a", "image": "corp/app:1"}));
+        p["spec"]["volumes"] = json!([{"name": DUMP_VOLUME, "emptyDir": {}}]);
+        let d = with_facts(p, true, |f| decide(f, None));
+        let reason = "the pod already has a volume named jvm-guard-dumps";
+        assert_eq!(d.outcomes, [skipped(Feature::HeapDump, reason)]);
+        assert!(d.env.tokens.is_empty() && d.mounts.is_empty());
+    }
+
+    #[rstest]
+    #[case::fits("2Gi", 1 << 30, &[])]
+    #[case::ephemeral_storage_too_small("512Mi", 1 << 30, &[
+        "container a: a heap dump can reach 1024 MiB but the ephemeral-storage limit is 512 MiB: the dump would be lost with the pod; raise it or use dump-volume: pvc:<claim>"
+    ])]
+    #[case::heap_unknown("512Mi", 0, &[])]
+    fn the_dump_must_fit_its_volume(
+        #[case] ephemeral: &str,
+        #[case] heap: u64,
+        #[case] warnings: &[&str],
+    ) {
+        let limits = json!({"limits": {"ephemeral-storage": ephemeral}});
+        let c = json!({"name": "a", "image": "corp/app:1", "resources": limits});
+        let heap = (heap > 0).then_some(heap);
+        let d = with_facts(pod(json!({}), c), true, |f| decide(f, heap));
+        assert_eq!(d.warnings, warnings);
     }
 }

@@ -69,3 +69,45 @@ pub struct ImageCommand {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
 }
+
+/// The image's repository as written, without tag or digest: `docker.io/bitnami/kafka`.
+pub fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    // A `:` after the last `/` starts the tag; one before it is a registry port.
+    match image.rfind(':') {
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
+}
+
+/// The image's name, the repository's last segment: `kafka` for `docker.io/bitnami/kafka:3`.
+pub fn name(image: &str) -> &str {
+    let repository = repository(image);
+    repository.rsplit('/').next().unwrap_or(repository)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case(
+        "docker.io/bitnami/kafka:3.9.0-debian-12-r4",
+        "docker.io/bitnami/kafka",
+        "kafka"
+    )]
+    #[case(
+        "registry.local:5000/bitnami/kafka@sha256:abc",
+        "registry.local:5000/bitnami/kafka",
+        "kafka"
+    )]
+    #[case("registry.local:5000/nginx", "registry.local:5000/nginx", "nginx")]
+    #[case("nginx:1.27@sha256:abc", "nginx", "nginx")]
+    #[case("busybox", "busybox", "busybox")]
+    fn trims_tag_and_digest(#[case] image: &str, #[case] repo: &str, #[case] last: &str) {
+        assert_eq!(repository(image), repo);
+        assert_eq!(name(image), last);
+    }
+}

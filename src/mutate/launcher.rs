@@ -1,22 +1,13 @@
-//! The launcher a container starts through (SPEC §4.7): the profile its evidence matches, the
-//! variable our flags go to, and who owns the heap.
+//! The launcher a container starts through (SPEC §4.7): the profile its evidence matches and the
+//! variable our flags go to.
 
 use k8s_openapi::api::core::v1::Container;
 
 use super::env::EnvView;
+use super::{image, shell};
 use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
 use crate::config::{ProfileChoice, Profiles};
 use crate::options::TOOL_OPTIONS;
-
-/// The image's repository as written, without tag or digest: `docker.io/bitnami/kafka`.
-fn repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    // A `:` after the last `/` starts the tag; one before it is a registry port.
-    match image.rfind(':') {
-        Some(colon) if !image[colon..].contains('/') => &image[..colon],
-        _ => image,
-    }
-}
 
 /// `*` matches within one path segment.
 fn glob(pattern: &str, text: &str) -> bool {
@@ -34,29 +25,10 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// Whether `repository` is `pattern` or ends with it at a path boundary, so a pattern matches
 /// whatever registry or mirror the image comes from.
 pub fn image_matches(pattern: &str, image: &str) -> bool {
-    let repo = repository(image);
+    let repo = image::repository(image);
     let segments: Vec<&str> = repo.split('/').collect();
     let want = pattern.split('/').count();
     segments.len() >= want && glob(pattern, &segments[segments.len() - want..].join("/"))
-}
-
-/// The programs a container runs: `command`/`args` words, and the words of a shell script they
-/// hand to `sh -c` (split on blanks and `;&|()`, so `exec /etc/confluent/docker/run` counts).
-pub fn programs(container: &Container) -> Vec<String> {
-    let argv = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten());
-    let mut out = Vec::new();
-    for word in argv {
-        for token in word.split(|c: char| c.is_whitespace() || ";&|()`'\"".contains(c)) {
-            if !token.is_empty() {
-                out.push(token.to_string());
-            }
-        }
-    }
-    out
 }
 
 fn command_matches(pattern: &str, program: &str) -> bool {
@@ -111,7 +83,8 @@ pub fn select<'p>(
         ProfileChoice::Named(name) => profiles.get(name),
         ProfileChoice::Auto => {
             let image = container.image.as_deref().unwrap_or_default();
-            let programs = programs(container);
+            let argv = container.command.iter().flatten();
+            let programs = shell::programs(argv.chain(container.args.iter().flatten()));
             let names = env.names();
             let mut best: Option<(u8, &Profile)> = None;
             for profile in profiles.iter() {
@@ -174,18 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn programs_look_inside_shell_scripts() {
-        let container: Container = serde_json::from_value(serde_json::json!({
-            "name": "k",
-            "command": ["sh", "-exc"],
-            "args": ["export KAFKA_BROKER_ID=${HOSTNAME##*-} && exec /etc/confluent/docker/run"],
-        }))
-        .unwrap();
-        let p = programs(&container);
-        assert!(
-            p.contains(&"/etc/confluent/docker/run".to_string()),
-            "{p:?}"
-        );
+    fn commands_match_by_path_or_name() {
         assert!(command_matches(
             "/etc/confluent/docker/run",
             "/etc/confluent/docker/run"

@@ -3,8 +3,9 @@
 
 use k8s_openapi::api::core::v1::Container;
 
-use super::container::{ContainerMutation, Jvm};
+use super::decision::Decision;
 use super::env::VarState;
+use super::facts::{Facts, Gate};
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
@@ -164,113 +165,274 @@ fn mib(bytes: u64) -> u64 {
     bytes / MIB
 }
 
-impl ContainerMutation<'_> {
-    /// Warns when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
-    fn check_fit(&mut self, by: &str, max: Option<u64>, limit: Option<u64>, reserve: u64) {
-        let (Some(max), Some(limit)) = (max, limit) else {
-            return;
-        };
-        if max > limit.saturating_sub(reserve) {
-            self.warnings.push(format!(
-                "container {}: the heap of {} MiB set by {by} does not fit the memory limit of {} MiB minus the non-heap reserve of {} MiB; the kernel may OOM-kill the container before the JVM writes a heap dump",
-                self.container.name,
-                mib(max),
-                mib(limit),
+/// What the memory feature decided, and the heap maximum as far as it is known (what a heap
+/// dump can reach).
+pub struct Memory {
+    pub decision: Decision,
+    pub heap_max: Option<u64>,
+}
+
+/// The memory feature: our RAM percentages, with the other flags or in the profile's memory
+/// variable, or none when the heap is not ours to size (skipped, with the reason).
+pub fn decide(facts: &Facts<'_>) -> Memory {
+    let cfg = match facts.gate(Feature::Memory, &facts.config().memory) {
+        Gate::On(cfg) => cfg,
+        Gate::Closed(decision) => {
+            return Memory {
+                decision: *decision,
+                heap_max: None,
+            }
+        }
+    };
+    let mut d = Decision::default();
+    let (flags, heap_max) = size(facts, cfg, &mut d);
+    match flags {
+        None => {}
+        Some((flags, None)) => d.add_flags(Feature::Memory, flags, &facts.user),
+        Some((flags, Some(var))) => match facts.env.var(&var) {
+            VarState::Opaque(reason) if !facts.agent => d.skip(Feature::Memory, reason),
+            _ => {
+                d.apply(Feature::Memory);
+                d.env.memory = Some((var, flags));
+            }
+        },
+    }
+    Memory {
+        decision: d,
+        heap_max,
+    }
+}
+
+/// Our memory flags and the variable they go to (`None`: with the other flags).
+type Ours = (Vec<String>, Option<String>);
+
+/// Our flags when the heap is ours, and the heap maximum; what keeps the flags out is recorded
+/// in `d`.
+fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours>, Option<u64>) {
+    let name = facts.name();
+    let limit = memory_limit(facts.container).unwrap_or_else(|e| {
+        d.warn(format!("container {name}: memory limit {e}"));
+        None
+    });
+    let reserve = cfg.reserve.bytes();
+    if facts.user.sets("-XX:-UseContainerSupport") {
+        d.warn(format!(
+            "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
+        ));
+        d.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
+        return (None, None);
+    }
+    // What admission cannot read, the agent checks at start (it drops our memory flags when
+    // the environment sets the heap).
+    let read = |v: &str| match facts.env.var(v) {
+        VarState::Opaque(_) if facts.agent => VarState::Absent,
+        state => state,
+    };
+    let fit = |d: &mut Decision, by: &str, max: Option<u64>| {
+        d.warnings.extend(misfit(name, by, max, limit, reserve));
+    };
+    let var = match heap_owner(&facts.places, facts.profile, &read, limit) {
+        HeapOwner::Workload { by, max } => {
+            fit(d, &by, max);
+            d.skip(Feature::Memory, format!("heap set by {by}"));
+            return (None, max);
+        }
+        HeapOwner::Launcher { reason } => {
+            d.skip(Feature::Memory, reason);
+            return (None, None);
+        }
+        HeapOwner::LauncherDefault {
+            profile,
+            default,
+            max,
+        } => {
+            fit(
+                d,
+                &format!("the {profile} launcher's default ({default})"),
+                max,
+            );
+            d.skip(
+                Feature::Memory,
+                format!("the {profile} launcher sets its default heap {default}"),
+            );
+            return (None, max);
+        }
+        HeapOwner::Us { var } => var,
+    };
+    if let (MaxRam::Auto, Some(l)) = (&cfg.max, limit) {
+        if l <= reserve {
+            d.warn(format!(
+                "container {name}: the memory limit of {} MiB leaves no heap after the non-heap reserve of {} MiB; MaxRAMPercentage takes the 25% floor",
+                mib(l),
                 mib(reserve)
             ));
         }
     }
-
-    /// The memory feature: our RAM percentages and the variable they go to (`None`: with the
-    /// other flags), or no flags when the heap is not ours to size (skipped, with the reason).
-    pub(super) fn memory(&mut self, cfg: &MemoryConfig, jvm: &Jvm<'_>) -> Memory {
-        let name = self.container.name.clone();
-        let limit = memory_limit(self.container).unwrap_or_else(|e| {
-            self.warnings
-                .push(format!("container {name}: memory limit {e}"));
-            None
-        });
-        let skipped = |heap_max| Memory {
-            flags: None,
-            heap_max,
-        };
-        let reserve = cfg.reserve.bytes();
-        if jvm.user.sets("-XX:-UseContainerSupport") {
-            self.warnings.push(format!(
-                "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
-            ));
-            self.skip(Feature::Memory, "-XX:-UseContainerSupport is set");
-            return skipped(None);
-        }
-        // What admission cannot read, the agent checks at start (it drops our memory flags
-        // when the environment sets the heap).
-        let read = |v: &str| match self.env.var(v) {
-            VarState::Opaque(_) if self.agent => VarState::Absent,
-            state => state,
-        };
-        let owner = heap_owner(&jvm.places, jvm.profile, &read, limit);
-        let var = match owner {
-            HeapOwner::Workload { by, max } => {
-                self.check_fit(&by, max, limit, reserve);
-                self.skip(Feature::Memory, format!("heap set by {by}"));
-                return skipped(max);
-            }
-            HeapOwner::Launcher { reason } => {
-                self.skip(Feature::Memory, reason);
-                return skipped(None);
-            }
-            HeapOwner::LauncherDefault {
-                profile,
-                default,
-                max,
-            } => {
-                let by = format!("the {profile} launcher's default ({default})");
-                self.check_fit(&by, max, limit, reserve);
-                self.skip(
-                    Feature::Memory,
-                    format!("the {profile} launcher sets its default heap {default}"),
-                );
-                return skipped(max);
-            }
-            HeapOwner::Us { var } => var,
-        };
-        if let (MaxRam::Auto, Some(l)) = (&cfg.max, limit) {
-            if l <= reserve {
-                self.warnings.push(format!(
-                    "container {name}: the memory limit of {} MiB leaves no heap after the non-heap reserve of {} MiB; MaxRAMPercentage takes the 25% floor",
-                    mib(l),
-                    mib(reserve)
-                ));
-            }
-        }
-        let out = memory_flags(cfg, limit, &name);
-        for w in out.warnings {
-            self.warnings.push(w);
-        }
-        if out.flags.is_empty() {
-            self.skip(Feature::Memory, "no memory limit");
-            return skipped(None);
-        }
-        let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
-        Memory {
-            flags: Some((out.flags, var)),
-            heap_max,
-        }
+    let out = memory_flags(cfg, limit, name);
+    d.warnings.extend(out.warnings);
+    if out.flags.is_empty() {
+        d.skip(Feature::Memory, "no memory limit");
+        return (None, None);
     }
+    let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
+    (Some((out.flags, var)), heap_max)
 }
 
-/// What the memory feature decided.
-pub(super) struct Memory {
-    /// Our flags and their variable (`None`: with the other flags), when the heap is ours.
-    pub flags: Option<(Vec<String>, Option<String>)>,
-    /// The heap maximum, as far as it is known (for the dump-room check).
-    pub heap_max: Option<u64>,
+/// The warning when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
+fn misfit(
+    container: &str,
+    by: &str,
+    max: Option<u64>,
+    limit: Option<u64>,
+    reserve: u64,
+) -> Option<String> {
+    let (Some(max), Some(limit)) = (max, limit) else {
+        return None;
+    };
+    (max > limit.saturating_sub(reserve)).then(|| format!(
+        "container {container}: the heap of {} MiB set by {by} does not fit the memory limit of {} MiB minus the non-heap reserve of {} MiB; the kernel may OOM-kill the container before the JVM writes a heap dump",
+        mib(max),
+        mib(limit),
+        mib(reserve)
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
     use rstest::rstest;
+    use serde_json::{json, Value};
+
+    fn container(image: &str, limit: Option<&str>, env: Value) -> Value {
+        json!({
+            "name": "a",
+            "image": image,
+            "env": env,
+            "resources": limit.map(|l| json!({"limits": {"memory": l}})),
+        })
+    }
+
+    fn applied() -> Outcome {
+        Outcome::Applied
+    }
+
+    fn skipped(reason: &str) -> Outcome {
+        Outcome::Skipped {
+            reason: reason.into(),
+        }
+    }
+
+    const MAX: &str = "jvm-guard.io/max-ram-percentage";
+
+    #[rstest]
+    #[case::auto_from_the_limit(
+        json!({}), container("corp/app:1", Some("1Gi"), json!([])),
+        applied(), &["-XX:MaxRAMPercentage=62.0", "-XX:MinRAMPercentage=62.0"], None, &[]
+    )]
+    #[case::no_limit(
+        json!({}), container("corp/app:1", None, json!([])),
+        skipped("no memory limit"), &[], None,
+        &["container a has no memory limit: MaxRAMPercentage not set (a percentage would apply to node memory)"]
+    )]
+    #[case::fixed_percentage_without_limit(
+        json!({MAX: "60"}), container("corp/app:1", None, json!([])),
+        applied(), &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0"], None,
+        &["container a has no memory limit: the RAM percentages apply to node memory"]
+    )]
+    #[case::initial_above_max(
+        json!({MAX: "60", "jvm-guard.io/initial-ram-percentage": "70"}),
+        container("corp/app:1", Some("1Gi"), json!([])),
+        applied(), &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0"], None,
+        &["container a: initial-ram-percentage 70.0 is above the max 60.0; not set"]
+    )]
+    #[case::initial_below_max(
+        json!({MAX: "60", "jvm-guard.io/initial-ram-percentage": "30"}),
+        container("corp/app:1", Some("1Gi"), json!([])),
+        applied(),
+        &["-XX:MaxRAMPercentage=60.0", "-XX:MinRAMPercentage=60.0", "-XX:InitialRAMPercentage=30.0"],
+        None, &[]
+    )]
+    #[case::container_support_off(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-XX:-UseContainerSupport"}])),
+        skipped("-XX:-UseContainerSupport is set"), &[], None,
+        &["container a sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory"]
+    )]
+    #[case::workload_heap_that_fits(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_OPTS", "value": "-Xmx512m"}])),
+        skipped("heap set by JAVA_OPTS=-Xmx512m"), &[], None, &[]
+    )]
+    #[case::workload_heap_too_big(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_OPTS", "value": "-Xmx2g"}])),
+        skipped("heap set by JAVA_OPTS=-Xmx2g"), &[], None,
+        &["container a: the heap of 2048 MiB set by JAVA_OPTS=-Xmx2g does not fit the memory limit of 1024 MiB minus the non-heap reserve of 384 MiB"]
+    )]
+    #[case::heap_in_a_launcher_variable(
+        json!({}),
+        container("bitnami/zookeeper:3.9", Some("2Gi"), json!([{"name": "ZOO_HEAP_SIZE", "value": "512"}])),
+        skipped("heap set by ZOO_HEAP_SIZE=512"), &[], None, &[]
+    )]
+    #[case::launcher_sizes_it(
+        json!({}), container("elasticsearch:8.15.0", Some("2Gi"), json!([])),
+        skipped("Elasticsearch sets -Xmx from the memory limit unless ES_JAVA_OPTS sets -Xmx"),
+        &[], None, &[]
+    )]
+    #[case::launcher_default_stands(
+        json!({}), container("zookeeper:3.9", Some("1Gi"), json!([])),
+        skipped("the zookeeper launcher sets its default heap -Xmx1000m"), &[], None,
+        &["container a: the heap of 1000 MiB set by the zookeeper launcher's default (-Xmx1000m) does not fit"]
+    )]
+    #[case::profile_memory_variable(
+        json!({}), container("confluentinc/cp-schema-registry:7.6.0", Some("1Gi"), json!([])),
+        applied(), &[], Some(("SCHEMA_REGISTRY_HEAP_OPTS", &["-XX:MaxRAMPercentage=62.0", "-XX:MinRAMPercentage=62.0"][..])),
+        &[]
+    )]
+    #[case::invalid(
+        json!({MAX: "150"}), container("corp/app:1", Some("1Gi"), json!([])),
+        skipped("invalid configuration"), &[], None, &[]
+    )]
+    #[case::opaque_variable(
+        json!({}),
+        container("corp/app:1", Some("1Gi"), json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])),
+        skipped("JAVA_TOOL_OPTIONS is set from valueFrom"), &[], None, &[]
+    )]
+    fn who_owns_the_heap(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] outcome: Outcome,
+        #[case] tokens: &[&str],
+        #[case] memory_var: Option<(&str, &[&str])>,
+        #[case] warnings: &[&str],
+    ) {
+        let memory = with_facts(pod(annotations, container), true, decide);
+        let d = memory.decision;
+        let outcomes: Vec<Outcome> = d.outcomes.iter().map(|(_, o)| o.clone()).collect();
+        assert_eq!(outcomes, [outcome]);
+        assert!(d.outcomes.iter().all(|(f, _)| *f == Feature::Memory));
+        assert_eq!(d.env.tokens, tokens);
+        let var = d.env.memory.as_ref();
+        let var = var.map(|(v, flags)| (v.as_str(), flags.iter().map(String::as_str).collect()));
+        assert_eq!(var, memory_var.map(|(v, f)| (v, f.to_vec())));
+        assert_eq!(d.warnings.len(), warnings.len(), "{:?}", d.warnings);
+        for (got, want) in d.warnings.iter().zip(warnings) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_heap_maximum_is_what_a_dump_can_reach() {
+        let limit = |l| container("corp/app:1", Some(l), json!([]));
+        let ours = with_facts(pod(json!({MAX: "50"}), limit("2Gi")), true, decide);
+        assert_eq!(ours.heap_max, Some(1 << 30));
+        let env = json!([{"name": "JAVA_OPTS", "value": "-Xmx512m"}]);
+        let theirs = container("corp/app:1", Some("2Gi"), env);
+        let theirs = with_facts(pod(json!({}), theirs), true, decide);
+        assert_eq!(theirs.heap_max, Some(512 << 20));
+    }
 
     #[rstest]
     #[case(1 << 30, 62)] // 1Gi: floor(100 * 640 / 1024) = 62

@@ -1,21 +1,28 @@
 //! The admission engine, pure: a Pod and its configuration in, a JSONPatch, warnings and the
 //! status report out. No I/O; the webhook, the preview and the tests all call it.
 //!
-//! [`Plan`] decides once per pod; each container then goes through [`container`], which calls
-//! one function per feature, each in its own module ([`jvm`], [`dumps`], [`probes`], [`tools`]).
+//! [`Plan`] decides once per pod; each target then goes through `container`, which gathers
+//! its facts, asks one function per feature for a decision (`memory`, [`dumps`], [`jvm`],
+//! [`probes`], [`tools`]), merges the decisions and writes the patch.
 
 mod container;
+mod decision;
 pub mod dumps;
 pub mod env;
+mod facts;
 pub mod image;
 pub mod jvm;
 mod launcher;
 mod memory;
+mod parts;
 pub mod patch;
 mod plan;
 pub mod probes;
+mod shell;
 pub mod status;
 pub mod targets;
+#[cfg(test)]
+mod testing;
 pub mod tools;
 
 use json_patch::Patch;
@@ -26,11 +33,11 @@ pub use image::{ImageCommand, ImageRequest, Platform, ResolvedImages};
 pub use plan::Plan;
 
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
-use container::{ContainerMutation, Uses};
-use env::EnvView;
+use container::Target;
+use decision::Uses;
 use patch::{pointer, to_value, PatchBuilder};
-use plan::Decision;
-use status::{ContainerStatus, Status};
+use plan::Verdict;
+use status::Status;
 
 /// What a mutation decided. An empty patch means "admit unchanged".
 #[derive(Debug, Clone)]
@@ -94,12 +101,12 @@ impl Plan<'_> {
     /// [`images_to_resolve`](Plan::images_to_resolve).
     pub fn mutate(self, images: &ResolvedImages) -> Mutation {
         let (pod, sources) = (self.pod, self.sources);
-        let plan = match self.decision {
-            Decision::LeaveAlone(warnings) => return Mutation::unchanged(warnings),
-            Decision::Mutate(plan) => plan,
+        let mut plan = match self.verdict {
+            Verdict::LeaveAlone(warnings) => return Mutation::unchanged(warnings),
+            Verdict::Mutate(plan) => plan,
         };
-        let mut plan = plan;
-        let spec = plan.spec;
+        let facts = &plan.facts;
+        let spec = facts.spec;
         let mut warnings = std::mem::take(&mut plan.warnings);
         let mut patch = PatchBuilder::default();
         let mut status = Status::new();
@@ -110,35 +117,33 @@ impl Plan<'_> {
             let image = container
                 .image
                 .as_ref()
-                .filter(|_| !tools::has_command(container))
+                .filter(|_| !parts::has_command(container))
                 .and_then(|image| {
                     images.get(&ImageRequest {
                         image: image.clone(),
                         platform: plan.platform.clone(),
                     })
                 });
-            let mut ctx = ContainerMutation {
+            let target = Target {
                 index,
                 container,
+                why,
                 image,
-                pod: &plan,
-                env: EnvView::new(container, sources),
-                patch: &mut patch,
-                warnings: &mut warnings,
-                status: ContainerStatus::default(),
-                agent: false,
+                pod: facts,
+                sources,
             };
-            ctx.status.jvm = Some(why.as_str().to_string());
-            let used = ctx.run();
+            let (container_status, used) = container::run(&target, &mut patch, &mut warnings);
             uses.dump |= used.dump;
             uses.tools |= used.tools;
-            status.containers.insert(container.name.clone(), ctx.status);
+            status
+                .containers
+                .insert(container.name.clone(), container_status);
         }
         let mut volumes = Vec::new();
-        if let (true, Ok(cfg)) = (uses.dump, &plan.dump) {
+        if let (true, Ok(cfg)) = (uses.dump, &facts.dump) {
             volumes.push(to_value(&dumps::volume(cfg)));
         }
-        if let (true, Ok(image)) = (uses.tools, &plan.tools) {
+        if let (true, Ok(image)) = (uses.tools, &facts.tools) {
             volumes.push(to_value(&tools::volume()));
             patch.append(
                 pointer(["spec", "initContainers"]),

@@ -3,22 +3,26 @@
 //! lookup ([`Plan::images_to_resolve`]) and to the mutation ([`Plan::mutate`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 use super::env::EnvSources;
+use super::facts::PodFacts;
 use super::image::{ImageRequest, Platform, OS_LABEL};
-use super::{dumps, targets, tools};
+use super::parts::{
+    dump_pod_collision, dump_tools_collision, has_command, tools_container_collision,
+    tools_pod_collision,
+};
+use super::targets;
 use crate::config::{
-    Config, DumpConfig, Key, NamespaceConfig, Profiles, ServerSettings, Switch, Warnings,
-    EXCLUDED_NAMESPACES, INJECT_LABEL, STATUS_ANNOTATION,
+    Config, Key, NamespaceConfig, ServerSettings, Switch, Warnings, EXCLUDED_NAMESPACES,
+    INJECT_LABEL, STATUS_ANNOTATION,
 };
 
 /// What was decided about a pod before any container is looked at.
 pub struct Plan<'a> {
     pub(super) pod: &'a Pod,
-    pub(super) decision: Decision<'a>,
+    pub(super) verdict: Verdict<'a>,
     /// The ConfigMaps and Secrets the caller knows, for `envFrom` and `valueFrom`.
     pub(super) sources: &'a EnvSources,
 }
@@ -28,28 +32,20 @@ static NO_SOURCES: EnvSources = EnvSources {
     secrets: BTreeMap::new(),
 };
 
-pub(super) enum Decision<'a> {
+pub(super) enum Verdict<'a> {
     /// Left alone, with the warnings saying why (none for a pod we mutated already).
     LeaveAlone(Warnings),
     Mutate(Box<PodPlan<'a>>),
 }
 
-/// Pod-level decisions every target shares.
+/// What was decided for a pod to mutate: the facts every target shares, and the targets.
 pub(super) struct PodPlan<'a> {
-    pub spec: &'a PodSpec,
-    pub config: Config,
+    pub facts: PodFacts<'a>,
     /// Indices into `spec.containers`, with why each is a target.
     pub targets: Vec<(usize, targets::Why)>,
     pub platform: Platform,
-    /// The dump configuration when the pod can take the dump volume, else why not (empty when
-    /// the feature is off).
-    pub dump: Result<DumpConfig, String>,
-    /// The tools image when the pod can take the tools, else why not.
-    pub tools: Result<String, String>,
     /// What resolving the configuration and choosing the targets had to say.
     pub warnings: Warnings,
-    /// The launcher profiles (the server's).
-    pub profiles: Arc<Profiles>,
 }
 
 /// Why the pod must be left alone, if it must.
@@ -99,7 +95,7 @@ fn tools_image(
         .tools_image
         .as_deref()
         .ok_or_else(|| "no tools image is configured (--tools-image)".to_string())?;
-    match tools::pod_collision(spec) {
+    match tools_pod_collision(spec) {
         None => Ok(image.to_string()),
         Some(reason) => Err(reason),
     }
@@ -121,7 +117,7 @@ impl<'a> Plan<'a> {
     ) -> Plan<'a> {
         let leave_alone = |warnings| Plan {
             pod,
-            decision: Decision::LeaveAlone(warnings),
+            verdict: Verdict::LeaveAlone(warnings),
             sources,
         };
         let mut warnings = Warnings::default();
@@ -152,7 +148,7 @@ impl<'a> Plan<'a> {
         );
         let dump = match &config.heap_dump {
             Switch::On(cfg) => {
-                match dumps::pod_collision(spec).or_else(|| dumps::tools_collision(cfg)) {
+                match dump_pod_collision(spec).or_else(|| dump_tools_collision(cfg)) {
                     None => Ok(cfg.clone()),
                     Some(reason) => {
                         warnings.push(format!("{reason}; heap-dump skipped"));
@@ -164,18 +160,20 @@ impl<'a> Plan<'a> {
         };
         let tools = tools_image(spec, &config, settings);
         let plan = PodPlan {
-            spec,
+            facts: PodFacts {
+                spec,
+                config,
+                dump,
+                tools,
+                profiles: settings.profiles.clone(),
+            },
             targets,
             platform: Platform::of(spec),
-            dump,
-            tools,
-            config,
             warnings,
-            profiles: settings.profiles.clone(),
         };
         Plan {
             pod,
-            decision: Decision::Mutate(Box::new(plan)),
+            verdict: Verdict::Mutate(Box::new(plan)),
             sources,
         }
     }
@@ -183,19 +181,20 @@ impl<'a> Plan<'a> {
     /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
     /// get the rlimit wrapper and have no `command`. Empty when the pod needs no lookup.
     pub fn images_to_resolve(&self) -> Vec<ImageRequest> {
-        let Decision::Mutate(plan) = &self.decision else {
+        let Verdict::Mutate(plan) = &self.verdict else {
             return Vec::new();
         };
+        let pod = &plan.facts;
         // Every target with a known entrypoint gets the agent (SPEC §4.4): look up those
         // without a command, whatever features are on.
-        let wanted = plan.config.jvm_flags_on() || plan.config.ulimits.is_on();
-        if plan.tools.is_err() || !wanted {
+        let wanted = pod.config.jvm_flags_on() || pod.config.ulimits.is_on();
+        if pod.tools.is_err() || !wanted {
             return Vec::new();
         }
         let mut requests: Vec<ImageRequest> = Vec::new();
         for &(index, _) in &plan.targets {
-            let container = &plan.spec.containers[index];
-            if tools::has_command(container) || tools::container_collision(container).is_some() {
+            let container = &pod.spec.containers[index];
+            if has_command(container) || tools_container_collision(container).is_some() {
                 continue;
             }
             let Some(image) = container.image.as_ref().filter(|i| !i.is_empty()) else {
@@ -210,5 +209,131 @@ impl<'a> Plan<'a> {
             }
         }
         requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::Defaults;
+
+    fn settings() -> ServerSettings {
+        ServerSettings {
+            tools_image: Some("tools:1".into()),
+            webhook_namespace: Some("jvm-guard".into()),
+            ..ServerSettings::default()
+        }
+    }
+
+    fn plan_of<R>(namespace: &str, pod: Value, f: impl FnOnce(&Verdict<'_>) -> R) -> R {
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let ns = NamespaceConfig::new(namespace, None, &Defaults::default());
+        let settings = settings();
+        f(&Plan::new(&pod, &ns, &settings).verdict)
+    }
+
+    fn app() -> Value {
+        json!([{"name": "app", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}])
+    }
+
+    fn left_alone(verdict: &Verdict<'_>) -> Option<Vec<String>> {
+        match verdict {
+            Verdict::LeaveAlone(w) => Some(w.clone().into_vec()),
+            Verdict::Mutate(_) => None,
+        }
+    }
+
+    #[rstest]
+    #[case::kube_system("kube-system", json!({"metadata": {}, "spec": {"containers": app()}}), "namespace kube-system is never mutated")]
+    #[case::the_webhook_s_own("jvm-guard", json!({"metadata": {}, "spec": {"containers": app()}}), "namespace jvm-guard is never mutated")]
+    #[case::opted_out(
+        "shop", json!({"metadata": {"labels": {INJECT_LABEL: "false"}}, "spec": {"containers": app()}}),
+        "pod opted out with label jvm-guard.io/inject=false"
+    )]
+    #[case::helm_test_hook(
+        "shop", json!({"metadata": {"annotations": {"helm.sh/hook": "pre-install, test-success"}}, "spec": {"containers": app()}}),
+        "pod is a Helm test hook (helm.sh/hook: test); left alone"
+    )]
+    #[case::windows_by_os("shop", json!({"metadata": {}, "spec": {"os": {"name": "windows"}, "containers": app()}}), "Windows pod; left alone")]
+    #[case::windows_by_selector(
+        "shop", json!({"metadata": {}, "spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": app()}}),
+        "Windows pod; left alone"
+    )]
+    #[case::no_spec("shop", json!({"metadata": {}}), "pod has no spec; nothing injected")]
+    fn pods_left_alone(#[case] namespace: &str, #[case] pod: Value, #[case] why: &str) {
+        let warnings = plan_of(namespace, pod, left_alone).expect("left alone");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(why), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_mutated_pod_is_left_alone_silently() {
+        let pod = json!({"metadata": {"annotations": {STATUS_ANNOTATION: "{}"}}, "spec": {"containers": app()}});
+        assert_eq!(plan_of("shop", pod, left_alone), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_helm_hook_that_is_not_a_test_is_mutated() {
+        let hook = json!({"helm.sh/hook": "pre-install"});
+        let pod = json!({"metadata": {"annotations": hook}, "spec": {"containers": app()}});
+        assert_eq!(plan_of("shop", pod, left_alone), None);
+    }
+
+    #[rstest]
+    #[case::free(json!([]), json!([]), Ok(()), Ok(()))]
+    #[case::dump_volume_taken(
+        json!([{"name": "jvm-guard-dumps", "emptyDir": {}}]), json!([]),
+        Err("the pod already has a volume named jvm-guard-dumps"), Ok(())
+    )]
+    #[case::tools_volume_taken(
+        json!([{"name": "jvm-guard-tools", "emptyDir": {}}]), json!([]),
+        Ok(()), Err("the pod already has a volume named jvm-guard-tools")
+    )]
+    #[case::init_container_taken(
+        json!([]), json!([{"name": "jvm-guard-tools", "image": "x"}]),
+        Ok(()), Err("the pod already has a container named jvm-guard-tools")
+    )]
+    fn what_the_pod_can_take(
+        #[case] volumes: Value,
+        #[case] init: Value,
+        #[case] dump: Result<(), &str>,
+        #[case] tools: Result<(), &str>,
+    ) {
+        let pod = json!({"metadata": {}, "spec": {"containers": app(), "volumes": volumes, "initContainers": init}});
+        plan_of("shop", pod, |verdict| {
+            let Verdict::Mutate(plan) = verdict else {
+                panic!("mutated");
+            };
+            let facts = &plan.facts;
+            assert_eq!(
+                facts.dump.as_ref().map(|_| ()).map_err(String::as_str),
+                dump
+            );
+            assert_eq!(
+                facts.tools.as_ref().map(|_| ()).map_err(String::as_str),
+                tools
+            );
+            let warned = plan.warnings.clone().into_vec();
+            let dump_warning = dump
+                .err()
+                .map(|r| format!("jvm-guard: {r}; heap-dump skipped"));
+            assert_eq!(warned, dump_warning.into_iter().collect::<Vec<_>>());
+            assert_eq!(plan.targets, [(0, targets::Why::Seen)]);
+        });
+    }
+
+    #[test]
+    fn the_dump_directory_cannot_be_the_tools_directory() {
+        let cfg = |path: &str| crate::config::DumpConfig {
+            volume: crate::config::DumpVolume::EmptyDir { size_limit: None },
+            mount_path: path.into(),
+            keep: 3,
+        };
+        assert!(dump_tools_collision(&cfg("/jvm-guard/bin/dumps")).is_some());
+        assert!(dump_tools_collision(&cfg("/jvm-guard/bin")).is_some());
+        assert!(dump_tools_collision(&cfg("/jvm-guard/binaries")).is_none());
     }
 }

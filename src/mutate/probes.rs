@@ -5,9 +5,9 @@
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::container::ContainerMutation;
-use super::patch::to_value;
-use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Profile, Switch};
+use super::decision::Decision;
+use super::facts::Facts;
+use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Switch};
 
 const PERIOD_STARTUP: i32 = 5;
 const PERIOD_READINESS: i32 = 5;
@@ -207,60 +207,143 @@ pub fn plan(
     ))
 }
 
-impl ContainerMutation<'_> {
-    /// The probes feature: the missing probe kinds, never changing the container's own.
-    /// `launcher` is the profile the container matched: a framework preset (Spring Boot,
-    /// Quarkus, Micronaut) is not applied to a launcher's workload, whose endpoints it is not.
-    pub(super) fn probes(&mut self, launcher: Option<&Profile>) {
-        let cfg = match &self.pod.config.probes {
-            Switch::Off => return,
-            Switch::Invalid => return self.skip(Feature::Probes, "invalid configuration"),
-            Switch::On(cfg) => cfg,
-        };
-        let preset = matches!(
-            cfg.mode,
-            ProbeMode::SpringBoot | ProbeMode::Quarkus | ProbeMode::Micronaut
+/// The probes feature: the missing probe kinds, never changing the container's own. A
+/// framework preset (Spring Boot, Quarkus, Micronaut) is not applied to the workload of a
+/// launcher the container matched, whose endpoints it is not.
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    let cfg = match &facts.config().probes {
+        Switch::Off => return Decision::default(),
+        Switch::Invalid => return Decision::skipped(Feature::Probes, "invalid configuration"),
+        Switch::On(cfg) => cfg,
+    };
+    let container = facts.container;
+    let mut d = Decision::default();
+    let preset = matches!(
+        cfg.mode,
+        ProbeMode::SpringBoot | ProbeMode::Quarkus | ProbeMode::Micronaut
+    );
+    let has_own = container.startup_probe.is_some()
+        || container.readiness_probe.is_some()
+        || container.liveness_probe.is_some();
+    let launcher = facts.profile.filter(|p| !p.generic).map(|p| &p.name);
+    if let (true, false, Some(name)) = (preset, has_own, launcher) {
+        let reason = format!(
+            "the {name} launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod"
         );
-        let has_own = self.container.startup_probe.is_some()
-            || self.container.readiness_probe.is_some()
-            || self.container.liveness_probe.is_some();
-        if let (true, false, Some(name)) = (
-            preset,
-            has_own,
-            launcher.filter(|p| !p.generic).map(|p| &p.name),
-        ) {
-            let reason = format!(
-                "the {name} launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod"
-            );
-            self.warnings.push(format!(
-                "container {}: {reason}; probes skipped",
-                self.container.name
-            ));
-            return self.skip(Feature::Probes, reason);
+        d.warn(format!(
+            "container {}: {reason}; probes skipped",
+            container.name
+        ));
+        d.skip(Feature::Probes, reason);
+        return d;
+    }
+    match plan(container, cfg) {
+        Err(reason) => {
+            d.warn(format!("{reason}; probes skipped"));
+            d.skip(Feature::Probes, reason);
         }
-        match plan(self.container, cfg) {
-            Err(reason) => {
-                self.warnings.push(format!("{reason}; probes skipped"));
-                self.skip(Feature::Probes, reason);
-            }
-            Ok((plan, _)) if plan.is_empty() => {
-                self.skip(Feature::Probes, "the container has its own probes")
-            }
-            Ok((plan, note)) => {
-                if let Some(note) = note {
-                    self.warnings.push(note);
-                }
-                for (field, probe) in [
-                    ("startupProbe", plan.startup),
-                    ("readinessProbe", plan.readiness),
-                    ("livenessProbe", plan.liveness),
-                ] {
-                    if let Some(probe) = probe {
-                        self.patch.add(self.path(field), to_value(&probe));
-                    }
-                }
-                self.status.applied(Feature::Probes);
-            }
+        Ok((plan, _)) if plan.is_empty() => {
+            d.skip(Feature::Probes, "the container has its own probes")
         }
+        Ok((plan, note)) => {
+            d.warnings.extend(note);
+            for (field, probe) in [
+                ("startupProbe", plan.startup),
+                ("readinessProbe", plan.readiness),
+                ("livenessProbe", plan.liveness),
+            ] {
+                if let Some(probe) = probe {
+                    d.probes.push((field, probe));
+                }
+            }
+            d.apply(Feature::Probes);
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+
+    const PROBES: &str = "jvm-guard.io/probes";
+
+    fn handler(probe: &Probe) -> String {
+        match (&probe.http_get, &probe.tcp_socket, &probe.exec) {
+            (Some(h), _, _) => format!("http {}", h.path.as_deref().unwrap_or_default()),
+            (_, Some(_), _) => "tcp".to_string(),
+            (_, _, Some(_)) => "exec".to_string(),
+            _ => "none".to_string(),
+        }
+    }
+
+    #[rstest]
+    #[case::off(json!({}), json!({"name": "a", "ports": [{"containerPort": 8080}]}), None, &[], 0)]
+    #[case::tcp(
+        json!({PROBES: "tcp"}), json!({"name": "a", "ports": [{"containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "tcp"), ("readinessProbe", "tcp"), ("livenessProbe", "tcp")], 0
+    )]
+    #[case::spring_boot(
+        json!({PROBES: "spring-boot"}), json!({"name": "a", "image": "corp/app:1", "ports": [{"name": "http", "containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[
+            ("startupProbe", "http /actuator/health/liveness"),
+            ("readinessProbe", "http /actuator/health/readiness"),
+            ("livenessProbe", "http /actuator/health/liveness"),
+        ],
+        0
+    )]
+    #[case::own_probes_get_a_derived_startup_probe(
+        json!({PROBES: "spring-boot"}),
+        json!({"name": "a", "ports": [{"containerPort": 8080}], "livenessProbe": {"exec": {"command": ["true"]}}}),
+        Some(Outcome::Applied), &[("startupProbe", "exec")], 0
+    )]
+    #[case::own_startup_probe(
+        json!({PROBES: "tcp"}),
+        json!({"name": "a", "ports": [{"containerPort": 8080}], "startupProbe": {"exec": {"command": ["true"]}}}),
+        Some(Outcome::Skipped { reason: "the container has its own probes".into() }), &[], 0
+    )]
+    #[case::preset_for_a_launcher_s_workload(
+        json!({PROBES: "quarkus"}), json!({"name": "a", "image": "bitnami/kafka:3.9", "ports": [{"containerPort": 9092}]}),
+        Some(Outcome::Skipped { reason: "the bitnami-kafka launcher does not serve the framework preset's endpoints; set jvm-guard.io/probes: tcp or http on the pod".into() }),
+        &[], 1
+    )]
+    #[case::preset_for_a_generic_launcher(
+        json!({PROBES: "quarkus"}), json!({"name": "a", "image": "tomcat:10", "ports": [{"containerPort": 8080}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "http /q/health/started"), ("readinessProbe", "http /q/health/ready"), ("livenessProbe", "http /q/health/live")],
+        0
+    )]
+    #[case::tls_port_is_probed_over_tcp(
+        json!({PROBES: "spring-boot"}), json!({"name": "a", "ports": [{"name": "https", "containerPort": 8443}]}),
+        Some(Outcome::Applied),
+        &[("startupProbe", "tcp"), ("readinessProbe", "tcp"), ("livenessProbe", "tcp")], 1
+    )]
+    #[case::no_port(
+        json!({PROBES: "tcp"}), json!({"name": "a", "ports": [{"containerPort": 53, "protocol": "UDP"}]}),
+        Some(Outcome::Skipped { reason: "container a declares no TCP containerPort; set jvm-guard.io/probe-port".into() }),
+        &[], 1
+    )]
+    fn probes(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] outcome: Option<Outcome>,
+        #[case] added: &[(&str, &str)],
+        #[case] warnings: usize,
+    ) {
+        let d = with_facts(pod(annotations, container), true, decide);
+        let outcomes: Vec<(Feature, Outcome)> =
+            outcome.map(|o| (Feature::Probes, o)).into_iter().collect();
+        assert_eq!(d.outcomes, outcomes);
+        let got: Vec<(&str, String)> = d.probes.iter().map(|(f, p)| (*f, handler(p))).collect();
+        let want: Vec<(&str, String)> = added.iter().map(|(f, h)| (*f, h.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
     }
 }

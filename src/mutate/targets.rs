@@ -5,7 +5,8 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::env::{EnvSources, EnvView};
-use super::launcher;
+use super::shell::{self, base};
+use super::{image, launcher};
 use crate::config::{Key, ProfileChoice, Profiles, Targets, Warnings};
 
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
@@ -194,8 +195,6 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "IFS",
 ];
 
-const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
-
 /// Env variables that only a JVM reads.
 const JVM_VARS: &[&str] = &[
     "JAVA_TOOL_OPTIONS",
@@ -236,16 +235,6 @@ impl Why {
     }
 }
 
-fn base(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-fn image_name(image: &str) -> &str {
-    let repo = image.split('@').next().unwrap_or(image);
-    let last = base(repo);
-    last.split(':').next().unwrap_or(last)
-}
-
 /// A JVM metrics exporter sidecar, by its name, image or command.
 pub fn is_exporter(container: &Container) -> bool {
     let named = std::iter::once(container.name.as_str())
@@ -264,59 +253,10 @@ fn is_sidecar(container: &Container) -> bool {
     KNOWN_SIDECARS.contains(&container.name.as_str()) || is_exporter(container)
 }
 
-/// The programs a shell script runs: the first word of each command, past `exec`, `env` and
-/// variable assignments.
-fn script_commands(script: &str) -> Vec<String> {
-    let joined = script.replace("\\\n", " ");
-    let mut out = Vec::new();
-    for line in joined.lines() {
-        let line = line.trim_start();
-        if line.starts_with('#') {
-            continue;
-        }
-        for segment in line.split([';', '&', '|', '(', ')', '`']) {
-            // The first word that can name a program: not a keyword, an assignment, a flag, a
-            // quoted string or an expansion.
-            let word = segment.split_whitespace().find(|w| {
-                !matches!(
-                    *w,
-                    "exec" | "env" | "!" | "{" | "}" | "then" | "do" | "else"
-                ) && w
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_./[]-".contains(&b))
-                    && !w.starts_with('-')
-            });
-            out.extend(word.map(str::to_string));
-        }
-    }
-    out
-}
-
-/// The programs a container runs: argv\[0\], and for a shell with `-c`, its script's commands.
-fn commands(container: &Container) -> Vec<String> {
-    let argv: Vec<&str> = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(String::as_str)
-        .collect();
-    let Some(first) = argv.first() else {
-        return Vec::new();
-    };
-    if SHELLS.contains(&base(first)) {
-        // `sh -c SCRIPT` / `bash -ec SCRIPT`: the script is the first word after the flags.
-        let script = argv[1..].iter().find(|w| !w.starts_with('-'));
-        let mut out = vec![first.to_string()];
-        out.extend(script.into_iter().flat_map(|s| script_commands(s)));
-        return out;
-    }
-    vec![first.to_string()]
-}
-
 /// The evidence a container gives of being a JVM.
 pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -> Evidence {
-    let programs = launcher::programs(container);
+    let argv = container.command.iter().flatten();
+    let programs = shell::programs(argv.chain(container.args.iter().flatten()));
     if let Some(java) = programs
         .iter()
         .find(|p| *p == "java" || p.ends_with("/java"))
@@ -330,12 +270,10 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     if let Some(var) = JVM_VARS.iter().find(|v| names.iter().any(|n| n == *v)) {
         return Evidence::Jvm(format!("sets {var}"));
     }
-    let commands = commands(container);
-    if !commands.is_empty() && commands.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
-        return Evidence::NotJvm(format!("runs {}", commands.join(", ")));
+    if !programs.is_empty() && programs.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
+        return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
     }
-    let image = container.image.as_deref().unwrap_or_default();
-    let name = image_name(image);
+    let name = image::name(container.image.as_deref().unwrap_or_default());
     // An image known not to be a JVM stays one whatever script it runs (java was looked for).
     if NOT_JVM_IMAGES
         .iter()

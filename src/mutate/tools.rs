@@ -4,27 +4,20 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, PodSpec, ResourceRequirements, SeccompProfile,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ResourceRequirements, SeccompProfile,
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::container::ContainerMutation;
+use super::decision::{Command, Decision, EnvEdits};
+use super::facts::Facts;
 use super::image::ImageCommand;
-use super::patch::to_value;
+use super::parts::{tools_container_collision, TOOLS_VOLUME};
 use crate::config::rlimit::{Resource, Rlimit};
-use crate::config::Feature;
+use crate::config::{Feature, Switch};
+use crate::options::{AgentEnv, Dumps};
 
-pub const INIT_CONTAINER: &str = "jvm-guard-tools";
-pub const VOLUME_NAME: &str = "jvm-guard-tools";
-/// Where the targets see the tools.
-pub const TOOLS_DIR: &str = "/jvm-guard/bin";
-pub const TOOLS_BINARY: &str = "/jvm-guard/bin/jvm-guard";
-/// Where the binary sits in the jvm-guard image (the Dockerfile copies it there).
-pub const IMAGE_BINARY: &str = "/usr/local/bin/jvm-guard";
-/// Where the kubelet mounts the ServiceAccount token; a mount of ours there keeps the
-/// ServiceAccount admission plugin from adding the token to the init container.
-pub const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub use super::parts::{IMAGE_BINARY, INIT_CONTAINER, TOKEN_DIR, TOOLS_BINARY, TOOLS_DIR};
 
 fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     [("cpu", cpu), ("memory", memory)]
@@ -66,12 +59,12 @@ pub fn init_container(image: &str) -> Container {
         }),
         volume_mounts: Some(vec![
             VolumeMount {
-                name: VOLUME_NAME.to_string(),
+                name: TOOLS_VOLUME.to_string(),
                 mount_path: TOOLS_DIR.to_string(),
                 ..VolumeMount::default()
             },
             VolumeMount {
-                name: VOLUME_NAME.to_string(),
+                name: TOOLS_VOLUME.to_string(),
                 mount_path: TOKEN_DIR.to_string(),
                 read_only: Some(true),
                 ..VolumeMount::default()
@@ -83,7 +76,7 @@ pub fn init_container(image: &str) -> Container {
 
 pub fn volume() -> Volume {
     Volume {
-        name: VOLUME_NAME.to_string(),
+        name: TOOLS_VOLUME.to_string(),
         empty_dir: Some(EmptyDirVolumeSource {
             size_limit: Some(Quantity("64Mi".to_string())),
             ..EmptyDirVolumeSource::default()
@@ -94,37 +87,21 @@ pub fn volume() -> Volume {
 
 pub fn mount() -> VolumeMount {
     VolumeMount {
-        name: VOLUME_NAME.to_string(),
+        name: TOOLS_VOLUME.to_string(),
         mount_path: TOOLS_DIR.to_string(),
         read_only: Some(true),
         ..VolumeMount::default()
     }
 }
 
-/// Why the pod cannot take the tools, if it cannot.
-pub fn pod_collision(spec: &PodSpec) -> Option<String> {
-    if spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME) {
-        return Some(format!("the pod already has a volume named {VOLUME_NAME}"));
+/// Whether the tools can reach `container`, else why not: the pod's `tools` (its image, or
+/// why the pod cannot take them) and what the container mounts.
+pub fn reach(tools: &Result<String, String>, container: &Container) -> Result<(), String> {
+    tools.as_ref().map_err(String::clone)?;
+    match tools_container_collision(container) {
+        None => Ok(()),
+        Some(reason) => Err(reason),
     }
-    let names = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    names
-        .clone()
-        .any(|c| c.name == INIT_CONTAINER)
-        .then(|| format!("the pod already has a container named {INIT_CONTAINER}"))
-}
-
-/// Why this container cannot mount the tools, if it cannot.
-pub fn container_collision(container: &Container) -> Option<String> {
-    container
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| m.name == VOLUME_NAME || m.mount_path.trim_end_matches('/') == TOOLS_DIR)
-        .map(|m| format!("it already mounts {} at {}", m.name, m.mount_path))
 }
 
 /// The container's new `command` (and `args`, when they must be set) running it under the
@@ -167,57 +144,252 @@ pub fn wrapped_command(
     }
 }
 
-/// Whether the container sets its own `command` (an empty one counts as absent, as the runtime
-/// reads it).
-pub fn has_command(container: &Container) -> bool {
-    container.command.as_ref().is_some_and(|c| !c.is_empty())
+/// The agent's command for a container: its entrypoint under `jvm-guard exec`, with `limits`;
+/// `Err` says why the entrypoint is unknown (`image` is the registry's answer, when asked) or
+/// the tools cannot reach the container (`tools`, from [`reach`]).
+pub fn agent_command(
+    container: &Container,
+    image: Option<Result<&ImageCommand, &str>>,
+    tools: &Result<(), String>,
+    limits: &[Rlimit],
+) -> Result<Command, String> {
+    tools.clone()?;
+    let (command, args) = match image {
+        Some(Err(why)) => {
+            return Err(format!(
+                "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
+            ))
+        }
+        image => wrapped_command(container, image.and_then(Result::ok), limits)?,
+    };
+    Ok(Command { command, args })
 }
 
-impl ContainerMutation<'_> {
-    /// The agent's `command` (and `args`, when they must be set) for this container: its
-    /// entrypoint under `jvm-guard exec`, with `limits`; `Err` says why the entrypoint is
-    /// unknown or the tools cannot reach the container.
-    pub(super) fn agent_command(
-        &self,
-        limits: &[Rlimit],
-    ) -> Result<(Vec<String>, Option<Vec<String>>), String> {
-        self.tools()?;
-        match self.image {
-            Some(Err(why)) => Err(format!(
-                "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
-            )),
-            image => wrapped_command(self.container, image.and_then(Result::ok), limits),
+/// The agent-start feature, with ulimits: the agent starts the container when it can and
+/// there is something for it to do (`jvm`, the JVM features' decision, has flags or a dump
+/// directory, or there are limits to set); the ulimits are applied by it, or skipped with why
+/// the entrypoint is unknown.
+pub fn start(facts: &Facts<'_>, jvm: &Decision) -> Decision {
+    let limits = facts.config().limits();
+    let wanted = jvm.env.has_flags() || jvm.uses.dump || !limits.is_empty();
+    let mut d = Decision::default();
+    match &facts.command {
+        Ok(command) if facts.agent && wanted => {
+            if !limits.is_empty() {
+                let user_namespace = facts.pod.spec.host_users == Some(false);
+                if !user_namespace && limits.iter().any(|l| l.resource == Resource::Nproc) {
+                    d.warn(format!(
+                        "container {}: nproc limits the processes of the container's UID on the whole node, not in the container (set hostUsers: false for a user namespace)",
+                        facts.name()
+                    ));
+                }
+                d.apply(Feature::Ulimits);
+            }
+            d.command = Some(command.clone());
+            d.uses.tools = true;
+        }
+        Ok(_) => {}
+        Err(reason) if !limits.is_empty() => {
+            d.warn(format!(
+                "container {}: {reason}; ulimits not applied",
+                facts.name()
+            ));
+            d.skip(Feature::Ulimits, reason.clone());
+        }
+        Err(_) => {}
+    }
+    if matches!(facts.config().ulimits, Switch::Invalid) {
+        d.skip(Feature::Ulimits, "invalid configuration");
+    }
+    d
+}
+
+/// The agent's instructions, when it starts the container: the flags of `edits` leave for its
+/// environment, to be merged at start into `var` (and the profile's other options variables)
+/// as the process really has them; `dump` says whether the container got the dump directory.
+pub fn agent_env(facts: &Facts<'_>, var: &str, edits: EnvEdits, dump: bool) -> EnvEdits {
+    let EnvEdits {
+        tokens: mut options,
+        mut memory,
+        mut set_env,
+        prepend_env,
+    } = edits;
+    if let Some((memory_var, flags)) = &memory {
+        if memory_var == var {
+            options.splice(0..0, flags.iter().cloned());
+            memory = None;
         }
     }
-
-    /// Starts the container through the agent: the command is replaced, and the ulimits (when
-    /// on) are applied by it.
-    pub(super) fn start(
-        &mut self,
-        command: Vec<String>,
-        args: Option<Vec<String>>,
-        limits: &[Rlimit],
-    ) {
-        if !limits.is_empty() {
-            let user_namespace = self.pod.spec.host_users == Some(false);
-            if !user_namespace && limits.iter().any(|l| l.resource == Resource::Nproc) {
-                self.warnings.push(format!(
-                    "container {}: nproc limits the processes of the container's UID on the whole node, not in the container (set hostUsers: false for a user namespace)",
-                    self.container.name
-                ));
-            }
-            self.status.applied(Feature::Ulimits);
-        }
-        self.patch.add(self.path("command"), to_value(&command));
-        if let Some(args) = args {
-            self.patch.add(self.path("args"), to_value(&args));
-        }
+    let mut vars = vec![var.to_string()];
+    if !options.is_empty() {
+        let also = facts.profile.map(|p| p.also_options.as_slice());
+        let also = also.unwrap_or_default().iter();
+        vars.extend(also.filter(|v| v.as_str() != var).cloned());
+    }
+    let dumps = match (&facts.pod.dump, dump) {
+        (Ok(cfg), true) => Some(Dumps {
+            dir: cfg.mount_path.clone(),
+            keep: cfg.keep,
+            container: facts.name().to_string(),
+        }),
+        _ => None,
+    };
+    let agent = AgentEnv {
+        options,
+        vars,
+        memory,
+        heap_vars: facts
+            .profile
+            .map(|p| p.heap.vars.clone())
+            .unwrap_or_default(),
+        dumps,
+    };
+    set_env.extend(agent.to_env().into_iter().map(|(name, value)| EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        value_from: None,
+    }));
+    EnvEdits {
+        tokens: Vec::new(),
+        memory: None,
+        set_env,
+        prepend_env,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+    use serde_json::{json, Value};
+
     use super::*;
+    use crate::mutate::decision::Outcome;
+    use crate::mutate::testing::{pod, with_facts};
+    use crate::options::agent_env;
+
+    const ULIMITS: &str = "jvm-guard.io/ulimits";
+
+    fn skipped(reason: &str) -> Vec<(Feature, Outcome)> {
+        let reason = reason.to_string();
+        vec![(Feature::Ulimits, Outcome::Skipped { reason })]
+    }
+
+    #[rstest]
+    #[case::started_with_limits(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "command": ["java"]}), true, false,
+        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nofile=1024:1024", "--", "java"]),
+        vec![(Feature::Ulimits, Outcome::Applied)], 0
+    )]
+    #[case::nproc_is_per_uid(
+        json!({ULIMITS: "nproc=100"}), json!({"name": "a", "command": ["java"]}), true, false,
+        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nproc=100:100", "--", "java"]),
+        vec![(Feature::Ulimits, Outcome::Applied)], 1
+    )]
+    #[case::started_for_the_flags(
+        json!({}), json!({"name": "a", "command": ["java"]}), true, true,
+        Some(vec![TOOLS_BINARY, "exec", "--", "java"]), vec![], 0
+    )]
+    #[case::nothing_to_do(json!({}), json!({"name": "a", "command": ["java"]}), true, false, None, vec![], 0)]
+    #[case::entrypoint_unknown(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "image": "corp/app:1"}), true, false, None,
+        skipped("no command, and the image ENTRYPOINT is unknown; set command to wrap it"), 1
+    )]
+    #[case::no_tools(
+        json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "command": ["java"]}), false, false, None,
+        skipped("no tools image is configured (--tools-image)"), 1
+    )]
+    #[case::tools_mounted_already(
+        json!({ULIMITS: "nofile=1024"}),
+        json!({"name": "a", "command": ["java"], "volumeMounts": [{"name": "bin", "mountPath": "/jvm-guard/bin"}]}),
+        true, false, None, skipped("it already mounts bin at /jvm-guard/bin"), 1
+    )]
+    #[case::invalid(
+        json!({ULIMITS: "nofile=lots"}), json!({"name": "a", "command": ["java"]}), true, false, None,
+        skipped("invalid configuration"), 0
+    )]
+    fn the_agent_starts_the_container(
+        #[case] annotations: Value,
+        #[case] container: Value,
+        #[case] tools: bool,
+        #[case] flags: bool,
+        #[case] command: Option<Vec<&str>>,
+        #[case] outcomes: Vec<(Feature, Outcome)>,
+        #[case] warnings: usize,
+    ) {
+        let mut jvm = Decision::default();
+        if flags {
+            jvm.env.tokens.push("-XX:+ExitOnOutOfMemoryError".into());
+        }
+        let d = with_facts(pod(annotations, container), tools, |f| start(f, &jvm));
+        let got = d
+            .command
+            .as_ref()
+            .map(|c| c.command.iter().map(String::as_str).collect());
+        assert_eq!(got, command);
+        assert_eq!(d.uses.tools, command.is_some());
+        assert_eq!(d.outcomes, outcomes);
+        assert_eq!(d.warnings.len(), warnings, "{:?}", d.warnings);
+    }
+
+    fn env(edits: &EnvEdits) -> Vec<(&str, &str)> {
+        let vars = edits.set_env.iter();
+        vars.map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn the_agent_gets_the_flags() {
+        let tokens = |t: &[&str]| t.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        // Memory flags in the options variable itself go first.
+        let strimzi = pod(
+            json!({}),
+            json!({"name": "a", "image": "strimzi/operator:0.45"}),
+        );
+        let edits = EnvEdits {
+            tokens: tokens(&["-XX:+ExitOnOutOfMemoryError"]),
+            memory: Some(("JAVA_OPTS".into(), tokens(&["-XX:MaxRAMPercentage=62.0"]))),
+            ..EnvEdits::default()
+        };
+        let out = with_facts(strimzi, true, |f| agent_env(f, "JAVA_OPTS", edits, false));
+        assert!(!out.has_flags());
+        assert_eq!(
+            env(&out),
+            [
+                (
+                    agent_env::OPTIONS,
+                    "-XX:MaxRAMPercentage=62.0 -XX:+ExitOnOutOfMemoryError"
+                ),
+                (agent_env::OPTIONS_VAR, "JAVA_OPTS"),
+            ]
+        );
+        // Elsewhere they keep their variable; the dump directory is the agent's to rotate.
+        let kafka = pod(
+            json!({}),
+            json!({"name": "a", "image": "apache/kafka:3.9.0"}),
+        );
+        let edits = EnvEdits {
+            tokens: tokens(&["-XX:+HeapDumpOnOutOfMemoryError"]),
+            memory: Some((
+                "KAFKA_HEAP_OPTS".into(),
+                tokens(&["-XX:MaxRAMPercentage=62.0"]),
+            )),
+            ..EnvEdits::default()
+        };
+        let out = with_facts(kafka, true, |f| agent_env(f, "KAFKA_OPTS", edits, true));
+        assert_eq!(
+            env(&out),
+            [
+                (agent_env::OPTIONS, "-XX:+HeapDumpOnOutOfMemoryError"),
+                (agent_env::OPTIONS_VAR, "KAFKA_OPTS"),
+                (agent_env::MEMORY_OPTIONS, "-XX:MaxRAMPercentage=62.0"),
+                (agent_env::MEMORY_VAR, "KAFKA_HEAP_OPTS"),
+                (agent_env::HEAP_VARS, "KAFKA_HEAP_OPTS"),
+                (agent_env::DUMP_DIR, "/dumps"),
+                (agent_env::DUMP_KEEP, "3"),
+                (agent_env::CONTAINER, "a"),
+            ]
+        );
+    }
 
     fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
