@@ -259,6 +259,9 @@ pub mod agent_env {
     /// The pod's name, from `metadata.name` (pods from a controller have none at admission):
     /// the dump directory on the volume is `<pod>/<container>`.
     pub const POD_NAME: &str = "JVM_GUARD_POD_NAME";
+    /// The pod's namespace, from `metadata.namespace`, where a dump volume is shared across
+    /// namespaces (a hostPath): the directory is then `<namespace>/<pod>/<container>`.
+    pub const POD_NAMESPACE: &str = "JVM_GUARD_POD_NAMESPACE";
 }
 
 /// The dump directory the agent rotates at start.

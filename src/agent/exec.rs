@@ -125,7 +125,11 @@ pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
         Ok(plan) => {
             let shell = start::has_shell();
             if let Some(dumps) = &plan.dumps {
-                let pod = var(agent_env::POD_NAME);
+                // Where the directory is on the volume: `<namespace>/<pod>` on a shared one.
+                let pod = match (var(agent_env::POD_NAMESPACE), var(agent_env::POD_NAME)) {
+                    (Some(ns), Some(pod)) => Some(format!("{ns}/{pod}")),
+                    (_, pod) => pod,
+                };
                 let now = SystemTime::now();
                 notes.push(start::rotate_dumps(dumps, pod.as_deref(), now, shell));
             }

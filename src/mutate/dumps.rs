@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use super::decision::Decision;
 use super::env::VarState;
 use super::facts::{Facts, Gate};
-use super::parts::{DUMP_VOLUME, POD_NAME_ENV, TOOLS_BINARY};
+use super::parts::{DUMP_VOLUME, POD_NAMESPACE_ENV, POD_NAME_ENV, TOOLS_BINARY};
 use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
 use crate::options::agent_env;
@@ -45,29 +45,52 @@ pub fn volume(cfg: &DumpConfig) -> Volume {
     v
 }
 
+/// Whether the volume is shared by the pods of every namespace on a node (a hostPath): then
+/// the namespace leads each pod's directory. An emptyDir is the pod's own and a PVC its
+/// namespace's.
+fn shared_across_namespaces(cfg: &DumpConfig) -> bool {
+    matches!(cfg.volume, DumpVolume::HostPath(_))
+}
+
 /// Each container of each pod writes its own directory: two JVMs of one pod are both pid 1
 /// and would both write `java_pid1.hprof` (container names are DNS labels: safe in a path).
+/// The layout on the volume: docs/agent.md#dump-directories.
 pub fn mount(cfg: &DumpConfig, container: &str) -> VolumeMount {
+    let pod = format!("$({POD_NAME_ENV})/{container}");
+    let sub_path = match shared_across_namespaces(cfg) {
+        true => format!("$({POD_NAMESPACE_ENV})/{pod}"),
+        false => pod,
+    };
     VolumeMount {
         name: DUMP_VOLUME.to_string(),
         mount_path: cfg.mount_path.clone(),
-        sub_path_expr: Some(format!("$({POD_NAME_ENV})/{container}")),
+        sub_path_expr: Some(sub_path),
         ..VolumeMount::default()
     }
 }
 
-pub fn pod_name_env() -> EnvVar {
+fn field_env(name: &str, field_path: &str) -> EnvVar {
     EnvVar {
-        name: POD_NAME_ENV.to_string(),
+        name: name.to_string(),
         value: None,
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 api_version: None,
-                field_path: "metadata.name".to_string(),
+                field_path: field_path.to_string(),
             }),
             ..EnvVarSource::default()
         }),
     }
+}
+
+/// The variables the mount's `subPathExpr` names, in the order they are inserted.
+pub fn path_env(cfg: &DumpConfig) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    if shared_across_namespaces(cfg) {
+        env.push(field_env(POD_NAMESPACE_ENV, "metadata.namespace"));
+    }
+    env.push(field_env(POD_NAME_ENV, "metadata.name"));
+    env
 }
 
 /// Why this container cannot take our mount and variable, if it cannot.
@@ -84,12 +107,13 @@ pub fn container_collision(container: &Container, cfg: &DumpConfig) -> Option<St
             container.name, m.name, m.mount_path
         ));
     }
+    let ours = path_env(cfg);
     container
         .env
         .iter()
         .flatten()
-        .any(|e| e.name == POD_NAME_ENV)
-        .then(|| format!("container {} already sets {POD_NAME_ENV}", container.name))
+        .find(|e| ours.iter().any(|o| o.name == e.name))
+        .map(|e| format!("container {} already sets {}", container.name, e.name))
 }
 
 /// Heap dump and crash log into the (per-pod) dump directory.
@@ -139,7 +163,7 @@ pub fn decide(facts: &Facts<'_>, heap_max: Option<u64>) -> Decision {
         }
     }
     d.mounts.push(mount(cfg, name));
-    d.env.prepend_env.push(pod_name_env());
+    d.env.prepend_env.extend(path_env(cfg));
     d.uses.dump = true;
     // Counted as applied even if the user set every flag: the volume is there.
     d.apply(Feature::HeapDump);
@@ -223,6 +247,38 @@ mod tests {
     use super::*;
     use crate::mutate::decision::Outcome;
     use crate::mutate::testing::{pod, with_facts};
+
+    #[test]
+    fn a_host_path_puts_the_namespace_first() {
+        let cfg = |volume| DumpConfig {
+            volume,
+            mount_path: "/dumps".into(),
+            keep: 3,
+        };
+        let host = cfg(DumpVolume::HostPath("/var/dumps".into()));
+        assert_eq!(
+            mount(&host, "app").sub_path_expr.as_deref(),
+            Some("$(JVM_GUARD_POD_NAMESPACE)/$(JVM_GUARD_POD_NAME)/app")
+        );
+        let names: Vec<String> = path_env(&host).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["JVM_GUARD_POD_NAMESPACE", "JVM_GUARD_POD_NAME"]);
+        let own = cfg(DumpVolume::EmptyDir { size_limit: None });
+        assert_eq!(
+            mount(&own, "app").sub_path_expr.as_deref(),
+            Some("$(JVM_GUARD_POD_NAME)/app")
+        );
+        assert_eq!(path_env(&own).len(), 1);
+        // A container that sets the namespace variable itself would move its directory.
+        let c: Container = serde_json::from_value(
+            json!({"name": "a", "env": [{"name": "JVM_GUARD_POD_NAMESPACE", "value": "other"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            container_collision(&c, &host).as_deref(),
+            Some("container a already sets JVM_GUARD_POD_NAMESPACE")
+        );
+        assert_eq!(container_collision(&c, &own), None);
+    }
 
     fn applied(feature: Feature) -> (Feature, Outcome) {
         (feature, Outcome::Applied)

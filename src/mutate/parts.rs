@@ -21,6 +21,9 @@ pub const DUMP_VOLUME: &str = "jvm-guard-dumps";
 /// Pods created by controllers have no name at admission time, so the dump directory is named
 /// by the kubelet from this variable.
 pub const POD_NAME_ENV: &str = crate::options::agent_env::POD_NAME;
+/// On a volume every pod of the node shares (hostPath), the namespace leads the directory:
+/// two namespaces' `api-0` must neither read nor prune each other's dumps.
+pub const POD_NAMESPACE_ENV: &str = crate::options::agent_env::POD_NAMESPACE;
 
 /// Why the pod cannot take the tools, if it cannot.
 pub fn tools_pod_collision(spec: &PodSpec) -> Option<String> {
