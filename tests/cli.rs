@@ -298,3 +298,27 @@ fn serve_refuses_to_read_pull_secrets_without_client_authentication() {
     assert!(stderr.contains("--client-ca"), "{stderr}");
     assert!(stderr.contains("client-ca.crt"), "{stderr}");
 }
+
+#[test]
+fn the_preview_never_copies_a_secret_value_into_a_workload() {
+    let out = jvm_guard(
+        &[
+            "mutate",
+            "-f",
+            "tests/golden/secret-tool-options-never-copied.yaml",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let workloads: Vec<&str> = stdout
+        .split("\n---\n")
+        .filter(|doc| !doc.contains("kind: Secret"))
+        .collect();
+    assert!(workloads.iter().any(|d| d.contains("kind: Deployment")));
+    for doc in workloads {
+        for secret in ["hunter2", "correct-horse"] {
+            assert!(!doc.contains(secret), "{secret} copied into:\n{doc}");
+        }
+    }
+}

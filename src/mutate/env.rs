@@ -48,6 +48,10 @@ impl VarState {
     }
 }
 
+fn secret_note(name: &str) -> String {
+    format!("{name} is set from a Secret, whose value is never copied into the pod")
+}
+
 /// A container's env as admission sees it, with the sources the caller knows.
 pub struct EnvView<'a> {
     container: &'a Container,
@@ -88,6 +92,10 @@ impl<'a> EnvView<'a> {
                     data.get(key)
                 });
             return match known {
+                // A Secret's value never leaves the Secret: merged into a literal it would be
+                // readable by anyone who can read the workload. Opaque, as for the webhook,
+                // which reads no Secret: the agent merges at start.
+                Some(_) if secret.is_some() && cm.is_none() => VarState::Opaque(secret_note(name)),
                 Some(value) => VarState::Known {
                     index: Some(index),
                     value: value.clone(),
@@ -108,6 +116,9 @@ impl<'a> EnvView<'a> {
                 Some(data) => {
                     let key = name.strip_prefix(prefix);
                     if let Some(value) = key.and_then(|k| data.get(k)) {
+                        if cm.is_none() {
+                            return VarState::Opaque(secret_note(name));
+                        }
                         return VarState::Known {
                             index: None,
                             value: value.clone(),
