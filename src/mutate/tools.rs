@@ -133,15 +133,22 @@ pub fn wrapped_command(
                         .to_string(),
                 );
             }
-            command.extend(image.entrypoint.iter().cloned());
+            command.extend(image.entrypoint.iter().map(|a| escape_expansion(a)));
             // With our command set, the runtime no longer adds the image CMD: args carry it.
-            let args = (!has_args && !image.cmd.is_empty()).then(|| image.cmd.clone());
+            let args = (!has_args && !image.cmd.is_empty())
+                .then(|| image.cmd.iter().map(|a| escape_expansion(a)).collect());
             Ok((command, args))
         }
         (_, None) => Err(
             "no command, and the image ENTRYPOINT is unknown; set command to wrap it".to_string(),
         ),
     }
+}
+
+/// `arg` as the kubelet must read it to pass `arg` on: in `command` and `args` it expands
+/// `$(VAR)` and turns `$$` into `$`, which the image's ENTRYPOINT and CMD never went through.
+pub fn escape_expansion(arg: &str) -> String {
+    arg.replace('$', "$$")
 }
 
 /// The agent's command for a container: its entrypoint under `jvm-guard exec`, with `limits`;
@@ -472,6 +479,27 @@ mod tests {
             wrapped_command(&container(None, None), Some(&entrypoint_only), &limits).unwrap(),
             (with(&["java"]), None),
             "no CMD, no args to set"
+        );
+
+        // The image's words reach the process as the image wrote them: `$` is escaped for
+        // the kubelet's expansion, the container's own command is already in its terms.
+        let shell = ImageCommand {
+            entrypoint: vec!["sh".into(), "-c".into()],
+            cmd: vec!["exec java $JAVA_OPTS -Dhome=$(HOME) -Dcost=$$5 -jar app.jar".into()],
+        };
+        assert_eq!(
+            wrapped_command(&container(None, None), Some(&shell), &limits).unwrap(),
+            (
+                with(&["sh", "-c"]),
+                Some(vec![
+                    "exec java $$JAVA_OPTS -Dhome=$$(HOME) -Dcost=$$$$5 -jar app.jar".into()
+                ])
+            )
+        );
+        let own = container(Some(&["sh", "-c", "echo $(HOME)"]), None);
+        assert_eq!(
+            wrapped_command(&own, Some(&shell), &limits).unwrap(),
+            (with(&["sh", "-c", "echo $(HOME)"]), None)
         );
 
         let nothing = ImageCommand::default();
