@@ -2,9 +2,10 @@
 //! torn down when the process exits, however it exits (tests/node/teardown.sh, also run before
 //! the boot to clear what a killed run left).
 //!
-//! etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+ runc, bridge
-//! CNI), the kubelet and kube-proxy; the images of tests/node/images.py imported into
-//! containerd; the chart installed with `helm install`. Addresses: the node is a /32 on the
+//! etcd, kube-apiserver (tests/support/control_plane.rs, as for tests/e2e),
+//! kube-controller-manager, kube-scheduler, containerd (+ runc, bridge CNI), the kubelet and
+//! kube-proxy; the images of tests/node/images.py imported into containerd; the chart installed
+//! with `helm install`. Addresses: the node is a /32 on the
 //! loopback interface, the pods are on a bridge the harness owns; pod traffic to anything but the
 //! node and the pods is dropped and nothing is masqueraded, so nothing leaves the machine.
 
