@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# Installs what tests/chart.rs runs on the Helm chart, cached outside the repo:
+# Installs what tests/chart.rs runs on the Helm chart, cached outside the repo, at the versions
+# of tests/versions.env:
 #
-#   helm v3.22.0, built from the Go module proxy with the installed Go:
-#     ${JVM_GUARD_HELM:-$HOME/.cache/jvm-guard/bin/helm-v3.22.0}
-#   kubernetes-validate 1.37.0 from PyPI (it bundles the OpenAPI schemas of Kubernetes 1.37 and
-#   1.36, among others), in a pip --target directory:
-#     ${JVM_GUARD_KUBERNETES_VALIDATE_DIR:-$HOME/.cache/jvm-guard/kubernetes-validate-1.37.0}
+#   helm $HELM_VERSION, built from the Go module proxy with the installed Go:
+#     ${JVM_GUARD_HELM:-$HOME/.cache/jvm-guard/bin/helm-$HELM_VERSION}
+#   kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI (it bundles the OpenAPI schemas of
+#   Kubernetes 1.37 and 1.36, among others), in a pip --target directory:
+#     ${JVM_GUARD_KUBERNETES_VALIDATE_DIR:-$HOME/.cache/jvm-guard/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION}
 #
 # Cached: a helm that runs `version` and a kubernetes-validate that imports are kept. Both are
 # installed into a temporary path first and moved into place only when they work.
 set -euo pipefail
 
-HELM_VERSION=v3.22.0
+# HELM_VERSION, KUBERNETES_VALIDATE_VERSION
+# shellcheck source=tests/versions.env
+source "$(dirname "$0")/../tests/versions.env"
 # helm's Makefile sets these with -ldflags. Without them `helm version` says "v3.22" and helm
 # assumes Kubernetes 1.20 for `helm template` and lint's deprecation checks. 1.37 matches the
-# k8s.io/client-go v0.37 that helm v3.22.0 is built with.
+# k8s.io/client-go v0.37 that helm $HELM_VERSION is built with (helm's go.mod, not ours).
 K8S_MAJOR=1
 K8S_MINOR=37
-KUBERNETES_VALIDATE_VERSION=1.37.0
 
 CACHE="$HOME/.cache/jvm-guard"
 HELM="${JVM_GUARD_HELM:-$CACHE/bin/helm-$HELM_VERSION}"

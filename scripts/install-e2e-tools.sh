@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds what tests/e2e runs jvm-guard against, from the Go module proxy with the installed Go,
-# cached outside the repo so that only the first run pays for the build:
+# at the versions of tests/versions.env, cached outside the repo so that only the first run pays
+# for the build:
 #
-#   kube-apiserver v1.37.2 (the module tests/e2e/apiserver pins it, every staging module too)
-#   etcd v3.6.16           (the module tests/e2e/etcd)
-#     in ${JVM_GUARD_E2E_BIN:-$HOME/.cache/jvm-guard-e2e/v1.37.2-etcd3.6.16}
-#   helm v3.22.0           (scripts/install-chart-tools.sh, shared with the chart tests)
+#   kube-apiserver $KUBERNETES_VERSION (the module tests/e2e/apiserver pins it, every staging
+#                                       module too)
+#   etcd $ETCD_VERSION                 (the module tests/e2e/etcd)
+#     in ${JVM_GUARD_E2E_BIN:-$HOME/.cache/jvm-guard-e2e/$KUBERNETES_VERSION-etcd${ETCD_VERSION#v}}
+#   helm $HELM_VERSION                 (scripts/install-chart-tools.sh, shared with the chart tests)
 #
 # A cached binary is kept when it runs and reports its version; a new one is built into a
 # temporary directory and moved into place only when it does. tests/e2e reads the same
@@ -13,11 +15,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KUBERNETES_VERSION=v1.37.2
-ETCD_VERSION=v3.6.16
+# KUBERNETES_VERSION, ETCD_VERSION
+# shellcheck source=tests/versions.env
+source tests/versions.env
 BIN="${JVM_GUARD_E2E_BIN:-$HOME/.cache/jvm-guard-e2e/$KUBERNETES_VERSION-etcd${ETCD_VERSION#v}}"
 
 scripts/install-chart-tools.sh
+
+# pinned MODULE_DIR MODULE VERSION: the modules must build the versions of tests/versions.env,
+# which label kube-apiserver (its ldflags below) and its cache.
+pinned() {
+    grep -qxF "require $2 $3" "$1/go.mod" || {
+        echo "error: $1/go.mod does not require $2 $3 (tests/versions.env)" >&2
+        exit 1
+    }
+}
+pinned tests/e2e/etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+pinned tests/e2e/apiserver k8s.io/kubernetes "$KUBERNETES_VERSION"
 
 apiserver_works() {
     "$1" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"

@@ -4,10 +4,10 @@
 #
 #   Debian packages: containerd, runc, containernetworking-plugins (bridge, host-local),
 #     iptables, busybox-static (the shell of the JDK image)
-#   kubelet, kube-controller-manager, kube-scheduler, kube-proxy v1.37.2, built from the Go
-#     module proxy with the module tests/node/k8s (the same pin as tests/e2e/apiserver), and the
-#     sandbox binary tests/node/pause
-#     in ${JVM_GUARD_NODE_BIN:-$HOME/.cache/jvm-guard-e2e/node-v1.37.2}
+#   kubelet, kube-controller-manager, kube-scheduler, kube-proxy $KUBERNETES_VERSION of
+#     tests/versions.env, built from the Go module proxy with the module tests/node/k8s (the same
+#     pin as tests/e2e/apiserver), and the sandbox binary tests/node/pause
+#     in ${JVM_GUARD_NODE_BIN:-$HOME/.cache/jvm-guard-e2e/node-$KUBERNETES_VERSION}
 #
 # etcd and kube-apiserver come from scripts/install-e2e-tools.sh, which this script does not run.
 # A cached binary is kept when it runs and reports its version; new ones are built into a
@@ -16,7 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KUBERNETES_VERSION=v1.37.2
+# KUBERNETES_VERSION
+# shellcheck source=tests/versions.env
+source tests/versions.env
+# The build below labels the components with it (and caches them by that label): the module
+# must build that version.
+if ! grep -qxF "require k8s.io/kubernetes $KUBERNETES_VERSION" tests/node/k8s/go.mod; then
+    echo "error: tests/node/k8s/go.mod does not require k8s.io/kubernetes $KUBERNETES_VERSION (tests/versions.env)" >&2
+    exit 1
+fi
 BIN="${JVM_GUARD_NODE_BIN:-$HOME/.cache/jvm-guard-e2e/node-$KUBERNETES_VERSION}"
 COMPONENTS=(kubelet kube-controller-manager kube-scheduler kube-proxy)
 

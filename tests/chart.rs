@@ -2,9 +2,9 @@
 //! certificate mode and an every-option values file, Kubernetes OpenAPI validation (1.37 and 1.36),
 //! values.schema.json refusals, Pod Security "restricted", and the webhook's wiring.
 //!
-//! helm v3.22.0 and kubernetes-validate come from `scripts/install-chart-tools.sh` (run by
-//! `scripts/test.sh`), cached in `~/.cache/jvm-guard`; `JVM_GUARD_HELM` and
-//! `JVM_GUARD_KUBERNETES_VALIDATE_DIR` point elsewhere. A missing tool fails the tests.
+//! helm and kubernetes-validate, at the versions of `tests/versions.env`, come from
+//! `scripts/install-chart-tools.sh` (run by `scripts/test.sh`), cached in `~/.cache/jvm-guard`;
+//! `JVM_GUARD_HELM` and `JVM_GUARD_KUBERNETES_VALIDATE_DIR` point elsewhere. A missing tool fails the tests.
 //! `UPDATE_GOLDEN=1 cargo test --test chart` rewrites `tests/chart-golden/`: review the diff.
 
 use std::collections::BTreeMap;
@@ -30,8 +30,12 @@ use serde_json::Value;
 mod pod_security;
 use pod_security::restricted_violations;
 
-const HELM_VERSION: &str = "v3.22.0";
-const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+// The chart's tools; the others are the clusters'.
+#[allow(dead_code)]
+#[path = "support/versions.rs"]
+mod versions;
+use versions::{HELM_VERSION, KUBERNETES_VALIDATE_VERSION};
+
 /// The current and the previous Kubernetes minor.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.37.0", "1.36.0"];
 const RELEASE: &str = "jg";

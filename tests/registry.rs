@@ -4,6 +4,10 @@
 //! registry's HTTP API, then check the lookup and the mutation it leads to. `scripts/test.sh`
 //! installs the registry; without it these tests fail.
 
+// The registry's port; the rest is for the suites that run jvm-guard as a process.
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/registry.rs"]
 mod registry_support;
 

@@ -1,11 +1,12 @@
 //! The real `jvm-guard serve` process on loopback, with certificates written by the real
 //! `jvm-guard certs`, spoken to over HTTPS by a client that trusts only that CA.
 
+// free_port is the suites' that start servers of their own.
+#[allow(dead_code)]
 #[path = "support/process.rs"]
 mod process;
-use process::{follow_lines, run_bounded};
+use process::{follow_lines, run_bounded, within};
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
@@ -33,14 +34,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jvm-guard");
-
-/// Every wait in these tests ends; a hung server fails the test instead of the CI run.
-async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(seconds), future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what}: no answer within {seconds} s"),
-    }
-}
 
 /// Runs `jvm-guard certs --out DIR ARGS...`.
 fn certs(dir: &Path, args: &[&str]) {

@@ -1,35 +1,28 @@
-//! The e2e harness: one etcd, one kube-apiserver and one `jvm-guard serve` (watching that
-//! apiserver through a kubeconfig) per test binary, on loopback, with the chart's webhook
-//! configuration registered; torn down when the process exits, however it exits.
+//! The e2e harness: one etcd, one kube-apiserver (tests/support/control_plane.rs) and one
+//! `jvm-guard serve` (watching that apiserver through a kubeconfig) per test binary, on loopback,
+//! with the chart's webhook configuration registered; torn down when the process exits, however
+//! it exits.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use serde_json::{json, Value};
 
-use crate::process::{follow_lines, run_bounded};
+use crate::control_plane::{
+    b64, client_from, command, e2e_bin_dir, helm_bin, required, start_apiserver, start_etcd,
+    ApiServer, Pki, Processes, E2E_HINT,
+};
+use crate::process::{follow_lines, run_bounded, within};
 use crate::registry_support::Registry;
-
-/// Versions built by scripts/install-e2e-tools.sh; keep the two in step.
-pub const KUBERNETES_VERSION: &str = "v1.37.2";
-pub const ETCD_VERSION: &str = "v3.6.16";
-pub const HELM_VERSION: &str = "v3.22.0";
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jvm-guard");
 pub const TOOLS_IMAGE: &str = "ghcr.io/jvm-guard/jvm-guard:e2e";
@@ -39,163 +32,6 @@ pub const WEBHOOK_NAMESPACE: &str = "jvm-guard";
 pub const WEBHOOK_CONFIG: &str = "jvm-guard-e2e";
 /// Namespaces of tests that register a webhook of their own: the shared one leaves them alone.
 pub const OWN_WEBHOOK_NAMESPACES: &[&str] = &["e2e-down-ignore", "e2e-down-fail"];
-
-const INSTALL_HINT: &str =
-    "run scripts/install-e2e-tools.sh (scripts/test.sh and .ci/run do) to build it";
-
-/// Every wait ends: a hung apiserver fails the test instead of the CI run.
-pub async fn within<T>(
-    seconds: u64,
-    what: &str,
-    future: impl std::future::Future<Output = T>,
-) -> T {
-    match tokio::time::timeout(Duration::from_secs(seconds), future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what}: no answer within {seconds} s"),
-    }
-}
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-}
-
-/// Where scripts/install-e2e-tools.sh puts kube-apiserver and etcd.
-pub fn bin_dir() -> PathBuf {
-    std::env::var_os("JVM_GUARD_E2E_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            home().join(".cache/jvm-guard-e2e").join(format!(
-                "{KUBERNETES_VERSION}-etcd{}",
-                ETCD_VERSION.trim_start_matches('v')
-            ))
-        })
-}
-
-/// helm, from scripts/install-chart-tools.sh (which the e2e script runs).
-pub fn helm_bin() -> PathBuf {
-    std::env::var_os("JVM_GUARD_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(format!(".cache/jvm-guard/bin/helm-{HELM_VERSION}")))
-}
-
-/// A required binary, or an error naming the script that builds it. Never a skip.
-fn required(path: PathBuf, what: &str) -> Result<PathBuf, String> {
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{what} not found at {}: {INSTALL_HINT}",
-            path.display()
-        ))
-    }
-}
-
-/// A port that was free a moment ago. Processes given one retry on a collision.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A command whose process gets SIGKILL when the thread that started it ends (and so when the
-/// test process dies without unwinding), with no proxy between loopback peers.
-fn command(program: &Path) -> Command {
-    let mut command = Command::new(program);
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null());
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    command
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn b64(data: impl AsRef<[u8]>) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-/// The cluster's PKI: one CA that signs the apiserver's serving certificate and the admin
-/// client certificate (the apiserver's --client-ca-file).
-struct Pki {
-    ca: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[(DnType::CommonName, "jvm-guard e2e CA")]);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap().pem();
-        Pki {
-            ca,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate and its key, in PEM.
-    fn issue(&self, params: CertificateParams) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn serving(&self) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[(DnType::CommonName, "kube-apiserver")]);
-        params.subject_alt_names = vec![
-            SanType::IpAddress([127, 0, 0, 1].into()),
-            SanType::DnsName("localhost".try_into().unwrap()),
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(params)
-    }
-
-    /// `system:masters`: every permission under RBAC.
-    fn admin(&self) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[
-            (DnType::CommonName, "e2e-admin"),
-            (DnType::OrganizationName, "system:masters"),
-        ]);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params)
-    }
-}
-
-fn dn(entries: &[(DnType, &str)]) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    for (kind, value) in entries {
-        dn.push(kind.clone(), *value);
-    }
-    dn
-}
 
 /// Processes of the shared cluster, killed (and the directory removed) at process exit.
 static TEARDOWN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -214,12 +50,16 @@ extern "C" fn teardown() {
     }
 }
 
-/// Children started while the cluster boots: killed if the boot fails.
-struct Started(Vec<Child>);
+/// Children started while the cluster boots, their logs in its directory: killed if the boot
+/// fails.
+struct Started {
+    dir: PathBuf,
+    children: Vec<(String, Child)>,
+}
 
 impl Drop for Started {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for (_, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -230,11 +70,42 @@ impl Started {
     /// Hands the processes to the exit-time teardown.
     fn keep(mut self) {
         let mut pids = TEARDOWN.lock().unwrap();
-        for child in self.0.drain(..) {
+        for (_, child) in self.children.drain(..) {
             pids.push(child.id());
             // The teardown reaps it by pid.
             std::mem::forget(child);
         }
+    }
+}
+
+impl Processes for Started {
+    fn spawn(&mut self, name: &str, program: &Path, args: &[String]) -> Result<(), String> {
+        let child = command(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log(name)).unwrap())
+            .spawn()
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    fn exited(&mut self, name: &str) -> Option<String> {
+        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name)?;
+        let status = child.try_wait().unwrap()?;
+        Some(format!("exited ({status})"))
+    }
+
+    fn stop(&mut self, name: &str) {
+        if let Some(i) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
     }
 }
 
@@ -289,9 +160,13 @@ fn start() -> Result<Cluster, String> {
 
 fn boot() -> Result<Cluster, String> {
     let started_at = Instant::now();
-    let etcd = required(bin_dir().join("etcd"), "etcd")?;
-    let apiserver = required(bin_dir().join("kube-apiserver"), "kube-apiserver")?;
-    required(helm_bin(), "helm")?;
+    let etcd = required(e2e_bin_dir().join("etcd"), "etcd", E2E_HINT)?;
+    let apiserver = required(
+        e2e_bin_dir().join("kube-apiserver"),
+        "kube-apiserver",
+        E2E_HINT,
+    )?;
+    required(helm_bin(), "helm", E2E_HINT)?;
 
     let dir = std::env::temp_dir().join(format!("jvm-guard-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -299,75 +174,32 @@ fn boot() -> Result<Cluster, String> {
     TEARDOWN_DIR.set(dir.clone()).unwrap();
     unsafe { libc::atexit(teardown) };
 
-    let mut started = Started(Vec::new());
-    let etcd_url = start_etcd(&etcd, &dir, &mut started)?;
-
-    let pki = Pki::new();
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
+    let mut started = Started {
+        dir: dir.clone(),
+        children: Vec::new(),
     };
-    let ca = write("ca.crt", &pki.ca);
-    let (serving_cert, serving_key) = pki.serving();
-    let (admin_cert, admin_key) = pki.admin();
-    let sa = KeyPair::generate().unwrap();
-    let sa_key = write("sa.key", &sa.serialize_pem());
-    let sa_pub = write("sa.pub", &sa.public_key_pem());
-    let tls_crt = write("apiserver.crt", &serving_cert);
-    let tls_key = write("apiserver.key", &serving_key);
+    let etcd_url = start_etcd(&mut started, &etcd, "e2e", &dir)?;
 
+    let pki = Pki::new("e2e").apiserver_files(&dir, &[[127, 0, 0, 1]], &["localhost"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut attempt = 0;
-    let kubeconfig_yaml = loop {
-        attempt += 1;
-        let port = free_port();
-        let log = dir.join("kube-apiserver.log");
-        let mut cmd = command(&apiserver);
-        cmd.args([
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={port}"),
-            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-            format!("--tls-cert-file={}", tls_crt.display()),
-            format!("--tls-private-key-file={}", tls_key.display()),
-            format!("--client-ca-file={}", ca.display()),
-            "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", sa_pub.display()),
-            format!("--service-account-signing-key-file={}", sa_key.display()),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
-            // No controller-manager: the tests create the default ServiceAccounts the
-            // ServiceAccount admission plugin looks up. PodSecurity checks the mutated pod.
-            "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,PodSecurity".into(),
+    let kubeconfig_yaml = start_apiserver(
+        &mut started,
+        &runtime,
+        &ApiServer {
+            binary: &apiserver,
+            etcd_url: &etcd_url,
+            pki: &pki,
+            address: "127.0.0.1",
+            port: None,
             // A loopback address may not go into the `kubernetes` Endpoints.
-            "--endpoint-reconciler-type=none".into(),
-            "--profiling=false".into(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().map_err(|e| format!("kube-apiserver: {e}"))?;
-        started.0.push(child);
-        let kubeconfig = kubeconfig_yaml(port, &pki.ca, &admin_cert, &admin_key);
-        match runtime.block_on(wait_ready(&kubeconfig, started.0.last_mut().unwrap())) {
-            Ok(()) => break kubeconfig,
-            Err(e) => {
-                let mut child = started.0.pop().unwrap();
-                let _ = child.kill();
-                let _ = child.wait();
-                let log_tail = tail(&log, 30);
-                if attempt < 3 && log_tail.contains("address already in use") {
-                    continue;
-                }
-                return Err(format!("kube-apiserver on port {port}: {e}\n{log_tail}"));
-            }
-        }
-    };
-    let kubeconfig = write("kubeconfig", &kubeconfig_yaml);
+            args: vec!["--endpoint-reconciler-type=none".into()],
+        },
+    )?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, &kubeconfig_yaml).unwrap();
 
     let webhook_certs = dir.join("webhook-certs");
     let out = run_bounded(
@@ -397,7 +229,7 @@ fn boot() -> Result<Cluster, String> {
         "shared",
         Some(&registry.host()),
     )?;
-    started.0.push(serve.take_child());
+    started.children.push(("serve".into(), serve.take_child()));
     let mut cluster = Cluster {
         dir,
         kubeconfig,
@@ -413,121 +245,6 @@ fn boot() -> Result<Cluster, String> {
     TEARDOWN.lock().unwrap().push(cluster.registry.child.id());
     cluster.boot_time = started_at.elapsed();
     Ok(cluster)
-}
-
-fn start_etcd(etcd: &Path, dir: &Path, started: &mut Started) -> Result<String, String> {
-    for attempt in 1..=3 {
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = dir.join("etcd.log");
-        let data = dir.join(format!("etcd-{attempt}"));
-        let mut child = command(etcd)
-            .args([
-                "--name=e2e".to_string(),
-                format!("--data-dir={}", data.display()),
-                format!("--listen-client-urls={client_url}"),
-                format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
-                format!("--initial-cluster=e2e={peer_url}"),
-                // Test data: durability is not worth an fsync per write.
-                "--unsafe-no-fsync".into(),
-                "--log-level=warn".into(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .map_err(|e| format!("etcd: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let log_tail = tail(&log, 20);
-                if attempt < 3 && log_tail.contains("address already in use") {
-                    break;
-                }
-                return Err(format!("etcd exited ({status}):\n{log_tail}"));
-            }
-            if etcd_healthy(client) {
-                started.0.push(child);
-                return Ok(client_url);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("etcd not healthy within 30 s:\n{}", tail(&log, 20)));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Err("etcd: no free ports after 3 attempts".into())
-}
-
-fn etcd_healthy(port: u16) -> bool {
-    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
-    if tcp
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = tcp.read_to_string(&mut response);
-    response.contains("\"health\":\"true\"")
-}
-
-fn kubeconfig_yaml(port: u16, ca: &str, cert: &str, key: &str) -> String {
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": format!("https://127.0.0.1:{port}"),
-            "certificate-authority-data": b64(ca),
-        }}],
-        "users": [{"name": "e2e-admin", "user": {
-            "client-certificate-data": b64(cert),
-            "client-key-data": b64(key),
-        }}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e-admin"}}],
-        "current-context": "e2e",
-    });
-    serde_yaml::to_string(&config).unwrap()
-}
-
-async fn client_from(kubeconfig: &str) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-/// Until /readyz says ok, the process exits, or 120 s pass.
-async fn wait_ready(kubeconfig: &str, child: &mut Child) -> Result<(), String> {
-    let client = client_from(kubeconfig).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Err(format!("exited ({status})"));
-        }
-        let request = axum::http::Request::get("/readyz")
-            .body(Vec::new())
-            .unwrap();
-        match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
-            Ok(Ok(text)) if text.trim() == "ok" => return Ok(()),
-            Ok(Ok(text)) => last = text,
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "timeout".into(),
-        }
-        if Instant::now() > deadline {
-            return Err(format!("not ready within 120 s (last: {last})"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 impl Cluster {

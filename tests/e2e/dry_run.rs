@@ -8,7 +8,8 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::Value;
 
-use crate::cluster::{create_namespace, within};
+use crate::cluster::create_namespace;
+use crate::process::within;
 
 #[path = "../support/pod_security.rs"]
 mod pod_security;

@@ -4,6 +4,8 @@
 //! tests prove what the others can only assume. Binaries: scripts/install-e2e-tools.sh.
 
 mod cluster;
+#[path = "../support/control_plane.rs"]
+mod control_plane;
 mod dry_run;
 #[path = "../support/process.rs"]
 mod process;
@@ -15,6 +17,10 @@ mod property_pods;
 #[path = "../support/registry.rs"]
 mod registry_support;
 mod sidecar;
+// kubernetes-validate is tests/chart.rs's.
+#[allow(dead_code)]
+#[path = "../support/versions.rs"]
+mod versions;
 
 use std::time::{Duration, Instant};
 
@@ -27,10 +33,11 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
 use cluster::{
-    cluster, create_default_service_account, create_namespace, helm_bin, helm_env, is_mutated,
-    jvm_pod, wait_mutated, within, Cluster, Serve, TOOLS_IMAGE,
+    cluster, create_default_service_account, create_namespace, helm_env, is_mutated, jvm_pod,
+    wait_mutated, Cluster, Serve, TOOLS_IMAGE,
 };
-use process::run_bounded;
+use control_plane::helm_bin;
+use process::{run_bounded, within};
 
 const INJECT: &str = "jvm-guard.io/inject";
 const STATUS: &str = "jvm-guard.io/status";
@@ -1019,7 +1026,7 @@ async fn load_500_creates_with_and_without_the_webhook() {
          added by the webhook: mean {:+.2} ms, p50 {:+.2} ms, p99 {:+.2} ms\n\
          jvm-guard reviews per create with it: {reviews:.2} (the ServiceAccount plugin's change \
          to the injected init container makes the apiserver call it again)\n",
-        cluster::KUBERNETES_VERSION,
+        versions::KUBERNETES_VERSION,
         total.as_secs_f64(),
         on.line("with jvm-guard called"),
         off.line("without (not selected)"),

@@ -2,42 +2,36 @@
 //! torn down when the process exits, however it exits (tests/node/teardown.sh, also run before
 //! the boot to clear what a killed run left).
 //!
-//! etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+ runc, bridge
-//! CNI), the kubelet and kube-proxy; the images of tests/node/images.py imported into
-//! containerd; the chart installed with `helm install`. Addresses: the node is a /32 on the
+//! etcd, kube-apiserver (tests/support/control_plane.rs, as for tests/e2e),
+//! kube-controller-manager, kube-scheduler, containerd (+ runc, bridge CNI), the kubelet and
+//! kube-proxy; the images of tests/node/images.py imported into containerd; the chart installed
+//! with `helm install`. Addresses: the node is a /32 on the
 //! loopback interface, the pods are on a bridge the harness owns; pod traffic to anything but the
 //! node and the pods is dropped and nothing is masqueraded, so nothing leaves the machine.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use serde_json::json;
 
+use crate::control_plane::{
+    client_from, command, e2e_bin_dir, helm_bin, home, required, start_apiserver, start_etcd, tail,
+    ApiServer, Pki, Processes, E2E_HINT, SERVICE_CIDR,
+};
 use crate::process::run_bounded;
-
-pub const KUBERNETES_VERSION: &str = "v1.37.2";
-pub const ETCD_VERSION: &str = "v3.6.16";
-pub const HELM_VERSION: &str = "v3.22.0";
+use crate::versions::KUBERNETES_VERSION;
 
 pub const NODE_NAME: &str = "jvm-guard-node";
 pub const NODE_IP: &str = "10.255.100.1";
 pub const POD_CIDR: &str = "10.244.0.0/24";
-pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 pub const BRIDGE: &str = "jgnode0";
 pub const APISERVER_PORT: u16 = 6443;
 /// Fixed paths (the kubelet's ports and the node address are fixed too): one node run at a
@@ -54,27 +48,10 @@ pub const DISTROLESS_IMAGE: &str = "jvm-guard.test/jdk17-distroless:node";
 pub const RELEASE: &str = "jvm-guard";
 pub const RELEASE_NAMESPACE: &str = "jvm-guard";
 
-const E2E_HINT: &str = "run scripts/install-e2e-tools.sh (scripts/test.sh and .ci/run do)";
 const NODE_HINT: &str = "run scripts/install-node-tools.sh (scripts/test.sh and .ci/run do)";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-}
-
-/// etcd and kube-apiserver: scripts/install-e2e-tools.sh's directory.
-fn e2e_bin_dir() -> PathBuf {
-    std::env::var_os("JVM_GUARD_E2E_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            home().join(".cache/jvm-guard-e2e").join(format!(
-                "{KUBERNETES_VERSION}-etcd{}",
-                ETCD_VERSION.trim_start_matches('v')
-            ))
-        })
 }
 
 /// The node's components: scripts/install-node-tools.sh's directory.
@@ -88,24 +65,9 @@ pub fn node_bin_dir() -> PathBuf {
         })
 }
 
-pub fn helm_bin() -> PathBuf {
-    std::env::var_os("JVM_GUARD_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(format!(".cache/jvm-guard/bin/helm-{HELM_VERSION}")))
-}
-
 /// The static tools binary scripts/test.sh builds (the image's only file of note).
 pub fn musl_binary() -> PathBuf {
     repo().join("target/x86_64-unknown-linux-musl/release/jvm-guard")
-}
-
-/// A required file, or an error naming what makes it. Never a skip.
-fn required(path: PathBuf, what: &str, hint: &str) -> Result<PathBuf, String> {
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!("{what} not found at {}: {hint}", path.display()))
-    }
 }
 
 /// A program from a Debian package, on PATH.
@@ -177,53 +139,6 @@ impl Binaries {
     }
 }
 
-/// Every wait ends: a hung cluster fails the test instead of the CI run.
-pub async fn within<T>(
-    seconds: u64,
-    what: &str,
-    future: impl std::future::Future<Output = T>,
-) -> T {
-    match tokio::time::timeout(Duration::from_secs(seconds), future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what}: no answer within {seconds} s"),
-    }
-}
-
-/// A command whose process gets SIGKILL when the thread that started it ends, with no proxy.
-fn command(program: &Path) -> Command {
-    let mut command = Command::new(program);
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .env("NO_PROXY", format!("127.0.0.1,localhost,{NODE_IP}"))
-        .stdin(Stdio::null());
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    command
-}
-
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn b64(data: impl AsRef<[u8]>) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
 /// Runs a setup command to its end; its output goes into the error.
 fn sh(program: &str, args: &[&str], seconds: u64) -> Result<String, String> {
     let out = run_bounded(Command::new(program).args(args), seconds);
@@ -238,70 +153,6 @@ fn sh(program: &str, args: &[&str], seconds: u64) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-struct Pki {
-    ca: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[(DnType::CommonName, "jvm-guard node CA")]);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap().pem();
-        Pki {
-            ca,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn issue(&self, params: CertificateParams) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn serving(&self, cn: &str, ips: &[[u8; 4]], names: &[&str]) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[(DnType::CommonName, cn)]);
-        params.subject_alt_names = ips
-            .iter()
-            .map(|ip| SanType::IpAddress((*ip).into()))
-            .chain(
-                names
-                    .iter()
-                    .map(|n| SanType::DnsName((*n).try_into().unwrap())),
-            )
-            .collect();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(params)
-    }
-
-    /// `system:masters`: every component and the tests use it (RBAC allows it everything).
-    fn admin(&self) -> (String, String) {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn(&[
-            (DnType::CommonName, "node-admin"),
-            (DnType::OrganizationName, "system:masters"),
-        ]);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params)
-    }
-}
-
-fn dn(entries: &[(DnType, &str)]) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    for (kind, value) in entries {
-        dn.push(kind.clone(), *value);
-    }
-    dn
 }
 
 static TEARDOWN_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -487,10 +338,9 @@ fn boot() -> Result<Cluster, String> {
     network()?;
     steps.step("network");
 
-    let pki = Pki::new();
-    let ca = write("pki/ca.crt", &pki.ca);
-    let (api_cert, api_key) = pki.serving(
-        "kube-apiserver",
+    let pki = Pki::new("node");
+    let api_pki = pki.apiserver_files(
+        &state.join("pki"),
         &[[10, 255, 100, 1], [10, 96, 0, 1], [127, 0, 0, 1]],
         &[
             "localhost",
@@ -500,52 +350,38 @@ fn boot() -> Result<Cluster, String> {
             "kubernetes.default.svc.cluster.local",
         ],
     );
-    let api_crt = write("pki/apiserver.crt", &api_cert);
-    let api_key = write("pki/apiserver.key", &api_key);
+    let ca = api_pki.ca.clone();
+    let sa_key = api_pki.sa_key.clone();
     let (kubelet_cert, kubelet_key) = pki.serving("kubelet", &[[10, 255, 100, 1]], &[NODE_NAME]);
     let kubelet_crt = write("pki/kubelet.crt", &kubelet_cert);
     let kubelet_key = write("pki/kubelet.key", &kubelet_key);
-    let (admin_cert, admin_key) = pki.admin();
-    let admin_crt = write("pki/admin.crt", &admin_cert);
-    let admin_key_path = write("pki/admin.key", &admin_key);
-    let sa = KeyPair::generate().unwrap();
-    let sa_key = write("pki/sa.key", &sa.serialize_pem());
-    let sa_pub = write("pki/sa.pub", &sa.public_key_pem());
-    let kubeconfig_yaml = kubeconfig_yaml(&pki.ca, &admin_cert, &admin_key);
-    let kubeconfig = write("kubeconfig", &kubeconfig_yaml);
+    let admin_crt = write("pki/admin.crt", &api_pki.admin_cert);
+    let admin_key = write("pki/admin.key", &api_pki.admin_key);
 
-    let etcd_url = start_etcd(&binaries.etcd, state)?;
+    let etcd_url = start_etcd(&mut Components, &binaries.etcd, "node", state)?;
     steps.step("etcd");
 
-    spawn(
-        "kube-apiserver",
-        &binaries.apiserver,
-        &[
-            format!("--etcd-servers={etcd_url}"),
-            format!("--bind-address={NODE_IP}"),
-            format!("--advertise-address={NODE_IP}"),
-            format!("--secure-port={APISERVER_PORT}"),
-            format!("--cert-dir={STATE}/apiserver-certs"),
-            format!("--tls-cert-file={}", api_crt.display()),
-            format!("--tls-private-key-file={}", api_key.display()),
-            format!("--client-ca-file={}", ca.display()),
-            "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", sa_pub.display()),
-            format!("--service-account-signing-key-file={}", sa_key.display()),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,PodSecurity".into(),
-            format!("--kubelet-client-certificate={}", admin_crt.display()),
-            format!("--kubelet-client-key={}", admin_key_path.display()),
-            "--kubelet-preferred-address-types=InternalIP".into(),
-            "--profiling=false".into(),
-        ],
-    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(wait_apiserver(&kubeconfig_yaml))?;
+    let kubeconfig_yaml = start_apiserver(
+        &mut Components,
+        &runtime,
+        &ApiServer {
+            binary: &binaries.apiserver,
+            etcd_url: &etcd_url,
+            pki: &api_pki,
+            address: NODE_IP,
+            port: Some(APISERVER_PORT),
+            args: vec![
+                format!("--kubelet-client-certificate={}", admin_crt.display()),
+                format!("--kubelet-client-key={}", admin_key.display()),
+                "--kubelet-preferred-address-types=InternalIP".into(),
+            ],
+        },
+    )?;
+    let kubeconfig = write("kubeconfig", &kubeconfig_yaml);
     steps.step("kube-apiserver");
 
     start_containerd(&binaries)?;
@@ -715,6 +551,7 @@ fn network() -> Result<(), String> {
 fn spawn(name: &str, program: &Path, args: &[String]) -> Result<Child, String> {
     let log = log_dir().join(format!("{name}.log"));
     let child = command(program)
+        .env("NO_PROXY", format!("127.0.0.1,localhost,{NODE_IP}"))
         .args(args)
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::options().append(true).open(&log).unwrap())
@@ -725,11 +562,17 @@ fn spawn(name: &str, program: &Path, args: &[String]) -> Result<Child, String> {
     Ok(child)
 }
 
-/// Fails with the log's tail when the process named exited.
-fn check_alive(name: &str) -> Result<(), String> {
+/// Whether the component named has exited. Not reaped until the test process exits: its pid
+/// stays its own for the teardown, which ends the components by pid.
+fn exited(name: &str) -> bool {
     let pid = std::fs::read_to_string(format!("{RUN}/pids/{name}")).unwrap_or_default();
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()));
-    if status.map(|s| s.contains("State:\tZ")).unwrap_or(true) {
+    status.map(|s| s.contains("State:\tZ")).unwrap_or(true)
+}
+
+/// Fails with the log's tail when the process named exited.
+fn check_alive(name: &str) -> Result<(), String> {
+    if exited(name) {
         return Err(format!(
             "{name} exited:\n{}",
             tail(&log_dir().join(format!("{name}.log")), 30)
@@ -738,121 +581,23 @@ fn check_alive(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The node's etcd and kube-apiserver are components like the others: their pid files and the
+/// exit-time teardown end them, a failed boot's too.
+struct Components;
 
-fn start_etcd(etcd: &Path, state: &Path) -> Result<String, String> {
-    for attempt in 1..=3 {
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let name = format!("etcd-{attempt}");
-        spawn(
-            &name,
-            etcd,
-            &[
-                "--name=node".to_string(),
-                format!("--data-dir={}", state.join(&name).display()),
-                format!("--listen-client-urls={client_url}"),
-                format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
-                format!("--initial-cluster=node={peer_url}"),
-                "--unsafe-no-fsync".into(),
-                "--log-level=warn".into(),
-            ],
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Err(e) = check_alive(&name) {
-                if attempt < 3 && e.contains("address already in use") {
-                    break;
-                }
-                return Err(e);
-            }
-            if etcd_healthy(client) {
-                return Ok(client_url);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "etcd not healthy within 60 s:\n{}",
-                    tail(&log_dir().join(format!("{name}.log")), 20)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+impl Processes for Components {
+    fn spawn(&mut self, name: &str, program: &Path, args: &[String]) -> Result<(), String> {
+        spawn(name, program, args).map(drop)
     }
-    Err("etcd: no free ports after 3 attempts".into())
-}
 
-fn etcd_healthy(port: u16) -> bool {
-    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
-    if tcp
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
+    fn exited(&mut self, name: &str) -> Option<String> {
+        exited(name).then(|| "exited".to_string())
     }
-    let mut response = String::new();
-    let _ = tcp.read_to_string(&mut response);
-    response.contains("\"health\":\"true\"")
-}
 
-fn kubeconfig_yaml(ca: &str, cert: &str, key: &str) -> String {
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "node", "cluster": {
-            "server": format!("https://{NODE_IP}:{APISERVER_PORT}"),
-            "certificate-authority-data": b64(ca),
-        }}],
-        "users": [{"name": "node-admin", "user": {
-            "client-certificate-data": b64(cert),
-            "client-key-data": b64(key),
-        }}],
-        "contexts": [{"name": "node", "context": {"cluster": "node", "user": "node-admin"}}],
-        "current-context": "node",
-    });
-    serde_yaml::to_string(&config).unwrap()
-}
+    fn stop(&mut self, _: &str) {}
 
-pub async fn client_from(kubeconfig: &str) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-async fn wait_apiserver(kubeconfig: &str) -> Result<(), String> {
-    let client = client_from(kubeconfig).await;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut last;
-    loop {
-        check_alive("kube-apiserver")?;
-        let request = axum::http::Request::get("/readyz")
-            .body(Vec::new())
-            .unwrap();
-        match tokio::time::timeout(Duration::from_secs(5), client.request_text(request)).await {
-            Ok(Ok(text)) if text.trim() == "ok" => return Ok(()),
-            Ok(Ok(text)) => last = text,
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "timeout".into(),
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "kube-apiserver not ready within 180 s (last: {last})"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    fn log(&self, name: &str) -> PathBuf {
+        log_dir().join(format!("{name}.log"))
     }
 }
 

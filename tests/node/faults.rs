@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::cluster::{self, cluster, within, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
-use crate::process::run_bounded;
+use crate::cluster::{self, cluster, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
+use crate::control_plane::helm_bin;
+use crate::process::{run_bounded, within};
 use crate::{injected_namespace, FAULTS};
 
 /// The name the apiserver checks the webhook's certificate against.
@@ -283,7 +284,7 @@ async fn a_webhook_pod_deleted_during_creates_leaves_no_broken_pod() {
 async fn helm_upgrade(sets: &[&str]) -> String {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(cluster::helm_bin());
+        let mut command = Command::new(helm_bin());
         command
             .args(["upgrade", RELEASE])
             .arg(cluster::repo().join("charts/jvm-guard"))

@@ -5,11 +5,19 @@
 //! Binaries: scripts/install-e2e-tools.sh and scripts/install-node-tools.sh; needs root.
 
 mod cluster;
+// The e2e suite's harness uses the rest.
+#[allow(dead_code)]
+#[path = "../support/control_plane.rs"]
+mod control_plane;
 mod faults;
 // follow_lines is the other suites'.
 #[allow(dead_code)]
 #[path = "../support/process.rs"]
 mod process;
+// kubernetes-validate is tests/chart.rs's.
+#[allow(dead_code)]
+#[path = "../support/versions.rs"]
+mod versions;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,8 +32,8 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use cluster::{cluster, map, within, DISTROLESS_IMAGE, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
-use process::run_bounded;
+use cluster::{cluster, map, DISTROLESS_IMAGE, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
+use process::{run_bounded, within};
 
 /// The fault test deletes a webhook pod: it runs alone (write); every other test shares the
 /// webhook (read).

@@ -19,7 +19,11 @@ NODE_IP=10.255.100.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 CHAIN=JVM-GUARD-NODE
-KUBE_PROXY="${JVM_GUARD_NODE_KUBE_PROXY:-$HOME/.cache/jvm-guard-e2e/node-v1.37.2/kube-proxy}"
+# KUBERNETES_VERSION: the directory of scripts/install-node-tools.sh, when the harness has not
+# named its kube-proxy.
+# shellcheck source=tests/versions.env
+source "$(dirname "$0")/../versions.env"
+KUBE_PROXY="${JVM_GUARD_NODE_KUBE_PROXY:-$HOME/.cache/jvm-guard-e2e/node-$KUBERNETES_VERSION/kube-proxy}"
 
 # kill_pids SIGNAL PID...: signals the pids that still exist.
 kill_pids() {

@@ -1,6 +1,9 @@
-//! Running a child process to its end within a time bound, shared by the server and e2e suites.
+//! Child processes and waits, each within a bound: a command run to its end, a child's log
+//! followed, a loopback port to give one, a future awaited. Shared by the process-level suites.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,4 +61,21 @@ pub fn run_bounded(command: &mut Command, seconds: u64) -> Output {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
+}
+
+/// Every wait ends: a hung server or apiserver fails the test instead of the CI run.
+pub async fn within<T>(seconds: u64, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(seconds), future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: no answer within {seconds} s"),
+    }
+}
+
+/// A port that was free a moment ago. Processes given one retry on a collision.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -3,12 +3,14 @@
 //! pushed through its HTTP API (config blob, one layer, manifest). Without the binary the
 //! suites that use it fail, naming the package; `scripts/test.sh` installs it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::process::free_port;
 
 const REGISTRY_BINARY: &str = "docker-registry";
 /// The basic credentials of a registry started with `basic_auth`.
@@ -33,14 +35,6 @@ pub fn find_registry() -> PathBuf {
                  package (scripts/test.sh installs it; by hand: apt-get install docker-registry)"
             )
         })
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A `docker-registry` process on loopback, killed when dropped.
