@@ -2,6 +2,7 @@
 //! container the JVM is always pid 1 and HotSpot never overwrites `java_pid1.hprof`, so without
 //! this the second OutOfMemoryError in a pod loses its dump.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,26 +93,28 @@ fn names(dir: &Path, pick: impl Fn(&str) -> bool) -> io::Result<Vec<String>> {
 /// agent, at every container start (which also covers images without a shell).
 pub fn rotate(dir: &Path, keep: usize, container: &str, now: SystemTime) -> io::Result<Rotation> {
     let mut rotation = Rotation::default();
+    let mut taken = Taken::new(dir)?;
     for kind in &KINDS {
+        let name = |ms: u64| {
+            format!(
+                "{ROTATED_PREFIX}{}-{container}{}",
+                timestamp(UNIX_EPOCH + Duration::from_millis(ms)),
+                kind.rotated_suffix
+            )
+        };
+        let mut next = HashMap::new();
         for fresh in names(dir, |n| kind.is_fresh(n))? {
             let from = dir.join(&fresh);
-            let mut at = std::fs::metadata(&from)
+            let at = std::fs::metadata(&from)
                 .and_then(|m| m.modified())
                 .unwrap_or(now);
-            let name = |at| {
-                format!(
-                    "{ROTATED_PREFIX}{}-{container}{}",
-                    timestamp(at),
-                    kind.rotated_suffix
-                )
-            };
+            let ms = at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             // A name already taken (same millisecond) moves on by a millisecond, so names
             // stay unique and still sort by age.
-            let mut to = dir.join(name(at));
-            while to.exists() {
-                at += Duration::from_millis(1);
-                to = dir.join(name(at));
-            }
+            let ms = taken.free(ms, &mut next, &name);
+            let to = dir.join(name(ms));
             std::fs::rename(&from, &to)?;
             rotation.renamed.push((from, to));
         }
@@ -127,6 +130,51 @@ pub fn rotate(dir: &Path, keep: usize, container: &str, now: SystemTime) -> io::
         }
     }
     Ok(rotation)
+}
+
+/// The names in the directory, read once, and those given out since. Dumps that share one
+/// time (copied, restored from a backup) each need the next free millisecond: probing one name
+/// after the other from that time made a start with 3,000 of them take seconds, quadratic.
+struct Taken(HashSet<String>);
+
+impl Taken {
+    fn new(dir: &Path) -> io::Result<Taken> {
+        let mut names = HashSet::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.insert(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(Taken(names))
+    }
+
+    /// The first millisecond from `ms` whose `name` is free, now taken. `next` remembers, for
+    /// each millisecond found taken, where to look on from, shortened as it is followed, so
+    /// that a run of taken names is walked about once whatever the number of files in it.
+    fn free(
+        &mut self,
+        ms: u64,
+        next: &mut HashMap<u64, u64>,
+        name: &impl Fn(u64) -> String,
+    ) -> u64 {
+        let mut path = Vec::new();
+        let mut at = ms;
+        loop {
+            if let Some(&on) = next.get(&at) {
+                path.push(at);
+                at = on;
+            } else if self.0.contains(&name(at)) {
+                path.push(at);
+                at += 1;
+            } else {
+                break;
+            }
+        }
+        self.0.insert(name(at));
+        path.push(at);
+        for p in path {
+            next.insert(p, at + 1);
+        }
+        at
+    }
 }
 
 #[cfg(test)]
@@ -200,5 +248,32 @@ mod tests {
             2
         );
         assert_eq!(left.iter().filter(|n| n.ends_with("-app.hprof")).count(), 2);
+    }
+
+    #[test]
+    fn many_dumps_of_one_time_get_unique_names_and_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_680_000);
+        let ms = |n: u64| at + Duration::from_millis(n);
+        let rotated = |n: u64| format!("jvm-guard-{}-app.hprof", timestamp(ms(n)));
+        let count = 3_000u64;
+        for i in 0..count {
+            let path = dir.path().join(format!("java_pid{i}.hprof"));
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(at).unwrap();
+        }
+        // One name in the middle of the run is already taken: skipped, not overwritten.
+        std::fs::write(dir.path().join(rotated(1)), "older").unwrap();
+        let r = rotate(dir.path(), 5, "app", at + Duration::from_secs(3600)).unwrap();
+        assert_eq!(r.renamed.len(), count as usize);
+        let targets: std::collections::HashSet<_> = r.renamed.iter().map(|(_, to)| to).collect();
+        assert_eq!(targets.len(), count as usize, "unique names");
+        assert!(!targets.contains(&dir.path().join(rotated(1))));
+        // 3,000 renamed into 0..=3,000 ms but 1, and the taken one: the newest 5 are left.
+        let left = names(dir.path(), |_| true).unwrap();
+        let newest: Vec<String> = (count - 4..=count).map(rotated).collect();
+        assert_eq!(left, newest);
+        assert_eq!(r.kept, 5);
+        assert_eq!(r.deleted.len(), count as usize + 1 - 5);
     }
 }

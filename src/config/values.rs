@@ -289,6 +289,23 @@ pub(super) fn parse_ulimits(v: &str) -> Result<Vec<Rlimit>, String> {
     rlimit::parse_list(v).map_err(|e| e.to_string())
 }
 
+/// The longest value a key takes: the longest real one (a `jvm-options` list) is far below, and
+/// a pod author must not make every review parse and echo half a megabyte
+/// (docs/design.md#bounds).
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// `value` if it is within [`MAX_VALUE_BYTES`], else why not.
+pub(super) fn bounded(value: &str) -> Result<&str, String> {
+    if value.len() > MAX_VALUE_BYTES {
+        Err(format!(
+            "the value is {} bytes, more than the {MAX_VALUE_BYTES} a key takes",
+            value.len()
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,22 +325,5 @@ mod tests {
         ] {
             assert!(parse_jvm_options(bad).is_err(), "{bad:?}");
         }
-    }
-}
-
-/// The longest value a key takes: the longest real one (a `jvm-options` list) is far below, and
-/// a pod author must not make every review parse and echo half a megabyte
-/// (docs/design.md#bounds).
-pub const MAX_VALUE_BYTES: usize = 4096;
-
-/// `value` if it is within [`MAX_VALUE_BYTES`], else why not.
-pub(super) fn bounded(value: &str) -> Result<&str, String> {
-    if value.len() > MAX_VALUE_BYTES {
-        Err(format!(
-            "the value is {} bytes, more than the {MAX_VALUE_BYTES} a key takes",
-            value.len()
-        ))
-    } else {
-        Ok(value)
     }
 }

@@ -91,6 +91,11 @@ impl Credentials {
     }
 }
 
+/// A `.dockerconfigjson` that does not parse: the Secret is skipped.
+#[derive(Debug, thiserror::Error)]
+#[error("not a docker config: {0}")]
+pub struct NotDockerConfig(#[from] serde_json::Error);
+
 /// `auths` of a `.dockerconfigjson`.
 #[derive(Debug, Default, Deserialize)]
 pub struct DockerConfig {
@@ -165,8 +170,8 @@ pub(super) fn key_match(key: &str, registry: &str, repository: &str) -> Option<u
 }
 
 impl DockerConfig {
-    pub fn parse(bytes: &[u8]) -> Result<DockerConfig, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a docker config: {e}"))
+    pub fn parse(bytes: &[u8]) -> Result<DockerConfig, NotDockerConfig> {
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     /// The credentials of the most specific key matching the image.
@@ -176,5 +181,85 @@ impl DockerConfig {
             .filter_map(|(key, auth)| Some((key_match(key, registry, repository)?, auth)))
             .max_by_key(|(len, _)| *len)
             .and_then(|(_, auth)| auth.credentials())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case::host("registry.acme.io", "registry.acme.io", "team/app", true)]
+    #[case::scheme("https://registry.acme.io", "registry.acme.io", "team/app", true)]
+    #[case::port("127.0.0.1:5000", "127.0.0.1:5000", "app", true)]
+    #[case::other_port("127.0.0.1:5000", "127.0.0.1:5001", "app", false)]
+    #[case::hub_legacy("https://index.docker.io/v1/", "docker.io", "library/app", true)]
+    #[case::hub_short("docker.io", "docker.io", "acme/app", true)]
+    #[case::path("registry.acme.io/team", "registry.acme.io", "team/app", true)]
+    #[case::path_boundary("registry.acme.io/team", "registry.acme.io", "teamx/app", false)]
+    #[case::wildcard("*.acme.io", "registry.acme.io", "app", true)]
+    #[case::wildcard_one_label("*.acme.io", "a.b.acme.io", "app", false)]
+    #[case::other_host("registry.acme.io", "ghcr.io", "app", false)]
+    fn docker_config_keys(
+        #[case] key: &str,
+        #[case] registry: &str,
+        #[case] repository: &str,
+        #[case] matches: bool,
+    ) {
+        assert_eq!(
+            key_match(key, registry, repository).is_some(),
+            matches,
+            "{key} for {registry}/{repository}"
+        );
+    }
+
+    #[test]
+    fn docker_config_credentials() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret:x");
+        let config = DockerConfig::parse(
+            serde_json::json!({"auths": {
+                "registry.acme.io": {"auth": auth},
+                "registry.acme.io/team": {"username": "team", "password": "pw"},
+                "ghcr.io": {"username": "gh"},
+            }})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let creds = |r: &str, p: &str| config.credentials(r, p).map(|c| c.username);
+        assert_eq!(
+            creds("registry.acme.io", "other/app").as_deref(),
+            Some("robot")
+        );
+        let decoded = config.credentials("registry.acme.io", "x").unwrap();
+        assert_eq!(decoded.password, "s3cret:x", "split at the first colon");
+        assert_eq!(
+            creds("registry.acme.io", "team/app").as_deref(),
+            Some("team"),
+            "the most specific key wins"
+        );
+        assert_eq!(creds("ghcr.io", "app"), None, "no password");
+        assert_eq!(creds("quay.io", "app"), None);
+        assert!(DockerConfig::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn credentials_do_not_print() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_ne!(
+            c.fingerprint(),
+            Credentials {
+                username: "u".into(),
+                password: "other".into()
+            }
+            .fingerprint()
+        );
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Mutex;
 use futures_util::future::{BoxFuture, FutureExt as _, Shared};
 use tokio::time::Instant;
 
+use super::error::LookupError;
 use super::{FAILURE_TTL, TAG_TTL};
 use crate::mutate::{ImageCommand, Platform};
 
-pub(super) type Lookup = Result<ImageCommand, String>;
+pub(super) type Lookup = Result<ImageCommand, LookupError>;
 
 /// A finished lookup and when it finished.
 #[derive(Clone)]
@@ -90,7 +91,7 @@ impl Cache {
             match task.await {
                 Ok(done) => done,
                 Err(e) => Done {
-                    outcome: Err(format!("the lookup failed: {e}")),
+                    outcome: Err(LookupError::Task(e.to_string())),
                     at: Instant::now(),
                 },
             }
@@ -110,5 +111,85 @@ impl Cache {
 
     pub(super) fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn key(reference: &str) -> Key {
+        Key {
+            reference: reference.into(),
+            platform: Platform::default(),
+            credentials: None,
+        }
+    }
+
+    fn answer(outcome: Lookup) -> BoxFuture<'static, Lookup> {
+        async move { outcome }.boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cache_coalesces_and_expires() {
+        let cache = Cache {
+            slots: Mutex::new(HashMap::new()),
+            capacity: 2,
+        };
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow = |calls: Arc<std::sync::atomic::AtomicUsize>| {
+            move || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(ImageCommand::default())
+                }
+                .boxed()
+            }
+        };
+        let a = cache.get(key("a:1"), false, slow(calls.clone()));
+        let b = cache.get(key("a:1"), false, slow(calls.clone()));
+        let (a, b) = tokio::join!(a, b);
+        assert!(a.outcome.is_ok() && b.outcome.is_ok());
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "coalesced"
+        );
+
+        cache.get(key("a:1"), false, slow(calls.clone())).await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "cached");
+        tokio::time::advance(TAG_TTL).await;
+        cache.get(key("a:1"), false, slow(calls.clone())).await;
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "a tag expires"
+        );
+
+        cache.get(key("d@x"), true, slow(calls.clone())).await;
+        tokio::time::advance(TAG_TTL * 10).await;
+        cache.get(key("d@x"), true, slow(calls.clone())).await;
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "a digest does not"
+        );
+
+        let failed = cache
+            .get(key("f:1"), false, || {
+                answer(Err(LookupError::SecretsTimeout))
+            })
+            .await;
+        assert_eq!(failed.outcome, Err(LookupError::SecretsTimeout));
+        assert_eq!(cache.len(), 2, "bounded: the least recently used went");
+        tokio::time::advance(FAILURE_TTL).await;
+        let again = cache
+            .get(key("f:1"), false, || answer(Ok(ImageCommand::default())))
+            .await;
+        assert!(again.outcome.is_ok(), "a failure is retried after its TTL");
     }
 }

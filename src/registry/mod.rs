@@ -12,23 +12,28 @@ use tokio::time::Instant;
 
 mod auth;
 mod cache;
+mod error;
 mod fetch;
 mod net;
+mod parse;
 
 pub use auth::{
-    Credentials, DockerConfig, KubeSecrets, SecretSource, StaticSecrets, DOCKER_CONFIG_TYPE,
+    Credentials, DockerConfig, KubeSecrets, NotDockerConfig, SecretSource, StaticSecrets,
+    DOCKER_CONFIG_TYPE,
 };
-pub use fetch::{
-    parse_challenge, parse_error_envelope, parse_image_config, parse_manifest, parse_reference,
-    parse_token, pick, verify_digest, Challenge, Descriptor, Manifest, MAX_CONFIG_BYTES,
-    MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES,
+pub use error::{parse_error_envelope, BadResponse, LookupError, Refused};
+pub use fetch::{MAX_CONFIG_BYTES, MAX_ERROR_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_TOKEN_BYTES};
+pub use net::{is_public, Access, MAX_REDIRECTS};
+pub use parse::{
+    parse_challenge, parse_image_config, parse_manifest, parse_reference, parse_token, pick,
+    verify_digest, Challenge, Descriptor, DescriptorPlatform, Manifest,
 };
-pub use net::{is_public, Access, Refused, MAX_REDIRECTS};
 pub use reqwest::Url;
 
-use crate::mutate::{ImageRequest, ResolvedImages};
-use cache::*;
-use fetch::*;
+use crate::escape::Escaped;
+use crate::mutate::{ImageCommand, ImageRequest, ResolvedImages};
+use cache::{Cache, Key};
+use fetch::{fetch, Session};
 use net::Clients;
 
 /// What one admission may spend on lookups: well inside the webhook's 5 s timeout.
@@ -124,7 +129,7 @@ impl Resolver {
                 allowed: config.allowed.clone(),
             },
             config,
-            clients: Clients::new(USER_AGENT),
+            clients: Clients::new(USER_AGENT, LOOKUP_TIMEOUT),
             bodies: Arc::new(Semaphore::new(REGISTRY_BODY_BUDGET)),
             cache: Cache {
                 slots: Mutex::new(HashMap::new()),
@@ -151,19 +156,14 @@ impl Resolver {
             return resolved;
         }
         let deadline = Instant::now() + self.config.budget;
-        let late = || {
-            format!(
-                "no answer from the registry within {}",
-                humantime::format_duration(self.config.budget)
-            )
-        };
+        let late = || LookupError::Budget(self.config.budget).to_string();
         let configs = match tokio::time::timeout_at(deadline, self.docker_configs(pod)).await {
             Ok(configs) => configs,
             Err(_) => {
                 for request in &pod.requests {
                     resolved.insert(
                         request.clone(),
-                        Err("reading imagePullSecrets timed out".into()),
+                        Err(LookupError::SecretsTimeout.to_string()),
                     );
                 }
                 return resolved;
@@ -180,7 +180,7 @@ impl Resolver {
         });
         for (request, outcome) in futures_util::future::join_all(lookups).await {
             if let Err(e) = &outcome {
-                tracing::info!(image = %request.image, error = %e, "image ENTRYPOINT unresolved");
+                tracing::info!(image = %Escaped(&request.image), error = %Escaped(e), "image ENTRYPOINT unresolved");
             }
             resolved.insert(request, outcome);
         }
@@ -194,28 +194,45 @@ impl Resolver {
             return Vec::new();
         };
         let mut configs = Vec::new();
+        let namespace = Escaped(&pod.namespace);
         for name in &pod.pull_secrets {
+            let secret = Escaped(name);
             match source.docker_config(&pod.namespace, name).await {
                 Ok(Some(bytes)) => match DockerConfig::parse(&bytes) {
                     Ok(config) => configs.push(config),
                     Err(e) => {
-                        tracing::warn!(namespace = %pod.namespace, secret = %name, error = %e, "imagePullSecret skipped")
+                        tracing::warn!(%namespace, %secret, error = %Escaped(&e.to_string()), "imagePullSecret skipped")
                     }
                 },
                 Ok(None) => {
-                    tracing::debug!(namespace = %pod.namespace, secret = %name, "no {DOCKER_CONFIG_TYPE} Secret of that name")
+                    tracing::debug!(%namespace, %secret, "no {DOCKER_CONFIG_TYPE} Secret of that name")
                 }
                 Err(e) => {
-                    tracing::warn!(namespace = %pod.namespace, secret = %name, error = %e, "cannot read imagePullSecret")
+                    tracing::warn!(%namespace, %secret, error = %Escaped(&e), "cannot read imagePullSecret")
                 }
             }
         }
         configs
     }
 
-    /// One image, through the cache, with the first matching pull-secret credentials.
-    pub async fn lookup(&self, request: &ImageRequest, configs: &[DockerConfig]) -> Lookup {
-        let reference = parse_reference(&request.image).map_err(|e| truncate_error(&e))?;
+    /// One image, through the cache, with the first matching pull-secret credentials; why
+    /// not, as the warning says it.
+    pub async fn lookup(
+        &self,
+        request: &ImageRequest,
+        configs: &[DockerConfig],
+    ) -> Result<ImageCommand, String> {
+        self.lookup_typed(request, configs)
+            .await
+            .map_err(|e| truncate_error(&e.to_string()))
+    }
+
+    async fn lookup_typed(
+        &self,
+        request: &ImageRequest,
+        configs: &[DockerConfig],
+    ) -> Result<ImageCommand, LookupError> {
+        let reference = parse_reference(&request.image)?;
         let credentials = configs
             .iter()
             .find_map(|c| c.credentials(reference.registry(), reference.repository()));
@@ -239,15 +256,14 @@ impl Resolver {
                     authorization: None,
                 };
                 let fetched = fetch(&mut session, &platform);
-                let outcome = tokio::time::timeout(LOOKUP_TIMEOUT, fetched)
+                tokio::time::timeout(LOOKUP_TIMEOUT, fetched)
                     .await
                     .unwrap_or_else(|_| {
-                        Err(format!(
-                            "{reference}: no answer within {}",
-                            humantime::format_duration(LOOKUP_TIMEOUT)
-                        ))
-                    });
-                outcome.map_err(|e| truncate_error(&e))
+                        Err(LookupError::Timeout {
+                            reference: reference.to_string(),
+                            after: LOOKUP_TIMEOUT,
+                        })
+                    })
             }
             .boxed()
         });
@@ -257,153 +273,7 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine as _;
-    use futures_util::future::BoxFuture;
-    use rstest::rstest;
-
-    use super::auth::*;
     use super::*;
-    use crate::mutate::{ImageCommand, Platform};
-
-    #[rstest]
-    #[case::official(
-        "eclipse-temurin:21-jre",
-        "docker.io",
-        "library/eclipse-temurin",
-        Some("21-jre"),
-        None
-    )]
-    #[case::official_no_tag(
-        "eclipse-temurin",
-        "docker.io",
-        "library/eclipse-temurin",
-        Some("latest"),
-        None
-    )]
-    #[case::user_repo("bitnami/kafka", "docker.io", "bitnami/kafka", Some("latest"), None)]
-    #[case::explicit_hub(
-        "docker.io/library/openjdk:17",
-        "docker.io",
-        "library/openjdk",
-        Some("17"),
-        None
-    )]
-    #[case::other_registry(
-        "ghcr.io/acme/shop/api:1.2",
-        "ghcr.io",
-        "acme/shop/api",
-        Some("1.2"),
-        None
-    )]
-    #[case::port("127.0.0.1:5000/app", "127.0.0.1:5000", "app", Some("latest"), None)]
-    #[case::localhost("localhost/app:dev", "localhost", "app", Some("dev"), None)]
-    #[case::digest(
-        "quay.io/acme/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-        "quay.io",
-        "acme/app",
-        None,
-        Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
-    )]
-    #[case::tag_and_digest(
-        "app:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-        "docker.io",
-        "library/app",
-        Some("1"),
-        Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
-    )]
-    fn references(
-        #[case] image: &str,
-        #[case] registry: &str,
-        #[case] repository: &str,
-        #[case] tag: Option<&str>,
-        #[case] digest: Option<&str>,
-    ) {
-        let r = parse_reference(image).unwrap();
-        assert_eq!(r.registry(), registry, "{image}");
-        assert_eq!(r.repository(), repository, "{image}");
-        assert_eq!(r.tag(), tag, "{image}");
-        assert_eq!(r.digest(), digest, "{image}");
-    }
-
-    #[test]
-    fn docker_hub_is_reached_at_its_api_host() {
-        let r = parse_reference("eclipse-temurin:21").unwrap();
-        assert_eq!(r.resolve_registry(), "index.docker.io");
-    }
-
-    #[rstest]
-    #[case::uppercase("Shop/App")]
-    #[case::empty("")]
-    #[case::spaces("app name")]
-    fn bad_references(#[case] image: &str) {
-        assert!(parse_reference(image).is_err(), "{image}");
-    }
-
-    #[rstest]
-    #[case::host("registry.acme.io", "registry.acme.io", "team/app", true)]
-    #[case::scheme("https://registry.acme.io", "registry.acme.io", "team/app", true)]
-    #[case::port("127.0.0.1:5000", "127.0.0.1:5000", "app", true)]
-    #[case::other_port("127.0.0.1:5000", "127.0.0.1:5001", "app", false)]
-    #[case::hub_legacy("https://index.docker.io/v1/", "docker.io", "library/app", true)]
-    #[case::hub_short("docker.io", "docker.io", "acme/app", true)]
-    #[case::path("registry.acme.io/team", "registry.acme.io", "team/app", true)]
-    #[case::path_boundary("registry.acme.io/team", "registry.acme.io", "teamx/app", false)]
-    #[case::wildcard("*.acme.io", "registry.acme.io", "app", true)]
-    #[case::wildcard_one_label("*.acme.io", "a.b.acme.io", "app", false)]
-    #[case::other_host("registry.acme.io", "ghcr.io", "app", false)]
-    fn docker_config_keys(
-        #[case] key: &str,
-        #[case] registry: &str,
-        #[case] repository: &str,
-        #[case] matches: bool,
-    ) {
-        assert_eq!(
-            key_match(key, registry, repository).is_some(),
-            matches,
-            "{key} for {registry}/{repository}"
-        );
-    }
-
-    #[test]
-    fn docker_config_credentials() {
-        let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret:x");
-        let config = DockerConfig::parse(
-            serde_json::json!({"auths": {
-                "registry.acme.io": {"auth": auth},
-                "registry.acme.io/team": {"username": "team", "password": "pw"},
-                "ghcr.io": {"username": "gh"},
-            }})
-            .to_string()
-            .as_bytes(),
-        )
-        .unwrap();
-        let creds = |r: &str, p: &str| config.credentials(r, p).map(|c| c.username);
-        assert_eq!(
-            creds("registry.acme.io", "other/app").as_deref(),
-            Some("robot")
-        );
-        let decoded = config.credentials("registry.acme.io", "x").unwrap();
-        assert_eq!(decoded.password, "s3cret:x", "split at the first colon");
-        assert_eq!(
-            creds("registry.acme.io", "team/app").as_deref(),
-            Some("team"),
-            "the most specific key wins"
-        );
-        assert_eq!(creds("ghcr.io", "app"), None, "no password");
-        assert_eq!(creds("quay.io", "app"), None);
-        assert!(DockerConfig::parse(b"not json").is_err());
-    }
-
-    #[rstest]
-    #[case::both(r#"{"config":{"Entrypoint":["java"],"Cmd":["-jar","app.jar"]}}"#, &["java"], &["-jar", "app.jar"])]
-    #[case::nulls(r#"{"config":{"Entrypoint":null,"Cmd":["sh"]}}"#, &[], &["sh"])]
-    #[case::reset(r#"{"config":{"Entrypoint":[""],"Cmd":["run"]}}"#, &[], &["run"])]
-    #[case::no_config(r#"{"architecture":"amd64"}"#, &[], &[])]
-    fn image_configs(#[case] blob: &str, #[case] entrypoint: &[&str], #[case] cmd: &[&str]) {
-        let parsed = parse_image_config(blob.as_bytes()).unwrap();
-        assert_eq!(parsed.entrypoint, entrypoint);
-        assert_eq!(parsed.cmd, cmd);
-    }
 
     #[test]
     fn error_text_is_cut_on_a_char_boundary_and_kept_on_one_line() {
@@ -418,90 +288,51 @@ mod tests {
         assert_eq!(truncate_error(&exact), exact, "at the cap: not cut");
     }
 
-    #[test]
-    fn credentials_do_not_print() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert_ne!(
-            c.fingerprint(),
-            Credentials {
-                username: "u".into(),
-                password: "other".into()
+    /// What a text-format subscriber (the default `--log-format`) writes while `run` runs.
+    async fn text_logs<F: std::future::Future>(run: F) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
             }
-            .fingerprint()
-        );
-    }
-
-    fn key(reference: &str) -> Key {
-        Key {
-            reference: reference.into(),
-            platform: Platform::default(),
-            credentials: None,
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
         }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        run.await;
+        drop(guard);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
     }
 
-    fn answer(outcome: Lookup) -> BoxFuture<'static, Lookup> {
-        async move { outcome }.boxed()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cache_coalesces_and_expires() {
-        let cache = Cache {
-            slots: Mutex::new(HashMap::new()),
-            capacity: 2,
+    #[tokio::test]
+    async fn an_image_reference_cannot_forge_a_text_log_line() {
+        let resolver = Resolver::new(RegistryConfig::default());
+        let pod = PodImages {
+            namespace: "shop".into(),
+            pull_secrets: vec![],
+            requests: vec![ImageRequest {
+                image: "app\n2026-01-01T00:00:00Z  INFO jvm_guard: admin logged in\u{1b}[8m".into(),
+                platform: Default::default(),
+            }],
         };
-        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let slow = |calls: Arc<std::sync::atomic::AtomicUsize>| {
-            move || {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(ImageCommand::default())
-                }
-                .boxed()
-            }
-        };
-        let a = cache.get(key("a:1"), false, slow(calls.clone()));
-        let b = cache.get(key("a:1"), false, slow(calls.clone()));
-        let (a, b) = tokio::join!(a, b);
-        assert!(a.outcome.is_ok() && b.outcome.is_ok());
-        assert_eq!(
-            calls.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "coalesced"
-        );
-
-        cache.get(key("a:1"), false, slow(calls.clone())).await;
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "cached");
-        tokio::time::advance(TAG_TTL).await;
-        cache.get(key("a:1"), false, slow(calls.clone())).await;
-        assert_eq!(
-            calls.load(std::sync::atomic::Ordering::SeqCst),
-            2,
-            "a tag expires"
-        );
-
-        cache.get(key("d@x"), true, slow(calls.clone())).await;
-        tokio::time::advance(TAG_TTL * 10).await;
-        cache.get(key("d@x"), true, slow(calls.clone())).await;
-        assert_eq!(
-            calls.load(std::sync::atomic::Ordering::SeqCst),
-            3,
-            "a digest does not"
-        );
-
-        let failed = cache
-            .get(key("f:1"), false, || answer(Err("down".into())))
-            .await;
-        assert_eq!(failed.outcome, Err("down".to_string()));
-        assert_eq!(cache.len(), 2, "bounded: the least recently used went");
-        tokio::time::advance(FAILURE_TTL).await;
-        let again = cache
-            .get(key("f:1"), false, || answer(Ok(ImageCommand::default())))
-            .await;
-        assert!(again.outcome.is_ok(), "a failure is retried after its TTL");
+        let logs = text_logs(async {
+            let resolved = resolver.resolve(&pod).await;
+            assert!(resolved.0.values().all(Result::is_err));
+        })
+        .await;
+        assert_eq!(logs.lines().count(), 1, "{logs}");
+        assert!(logs.contains("image ENTRYPOINT unresolved"), "{logs}");
+        assert!(logs.contains("app\\n2026-01-01T00:00:00Z"), "{logs}");
+        assert!(!logs.contains('\u{1b}'), "{logs:?}");
     }
 }

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, LOCATION};
-use reqwest::{redirect, Response, StatusCode, Url};
+use reqwest::{redirect, Response, Url};
 
-use super::LOOKUP_TIMEOUT;
+use super::error::{describe, parse_error_envelope, LookupError, Refused};
 
 /// Redirects followed per request, same host or not.
 pub const MAX_REDIRECTS: usize = 5;
@@ -21,20 +21,6 @@ pub struct Access {
     /// `HOST[:PORT]` allowed on private, loopback and link-local addresses over HTTPS
     /// (`--allow-registry`).
     pub allowed: Vec<String>,
-}
-
-/// Why a URL is not fetched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    #[error("{0} is not HTTPS (list its HOST:PORT with --insecure-registry to allow plain HTTP)")]
-    NotHttps(String),
-    #[error(
-        "{0} is a private, loopback or link-local address (list its HOST:PORT with \
-         --allow-registry to allow it)"
-    )]
-    NotPublic(String),
-    #[error("{0} is not a URL the lookup can follow")]
-    BadUrl(String),
 }
 
 fn listed(entries: &[String], url: &Url) -> bool {
@@ -192,12 +178,13 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(user_agent: &'static str) -> Clients {
+    /// `timeout` bounds connecting and each read.
+    pub fn new(user_agent: &'static str, timeout: std::time::Duration) -> Clients {
         let base = || {
             reqwest::Client::builder()
                 .user_agent(user_agent)
-                .connect_timeout(LOOKUP_TIMEOUT)
-                .read_timeout(LOOKUP_TIMEOUT)
+                .connect_timeout(timeout)
+                .read_timeout(timeout)
                 .referer(false)
         };
         let same_origin_only = redirect::Policy::custom(|attempt| {
@@ -232,7 +219,7 @@ impl Clients {
         access: &Access,
         url: Url,
         headers: HeaderMap,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, LookupError> {
         let mut response = send(self.registry.get(url).headers(headers.clone())).await?;
         for _ in 0..MAX_REDIRECTS {
             if !response.status().is_redirection() {
@@ -243,14 +230,14 @@ impl Clients {
             };
             let listed = access
                 .outside(&next)
-                .map_err(|e| format!("redirect refused: {e}"))?;
+                .map_err(LookupError::RedirectRefused)?;
             let client = if listed { &self.registry } else { &self.public };
             response = send(client.get(next)).await?;
         }
-        Err(format!(
-            "more than {MAX_REDIRECTS} redirects from {}",
-            origin(response.url())
-        ))
+        Err(LookupError::TooManyRedirects {
+            max: MAX_REDIRECTS,
+            origin: origin(response.url()),
+        })
     }
 
     /// GET `url`, named by a registry (a token realm), once it passes [`Access::outside`].
@@ -259,16 +246,15 @@ impl Clients {
         access: &Access,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         url: &Url,
-    ) -> Result<Response, String> {
-        let listed = access.outside(url).map_err(|e| e.to_string())?;
+    ) -> Result<Response, LookupError> {
+        let listed = access.outside(url).map_err(LookupError::Refused)?;
         let client = if listed { &self.registry } else { &self.public };
         let response = send(request(client)).await?;
         if response.status().is_redirection() {
-            return Err(format!(
-                "{} answered {} (redirects are not followed here)",
-                origin(url),
-                response.status()
-            ));
+            return Err(LookupError::Redirected {
+                origin: origin(url),
+                status: response.status(),
+            });
         }
         Ok(response)
     }
@@ -279,10 +265,10 @@ fn redirect_target(response: &Response) -> Option<Url> {
     response.url().join(location).ok()
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<Response, String> {
-    request.send().await.map_err(|e| {
-        let url = e.url().map(origin).unwrap_or_default();
-        format!("{url}: {}", super::fetch::describe(&without_url(e)))
+async fn send(request: reqwest::RequestBuilder) -> Result<Response, LookupError> {
+    request.send().await.map_err(|e| LookupError::Network {
+        origin: e.url().map(origin).unwrap_or_default(),
+        detail: describe(&without_url(e)),
     })
 }
 
@@ -296,24 +282,19 @@ fn without_url(e: reqwest::Error) -> reqwest::Error {
 pub async fn read_capped(
     mut response: Response,
     cap: usize,
-    what: &str,
-) -> Result<Vec<u8>, String> {
+    what: &'static str,
+) -> Result<Vec<u8>, LookupError> {
     let declared = response.content_length();
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Err(format!(
-            "the {what} is {} bytes, more than the {cap} read",
-            declared.unwrap_or_default()
-        ));
+    if let Some(size) = declared.filter(|n| *n > cap as u64) {
+        return Err(LookupError::TooLarge { what, size, cap });
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        format!(
-            "reading the {what}: {}",
-            super::fetch::describe(&without_url(e))
-        )
+    while let Some(chunk) = response.chunk().await.map_err(|e| LookupError::Read {
+        what,
+        detail: describe(&without_url(e)),
     })? {
         if body.len() + chunk.len() > cap {
-            return Err(format!("the {what} is more than the {cap} bytes read"));
+            return Err(LookupError::Overran { what, cap });
         }
         body.extend_from_slice(&chunk);
     }
@@ -322,18 +303,14 @@ pub async fn read_capped(
 
 /// A status that is not success, said briefly: the code, and the registry's own error codes
 /// and messages when it sent the OCI error envelope (never the raw body).
-pub async fn status_error(response: Response, cap: usize) -> String {
+pub async fn status_error(response: Response, cap: usize) -> LookupError {
     let status = response.status();
     let body = read_capped(response, cap, "error body")
         .await
         .unwrap_or_default();
-    let reason = match status {
-        StatusCode::UNAUTHORIZED => "Not authorized".to_string(),
-        other => other.to_string(),
-    };
-    match super::fetch::parse_error_envelope(&body) {
-        Some(detail) => format!("{reason}: {detail}"),
-        None => reason,
+    LookupError::Status {
+        status,
+        envelope: parse_error_envelope(&body),
     }
 }
 

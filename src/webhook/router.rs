@@ -18,10 +18,11 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
-use tracing::field::Empty;
+use tracing::field::{display, Empty};
 use tracing::Instrument as _;
 
 use crate::config::ServerSettings;
+use crate::escape::Escaped;
 use crate::mutate::ResolvedImages;
 use crate::registry::Resolver;
 use crate::webhook::admission::{self, ReviewError};
@@ -313,10 +314,11 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, A
     span.in_scope(|| {
         let reviewed = planned.answer(&images);
         let uid = reviewed.review.response.as_ref().map(|r| r.uid.as_str());
-        span.record("uid", uid.unwrap_or_default());
+        // The request's own text: escaped, so a newline in it cannot forge a text log line.
+        span.record("uid", display(Escaped(uid.unwrap_or_default())));
         span.record(
             "namespace",
-            reviewed.namespace.as_deref().unwrap_or_default(),
+            display(Escaped(reviewed.namespace.as_deref().unwrap_or_default())),
         );
         span.record("outcome", reviewed.outcome.as_str());
         tracing::debug!("admission reviewed");
@@ -377,10 +379,12 @@ impl IntoResponse for ApiError {
                 "internal error".into(),
             ),
         };
+        // A review's error can quote the request: escaped, one log line whatever it holds.
+        let error = self.to_string();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %Escaped(&error), "request failed");
         } else {
-            tracing::warn!(error = %self, "request refused");
+            tracing::warn!(error = %Escaped(&error), "request refused");
         }
         let mut response = (status, Json(json!({ "error": message }))).into_response();
         response.extensions_mut().insert(outcome);

@@ -6,17 +6,19 @@
 //! struct itself.
 
 pub mod cgroup;
+mod dumps;
+mod find;
 pub mod jvm;
 pub mod perfdata;
+mod render;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 pub use self::cgroup::{MemoryLimit, Roots};
 pub use self::jvm::{ArgSource, Gc};
+pub use self::render::{bytes, render};
 
 /// The container's own dump directory, set by the webhook in guarded containers.
 pub const DUMP_DIR_ENV: &str = crate::options::agent_env::DUMP_DIR;
@@ -32,9 +34,6 @@ pub const EXIT_SEVERAL_JVMS: u8 = 5;
 
 /// The version of the JSON layout: raised when a field changes meaning or goes away.
 pub const FORMAT: u32 = 1;
-
-/// How long a file HotSpot has not yet marked accessible is waited for (jstat waits 5 s).
-const ACCESSIBLE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -151,7 +150,7 @@ impl Report {
 }
 
 pub fn gather(options: &Options) -> Report {
-    let (jvm, jvm_error) = match find_and_read(options) {
+    let (jvm, jvm_error) = match find::find_and_read(options) {
         Ok(jvm) => (Some(jvm), None),
         Err(e) => (None, Some(e)),
     };
@@ -161,7 +160,7 @@ pub fn gather(options: &Options) -> Report {
     };
     let (dumps, dumps_error) = match &options.dumps {
         None => (None, None),
-        Some(d) => match list_dumps(&d.dir) {
+        Some(d) => match dumps::list(&d.dir) {
             Ok(files) => (
                 Some(Dumps {
                     dir: d.dir.clone(),
@@ -184,363 +183,11 @@ pub fn gather(options: &Options) -> Report {
     }
 }
 
-/// Why a JVM may have no file, said whenever none is found.
-const WHY_ABSENT: &str = "the JVM may run with -XX:-UsePerfData, have a temp directory it \
-    cannot write (a read-only /tmp) or another than the one searched (--tmpdir), or run as \
-    another user (the file is readable by its owner only)";
-
-fn find_and_read(options: &Options) -> Result<Jvm, JvmError> {
-    let (pid, file) = choose(options)?;
-    let unreadable = |message: String| JvmError {
-        kind: JvmErrorKind::Unreadable,
-        file: Some(file.clone()),
-        message: format!("{}: {message}", file.display()),
-    };
-    let started = std::time::Instant::now();
-    let data = loop {
-        let bytes = read_capped(&file).map_err(|e| unreadable(e.to_string()))?;
-        match perfdata::parse(&bytes) {
-            Err(perfdata::PerfDataError::NotAccessible) if started.elapsed() < ACCESSIBLE_WAIT => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(unreadable(e.to_string())),
-            Ok(data) => break data,
-        }
-    };
-    let proc_dir = options.proc.join(pid.to_string());
-    let env = read_environ(&proc_dir.join("environ"));
-    let string = |name: &str| data.string(name).map(str::to_string);
-    let vm_args = string("java.rt.vmArgs");
-    let arg_sources = match (&vm_args, &env) {
-        (Some(args), Some(env)) => {
-            let vars: Vec<(&str, Option<&str>)> = jvm::OPTION_VARS
-                .iter()
-                .map(|&name| {
-                    let value = env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-                    (name, value)
-                })
-                .collect();
-            jvm::arg_sources(args, &vars)
-        }
-        _ => None,
-    };
-    let gc = jvm::gc(&data);
-    Ok(Jvm {
-        pid,
-        file: file.clone(),
-        running: proc_dir.exists(),
-        vm_name: string("java.property.java.vm.name"),
-        vm_version: string("java.property.java.vm.version"),
-        vm_vendor: string("java.property.java.vm.vendor"),
-        java_version: string("java.property.java.version"),
-        command: string("sun.rt.javaCommand"),
-        vm_args,
-        vm_flags: string("java.rt.vmFlags"),
-        arg_sources,
-        max_heap_bytes: jvm::max_heap(&data, &gc),
-        gc,
-    })
-}
-
-/// The file to read: `--pid`'s, else pid 1's (the container's main process), else the only
-/// running JVM's.
-fn choose(options: &Options) -> Result<(u32, PathBuf), JvmError> {
-    let found = candidates(&options.tmpdirs);
-    let searched = options
-        .tmpdirs
-        .iter()
-        .map(|d| format!("{}/hsperfdata_*/", d.display()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let not_found = |message: String| JvmError {
-        kind: JvmErrorKind::NotFound,
-        file: None,
-        message,
-    };
-    if let Some(pid) = options.pid {
-        return found.into_iter().find(|(p, _)| *p == pid).ok_or_else(|| {
-            not_found(format!(
-                "no performance-data file for pid {pid} in {searched}: {WHY_ABSENT}"
-            ))
-        });
-    }
-    if let Some(one) = found.iter().find(|(p, _)| *p == 1) {
-        return Ok(one.clone());
-    }
-    let running: Vec<&(u32, PathBuf)> = found
-        .iter()
-        .filter(|(p, _)| options.proc.join(p.to_string()).exists())
-        .collect();
-    match running.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] if found.is_empty() => Err(not_found(format!(
-            "no JVM performance data in {searched}: {WHY_ABSENT}"
-        ))),
-        [] => Err(not_found(format!(
-            "only files of JVMs that no longer run ({}) in {searched}: {WHY_ABSENT}",
-            list(&found)
-        ))),
-        several => Err(JvmError {
-            kind: JvmErrorKind::SeveralJvms,
-            file: None,
-            message: format!(
-                "several JVMs run ({}); choose one with --pid",
-                list(&several.iter().map(|c| (*c).clone()).collect::<Vec<_>>())
-            ),
-        }),
-    }
-}
-
-fn list(candidates: &[(u32, PathBuf)]) -> String {
-    candidates
-        .iter()
-        .map(|(p, f)| format!("pid {p}: {}", f.display()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Every `<dir>/hsperfdata_<user>/<pid>`, by pid.
-fn candidates(tmpdirs: &[PathBuf]) -> Vec<(u32, PathBuf)> {
-    let mut out = Vec::new();
-    for tmp in tmpdirs {
-        let Ok(dirs) = std::fs::read_dir(tmp) else {
-            continue;
-        };
-        for dir in dirs.flatten() {
-            if !dir.file_name().to_string_lossy().starts_with("hsperfdata_") {
-                continue;
-            }
-            let Ok(files) = std::fs::read_dir(dir.path()) else {
-                continue;
-            };
-            for file in files.flatten() {
-                let name = file.file_name();
-                let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                    continue;
-                };
-                if !out.iter().any(|(p, _)| *p == pid) {
-                    out.push((pid, file.path()));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(perfdata::MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// `KEY=value` pairs of `/proc/<pid>/environ`; `None` if unreadable (another user's process).
-fn read_environ(path: &Path) -> Option<Vec<(String, String)>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(1 << 20)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    Some(
-        bytes
-            .split(|&b| b == 0)
-            .filter_map(|kv| {
-                let kv = String::from_utf8_lossy(kv);
-                let (k, v) = kv.split_once('=')?;
-                Some((k.to_string(), v.to_string()))
-            })
-            .collect(),
-    )
-}
-
-fn list_dumps(dir: &Path) -> std::io::Result<Vec<DumpFile>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let kind = if name.ends_with(".hprof") {
-            "heap_dump"
-        } else if name.starts_with("hs_err_pid") && name.ends_with(".log") {
-            "error_log"
-        } else {
-            continue;
-        };
-        let Ok(meta) = entry.metadata() else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
-        files.push(DumpFile {
-            name,
-            kind,
-            bytes: meta.len(),
-            modified,
-        });
-    }
-    files.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));
-    Ok(files)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The human summary
-
-pub fn render(report: &Report, now: SystemTime) -> String {
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    let limit = report.memory_limit.as_ref();
-    match (&report.jvm, &report.jvm_error) {
-        (Some(j), _) => {
-            let name = j.vm_name.as_deref().unwrap_or("unknown JVM");
-            let version = j.vm_version.as_deref().unwrap_or("(version unknown)");
-            let mut facts = vec![format!("pid {}", j.pid)];
-            if let Some(v) = &j.vm_vendor {
-                facts.push(v.clone());
-            }
-            if !j.running {
-                facts.push("no longer running".into());
-            }
-            line(format!("JVM: {name} {version} ({})", facts.join(", ")));
-            if let Some(c) = &j.command {
-                line(format!("command: {c}"));
-            }
-            line(heap_line(j, limit));
-            match (&j.arg_sources, j.vm_args.as_deref()) {
-                (_, None) => line("arguments: not recorded".into()),
-                (_, Some("")) => line("arguments: none".into()),
-                (Some(sources), Some(_)) => {
-                    line("arguments:".into());
-                    for s in sources {
-                        line(format!("  from {}: {}", s.source, s.args.join(" ")));
-                    }
-                }
-                (None, Some(args)) => {
-                    line(format!("arguments (sources unknown): {args}"));
-                }
-            }
-            if let Some(flags) = j.vm_flags.as_deref().filter(|f| !f.is_empty()) {
-                line(format!("flags file: {flags}"));
-            }
-            line(format!("perf data: {}", j.file.display()));
-        }
-        (None, Some(e)) => line(format!("JVM: not inspected: {}", e.message)),
-        (None, None) => {}
-    }
-    match (limit, &report.memory_limit_error) {
-        (Some(m), _) => {
-            let version = match m.version {
-                cgroup::Version::V1 => "v1",
-                cgroup::Version::V2 => "v2",
-            };
-            let amount = m.limit_bytes.map_or("none".to_string(), bytes);
-            let from = m.limit_file.as_ref().unwrap_or(&m.dir);
-            line(format!(
-                "memory limit: {amount} (cgroup {version}, {})",
-                from.display()
-            ));
-        }
-        (None, Some(e)) => line(format!("memory limit: unknown: {e}")),
-        (None, None) => {}
-    }
-    match (&report.dumps, &report.dumps_error) {
-        (Some(d), _) => {
-            let dir = d.dir.display();
-            match d.files.first() {
-                None => line(format!("dumps: none in {dir}")),
-                Some(newest) => {
-                    line(format!(
-                        "dumps: {} in {dir}, newest {}",
-                        d.files.len(),
-                        ago(newest.modified, now)
-                    ));
-                    for f in &d.files {
-                        line(format!(
-                            "  {}  {}  {}",
-                            f.name,
-                            bytes(f.bytes),
-                            ago(f.modified, now)
-                        ));
-                    }
-                }
-            }
-        }
-        (None, Some(e)) => line(format!("dumps: cannot list: {e}")),
-        (None, None) => line(format!(
-            "dumps: no dump directory is configured ({DUMP_DIR_ENV} is not set; --dumps DIR \
-             names one)"
-        )),
-    }
-    out
-}
-
-fn heap_line(j: &Jvm, limit: Option<&MemoryLimit>) -> String {
-    let Some(heap) = j.max_heap_bytes else {
-        return format!("heap: max unknown for {}", j.gc);
-    };
-    match limit.and_then(|m| m.limit_bytes) {
-        Some(l) if l > 0 => format!(
-            "heap: max {} of a {} memory limit ({}%), {}",
-            bytes(heap),
-            bytes(l),
-            (heap as f64 * 100.0 / l as f64).round(),
-            j.gc
-        ),
-        _ => format!(
-            "heap: max {} (no memory limit found), {}",
-            bytes(heap),
-            j.gc
-        ),
-    }
-}
-
-/// `636 MiB`, `1 GiB`, `1.5 GiB`, `512 bytes`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} bytes");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text} {}", UNITS[unit])
-}
-
-fn ago(modified: Option<u64>, now: SystemTime) -> String {
-    let Some(m) = modified else {
-        return "at an unknown time".into();
-    };
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let secs = now.saturating_sub(m);
-    match secs {
-        0..60 => format!("{secs} s ago"),
-        60..7200 => format!("{} min ago", secs / 60),
-        7200..172_800 => format!("{} h ago", secs / 3600),
-        _ => format!("{} days ago", secs / 86_400),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
 
     use super::perfdata::{tests::Builder, ByteOrder};
     use super::*;
@@ -719,15 +366,79 @@ mod tests {
     }
 
     #[test]
-    fn human_sizes_and_ages() {
-        assert_eq!(bytes(512), "512 bytes");
-        assert_eq!(bytes(636 << 20), "636 MiB");
-        assert_eq!(bytes(1 << 30), "1 GiB");
-        assert_eq!(bytes(3 << 29), "1.5 GiB");
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(ago(Some(1_000_000 - 12 * 60), now), "12 min ago");
-        assert_eq!(ago(Some(1_000_000 - 5), now), "5 s ago");
-        assert_eq!(ago(Some(1_000_000 - 3 * 86_400), now), "3 days ago");
-        assert_eq!(ago(None, now), "at an unknown time");
+    fn text_from_the_container_cannot_forge_lines_or_drive_the_terminal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let forged = Builder::new(ByteOrder::Little)
+            .string(
+                "java.property.java.vm.name",
+                "OpenJDK\u{1b}[2J\u{1b}]0;owned\u{7}",
+            )
+            .string("sun.rt.javaCommand", "app.jar\nheap: max 64 GiB\r")
+            .string("java.rt.vmArgs", "-Dx=\u{202e}gpj.exe -Xss1m")
+            .string("sun.gc.policy.name", "Copy:MSC")
+            .long("sun.gc.generation.0.maxCapacity", 222_298_112)
+            .long("sun.gc.generation.1.maxCapacity", 444_596_224)
+            .build();
+        perf_file(&tmp.path().join("tmp"), "app", 1, &forged);
+        let dumps = tmp.path().join("dumps");
+        fs::create_dir_all(&dumps).unwrap();
+        fs::write(dumps.join("java_pid1\ndumps: none.hprof"), "x").unwrap();
+        let mut opts = options(tmp.path(), &[1], None);
+        opts.dumps = Some(DumpDir {
+            dir: dumps,
+            from: DUMP_DIR_ENV.into(),
+        });
+        let report = gather(&opts);
+        let text = render(&report, SystemTime::now());
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("OpenJDK\\u{1b}[2J\\u{1b}]0;owned\\u{7}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("command: app.jar\\nheap: max 64 GiB\\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("-Dx=\\u{202e}gpj.exe"), "{text}");
+        assert!(text.contains("  java_pid1\\ndumps: none.hprof  "), "{text}");
+        let starts = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(starts("heap: "), 1, "{text}");
+        assert_eq!(starts("dumps: "), 1, "{text}");
+        // JSON carries the text as it is.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["jvm"]["command"], "app.jar\nheap: max 64 GiB\r");
+    }
+
+    #[test]
+    fn a_fifo_in_the_perf_data_directory_is_not_waited_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tmp/hsperfdata_app");
+        fs::create_dir_all(&dir).unwrap();
+        let fifo =
+            std::ffi::CString::new(dir.join("1").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let opts = options(tmp.path(), &[1], None);
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sent.send(gather(&opts));
+        });
+        // Only that it returns: opening a FIFO without a writer blocks for good.
+        let report = received
+            .recv_timeout(Duration::from_secs(60))
+            .expect("inspect returns despite a FIFO named like a perf-data file");
+        let err = report.jvm_error.unwrap();
+        assert_eq!(err.kind, JvmErrorKind::Unreadable);
+        assert!(
+            err.message.contains("not a regular file"),
+            "{}",
+            err.message
+        );
+        assert!(report.memory_limit.is_some(), "the rest is still reported");
     }
 }
