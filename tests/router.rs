@@ -49,6 +49,11 @@ fn pod_review() -> Vec<u8> {
 }
 
 fn review_in(namespace: &str) -> Vec<u8> {
+    review_of(namespace, pod())
+}
+
+/// The review the apiserver sends for a CREATE of `pod` in `namespace`.
+fn review_of(namespace: &str, pod: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -59,7 +64,7 @@ fn review_in(namespace: &str) -> Vec<u8> {
             "namespace": namespace,
             "operation": "CREATE",
             "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod(),
+            "object": pod,
             "dryRun": false,
         },
     }))
@@ -310,21 +315,7 @@ fn large_review(containers: usize, vars: usize) -> Vec<u8> {
             "resources": {"limits": {"memory": "512Mi"}},
         })).collect::<Vec<_>>()},
     });
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": UID,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-            "dryRun": false,
-        },
-    }))
-    .unwrap()
+    review_of("shop", pod)
 }
 
 #[tokio::test]
