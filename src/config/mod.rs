@@ -22,7 +22,7 @@ pub use values::{
     DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode,
     ProfileChoice, Targets,
 };
-pub use warnings::{Warnings, WARNING_PREFIX};
+pub use warnings::{Warnings, MAX_WARNINGS, WARNING_PREFIX};
 
 use rlimit::Rlimit;
 

@@ -55,18 +55,20 @@ impl Cache {
     }
 
     /// The lookup for `key`: cached, in progress, or started now with `start` on its own task.
+    /// When `start` refuses (no lookup slot free), nothing is cached or evicted.
     pub(super) fn get(
         &self,
         key: Key,
         by_digest: bool,
-        start: impl FnOnce() -> BoxFuture<'static, Lookup>,
-    ) -> Shared<BoxFuture<'static, Done>> {
+        start: impl FnOnce() -> Result<BoxFuture<'static, Lookup>, LookupError>,
+    ) -> Result<Shared<BoxFuture<'static, Done>>, LookupError> {
         let now = Instant::now();
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots.get_mut(&key).filter(|s| Self::fresh(s, now)) {
             slot.used = now;
-            return slot.lookup.clone();
+            return Ok(slot.lookup.clone());
         }
+        let lookup = start()?;
         if slots.len() >= self.capacity && !slots.contains_key(&key) {
             slots.retain(|_, s| Self::fresh(s, now));
             if slots.len() >= self.capacity {
@@ -79,7 +81,6 @@ impl Cache {
                 }
             }
         }
-        let lookup = start();
         let task = tokio::spawn(async move {
             let outcome = lookup.await;
             Done {
@@ -106,7 +107,7 @@ impl Cache {
                 by_digest,
             },
         );
-        lookup
+        Ok(lookup)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -129,8 +130,8 @@ mod tests {
         }
     }
 
-    fn answer(outcome: Lookup) -> BoxFuture<'static, Lookup> {
-        async move { outcome }.boxed()
+    fn answer(outcome: Lookup) -> Result<BoxFuture<'static, Lookup>, LookupError> {
+        Ok(async move { outcome }.boxed())
     }
 
     #[tokio::test(start_paused = true)]
@@ -143,15 +144,15 @@ mod tests {
         let slow = |calls: Arc<std::sync::atomic::AtomicUsize>| {
             move || {
                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async {
+                Ok(async {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     Ok(ImageCommand::default())
                 }
-                .boxed()
+                .boxed())
             }
         };
-        let a = cache.get(key("a:1"), false, slow(calls.clone()));
-        let b = cache.get(key("a:1"), false, slow(calls.clone()));
+        let a = cache.get(key("a:1"), false, slow(calls.clone())).unwrap();
+        let b = cache.get(key("a:1"), false, slow(calls.clone())).unwrap();
         let (a, b) = tokio::join!(a, b);
         assert!(a.outcome.is_ok() && b.outcome.is_ok());
         assert_eq!(
@@ -160,19 +161,31 @@ mod tests {
             "coalesced"
         );
 
-        cache.get(key("a:1"), false, slow(calls.clone())).await;
+        cache
+            .get(key("a:1"), false, slow(calls.clone()))
+            .unwrap()
+            .await;
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "cached");
         tokio::time::advance(TAG_TTL).await;
-        cache.get(key("a:1"), false, slow(calls.clone())).await;
+        cache
+            .get(key("a:1"), false, slow(calls.clone()))
+            .unwrap()
+            .await;
         assert_eq!(
             calls.load(std::sync::atomic::Ordering::SeqCst),
             2,
             "a tag expires"
         );
 
-        cache.get(key("d@x"), true, slow(calls.clone())).await;
+        cache
+            .get(key("d@x"), true, slow(calls.clone()))
+            .unwrap()
+            .await;
         tokio::time::advance(TAG_TTL * 10).await;
-        cache.get(key("d@x"), true, slow(calls.clone())).await;
+        cache
+            .get(key("d@x"), true, slow(calls.clone()))
+            .unwrap()
+            .await;
         assert_eq!(
             calls.load(std::sync::atomic::Ordering::SeqCst),
             3,
@@ -183,13 +196,34 @@ mod tests {
             .get(key("f:1"), false, || {
                 answer(Err(LookupError::SecretsTimeout))
             })
+            .unwrap()
             .await;
         assert_eq!(failed.outcome, Err(LookupError::SecretsTimeout));
         assert_eq!(cache.len(), 2, "bounded: the least recently used went");
         tokio::time::advance(FAILURE_TTL).await;
         let again = cache
             .get(key("f:1"), false, || answer(Ok(ImageCommand::default())))
+            .unwrap()
             .await;
         assert!(again.outcome.is_ok(), "a failure is retried after its TTL");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_start_caches_and_evicts_nothing() {
+        let cache = Cache {
+            slots: Mutex::new(HashMap::new()),
+            capacity: 1,
+        };
+        cache
+            .get(key("a:1"), false, || answer(Ok(ImageCommand::default())))
+            .unwrap()
+            .await;
+        let refused = cache.get(key("b:1"), false, || Err(LookupError::Busy(1)));
+        assert_eq!(refused.err(), Some(LookupError::Busy(1)));
+        let kept = cache
+            .get(key("a:1"), false, || Err(LookupError::Busy(1)))
+            .expect("a:1 is still cached");
+        assert!(kept.await.outcome.is_ok());
+        assert_eq!(cache.len(), 1);
     }
 }

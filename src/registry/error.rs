@@ -122,6 +122,13 @@ pub enum LookupError {
     Budget(Duration),
     #[error("reading imagePullSecrets timed out")]
     SecretsTimeout,
+    /// Every lookup slot was taken for the whole of the admission's budget: a new lookup does
+    /// not queue behind them.
+    #[error("too many registry lookups in flight ({0})")]
+    Busy(usize),
+    /// The pod names more distinct images to look up than one review may start.
+    #[error("not looked up: the pod names more than {0} images without a command")]
+    TooManyImages(usize),
     #[error("the resolver is shutting down")]
     ShuttingDown,
     /// The lookup's task panicked or was cancelled.

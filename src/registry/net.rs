@@ -178,13 +178,18 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// `timeout` bounds connecting and each read.
+    /// `timeout` bounds connecting and each read. No connection is kept idle for later: a
+    /// connection lives as long as its request, so the connections open are at most the
+    /// lookups in flight (`MAX_LOOKUPS_IN_FLIGHT`), whatever number of hosts the pods name
+    /// (an idle pool per host grows with them); a lookup's few requests each connect anew, and
+    /// lookups are rare behind the cache.
     pub fn new(user_agent: &'static str, timeout: std::time::Duration) -> Clients {
         let base = || {
             reqwest::Client::builder()
                 .user_agent(user_agent)
                 .connect_timeout(timeout)
                 .read_timeout(timeout)
+                .pool_max_idle_per_host(0)
                 .referer(false)
         };
         let same_origin_only = redirect::Policy::custom(|attempt| {

@@ -31,7 +31,8 @@ pub const WEBHOOK_NAMESPACE: &str = "jvm-guard";
 /// Name of the shared webhook configuration, rendered from the chart.
 pub const WEBHOOK_CONFIG: &str = "jvm-guard-e2e";
 /// Namespaces of tests that register a webhook of their own: the shared one leaves them alone.
-pub const OWN_WEBHOOK_NAMESPACES: &[&str] = &["e2e-down-ignore", "e2e-down-fail"];
+pub const OWN_WEBHOOK_NAMESPACES: &[&str] =
+    &["e2e-down-ignore", "e2e-down-fail", "e2e-hardening-lookups"];
 
 /// Processes of the shared cluster, killed (and the directory removed) at process exit.
 static TEARDOWN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -473,14 +474,24 @@ impl Serve {
         what: &str,
         insecure_registry: Option<&str>,
     ) -> Result<Serve, String> {
+        let args: Vec<&str> = insecure_registry
+            .map(|host| ["--insecure-registry", host])
+            .into_iter()
+            .flatten()
+            .collect();
+        Serve::start_with(kubeconfig, certs, what, &args)
+    }
+
+    /// A server with `args` besides the ones every e2e server has.
+    pub fn start_with(
+        kubeconfig: &Path,
+        certs: &Path,
+        what: &str,
+        args: &[&str],
+    ) -> Result<Serve, String> {
         let mut child = command(Path::new(BIN))
             .arg("serve")
-            .args(
-                insecure_registry
-                    .map(|host| ["--insecure-registry", host])
-                    .into_iter()
-                    .flatten(),
-            )
+            .args(args)
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
             .arg("--tls-cert")
             .arg(certs.join("tls.crt"))
@@ -535,6 +546,11 @@ impl Serve {
         }
         *serve.child.lock().unwrap() = Some(child);
         Ok(serve)
+    }
+
+    /// The process id while it runs (for its `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {

@@ -12,6 +12,7 @@ mod process;
 // The e2e suite starts its registry with `start_in` (in the cluster's directory, a child that
 // dies with the cluster): `Registry::start` is tests/registry.rs's alone.
 mod goldens;
+mod hardening;
 mod property_pods;
 #[allow(dead_code)]
 #[path = "../support/registry.rs"]
