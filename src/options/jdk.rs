@@ -110,11 +110,10 @@ pub struct Jdk {
 
 impl fmt::Display for Jdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JDK {}", self.version)?;
-        if self.vm == Vm::OpenJ9 {
-            write!(f, " (OpenJ9)")?;
+        match self.vm {
+            Vm::HotSpot => write!(f, "JDK {}", self.version),
+            Vm::OpenJ9 => write!(f, "OpenJ9 JDK {}", self.version),
         }
-        Ok(())
     }
 }
 
@@ -335,29 +334,36 @@ pub fn for_jdk(jdk: &Jdk, tokens: &[String], limit: Option<u64>) -> ForJdk {
 /// (`eclipse-temurin:8u151-jre`, `openjdk:17.0.2`, `amazoncorretto:21`), or a word naming a
 /// Java release in the tag or the last path part (`tomcat:9.0-jre17-temurin`,
 /// `jenkins/jenkins:2.479-jdk17`, `ubi9/openjdk-21-runtime`). The update is known only where
-/// it is written.
-pub fn from_image(image: &str) -> Option<JavaVersion> {
-    let name_end = image.find('@').unwrap_or(image.len());
-    let image = &image[..name_end];
+/// it is written; OpenJ9 where the name says `openj9` or `semeru`.
+pub fn from_image(image: &str) -> Option<Jdk> {
+    let image = &image[..image.find('@').unwrap_or(image.len())];
     let last = image.rsplit('/').next().unwrap_or(image);
-    let (repository, tag) = match last.split_once(':') {
-        Some((r, t)) => (r, t),
-        None => (last, ""),
+    let (repository, tag) = last.split_once(':').unwrap_or((last, ""));
+    // `8u151-jre`, `17.0.9_9-jre-jammy`, Semeru's `open-17-jre`.
+    let tagged = || tag.split('-').find_map(JavaVersion::parse);
+    let named = || {
+        [tag, repository].into_iter().find_map(|words| {
+            let mut parts = words.split(['-', '_', '.']).peekable();
+            while let Some(word) = parts.next() {
+                let next = parts.peek().copied().unwrap_or("");
+                if let Some(v) = named_release(word, next) {
+                    return Some(v);
+                }
+            }
+            None
+        })
     };
-    if JDK_IMAGES.contains(&repository) {
-        if let Some(v) = JavaVersion::parse(tag.split(['-', '_']).next().unwrap_or(""))
-            .filter(|_| !tag.is_empty())
-            .or_else(|| JavaVersion::parse(tag))
-        {
-            return Some(v);
-        }
-    }
-    [tag, repository].into_iter().find_map(|words| {
-        words
-            .split(['-', '_', '.'])
-            .zip(words.split(['-', '_', '.']).skip(1).chain([""]))
-            .find_map(|(word, next)| named_release(word, next))
-    })
+    let version = JDK_IMAGES
+        .contains(&repository)
+        .then(tagged)
+        .flatten()
+        .or_else(named)?;
+    let lower = last.to_ascii_lowercase();
+    let vm = match lower.contains("openj9") || lower.contains("semeru") {
+        true => Vm::OpenJ9,
+        false => Vm::HotSpot,
+    };
+    Some(Jdk { version, vm })
 }
 
 /// `jdk17`, `jre8`, `java21`, `openjdk11`, or such a word followed by the number (`openjdk-21`).
@@ -456,7 +462,17 @@ mod tests {
     #[case("eclipse-temurin", None)]
     #[case("corp/java-tools:3", None)]
     fn versions_an_image_name_says(#[case] image: &str, #[case] expected: Option<JavaVersion>) {
-        assert_eq!(from_image(image), expected, "{image}");
+        assert_eq!(from_image(image).map(|j| j.version), expected, "{image}");
+    }
+
+    #[test]
+    fn openj9_images_say_so() {
+        for image in [
+            "ibm-semeru-runtimes:open-17-jre",
+            "adoptopenjdk:11-jre-openj9",
+        ] {
+            assert_eq!(from_image(image).map(|j| j.vm), Some(Vm::OpenJ9), "{image}");
+        }
     }
 
     fn hotspot(text: &str) -> Jdk {
