@@ -211,6 +211,18 @@ impl Root {
         command: &[String],
         env: &[(String, String)],
     ) -> Output {
+        self.run_with_release(jdk, None, dumps, command, env)
+    }
+
+    /// [`Root::run`], the JDK's `release` file replaced by `release` when given.
+    fn run_with_release(
+        &self,
+        jdk: &Path,
+        release: Option<&Path>,
+        dumps: &Path,
+        command: &[String],
+        env: &[(String, String)],
+    ) -> Output {
         let r = self.path().display().to_string();
         let mut script = format!(
             "set -e\n\
@@ -223,6 +235,12 @@ impl Root {
             jdk = jdk.display(),
             dumps = dumps.display()
         );
+        if let Some(release) = release {
+            script.push_str(&format!(
+                "mount --bind {} {r}/jdk/release\n",
+                release.display()
+            ));
+        }
         // Debian's JDK links its configuration into /etc.
         for etc in ["/etc/java-17-openjdk", "/etc/ssl/certs/java"] {
             if Path::new(etc).is_dir() {
@@ -420,6 +438,58 @@ fn tool_options_from_the_image_are_merged_at_start_on_every_jdk() {
         }
         if !line.contains("heap set by JAVA_TOOL_OPTIONS=-Xmx200m: memory flags left out") {
             failures.push(format!("{name}: {line}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A JDK 8 cannot be installed here: each real JDK, its `release` file replaced by 8u151's,
+/// stands in for one. The agent reads the file, not the JVM, so it must pass what 8u151 takes
+/// (no RAM percentages: it would refuse them) and size the heap itself from the real cgroup
+/// limit; the real JVM then shows the heap it got.
+#[test]
+fn a_jdk_8u151_gets_its_heap_as_an_xmx_from_the_cgroup_limit() {
+    let classes = tempfile::tempdir().unwrap();
+    compile(classes.path());
+    let release = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        release.path(),
+        "JAVA_VERSION=\"1.8.0_151\"\nOS_NAME=\"Linux\"\nOS_VERSION=\"2.6\"\nOS_ARCH=\"amd64\"\nSOURCE=\"\"\n",
+    )
+    .unwrap();
+    let (command, env) = mutated(&["/jdk/bin/java", "-XX:+PrintFlagsFinal", "-version"], &[]);
+    // 256Mi with the 384Mi reserve: the 25% floor, 64 MiB.
+    let heap = LIMIT / 4;
+    let mut failures = Vec::new();
+    for (name, jdk) in jdk_homes() {
+        let root = Root::new(classes.path());
+        let dumps = tempfile::tempdir().unwrap();
+        let out = root.run_with_release(&jdk, Some(release.path()), dumps.path(), &command, &env);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let line = agent_line(&stderr).to_string();
+        println!("{name} as 8u151: {line}");
+        let expected = format!(
+            "jvm-guard: JDK 8u151 (/jdk/release): memory as -Xmx{}m from the {} MiB limit",
+            heap / MIB,
+            LIMIT / MIB
+        );
+        if !line.starts_with(&expected) {
+            failures.push(format!("{name}: {line}\nnot: {expected}"));
+        }
+        let picked = stderr
+            .lines()
+            .find(|l| l.starts_with("Picked up JAVA_TOOL_OPTIONS:"))
+            .unwrap_or_default();
+        if picked.contains("RAMPercentage") || !picked.contains("-XX:+ExitOnOutOfMemoryError") {
+            failures.push(format!(
+                "{name}: what 8u151 would refuse, or too little: {picked}"
+            ));
+        }
+        if flag(&stdout, "MaxHeapSize").as_deref() != Some(&heap.to_string()) {
+            failures.push(format!(
+                "{name}: MaxHeapSize {:?}, not {heap}",
+                flag(&stdout, "MaxHeapSize")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

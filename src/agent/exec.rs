@@ -9,7 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::SystemTime;
 
-use super::start;
+use super::cgroup::{self, Roots};
+use super::{jdk, start};
 use crate::config::rlimit::{Limit, Resource, Rlimit};
 use crate::options::{agent_env, AgentEnv};
 
@@ -137,7 +138,13 @@ pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            let merged = start::merge(&plan, &var, &argv, shell);
+            let jvm = start::Jvm {
+                jdk: jdk::find(&argv, &var),
+                limit: cgroup::memory_limit(&Roots::default())
+                    .ok()
+                    .and_then(|l| l.limit_bytes),
+            };
+            let merged = start::merge(&plan, &jvm, &var, &argv, shell);
             for (name, value) in merged.set {
                 cmd.env(name, value);
             }

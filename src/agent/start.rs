@@ -7,9 +7,12 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::jdk::Found;
 use super::rotate::rotate;
+use crate::options::jdk::BASELINE;
 use crate::options::{
-    self, flag_key, heap_flag, heap_in, heap_var_sets, AgentEnv, Dumps, UserFlags, USER_OPTION_VARS,
+    self, flag_key, for_jdk, heap_flag, heap_in, heap_var_sets, AgentEnv, Dumps, UserFlags,
+    USER_OPTION_VARS,
 };
 
 /// Where HotSpot finds the shell it runs `-XX:OnOutOfMemoryError` with.
@@ -22,16 +25,63 @@ pub struct Merged {
     pub notes: Vec<String>,
 }
 
+/// What the agent knows of the JVM it starts: its JDK, when found, and the memory limit of
+/// the container's cgroup.
+#[derive(Debug, Clone, Default)]
+pub struct Jvm {
+    pub jdk: Option<Found>,
+    pub limit: Option<u64>,
+}
+
+/// `plan` with its options as `jvm`'s JDK takes them (an unknown JDK is taken as the oldest we
+/// support), and the line that says so; `None` when there is nothing to merge.
+fn for_the_jdk(plan: &AgentEnv, jvm: &Jvm) -> Option<(AgentEnv, String)> {
+    if plan.options.is_empty() && plan.memory.is_none() {
+        return None;
+    }
+    let (jdk, mut line) = match &jvm.jdk {
+        Some(found) => (&found.jdk, format!("{} ({})", found.jdk, found.from)),
+        None => (
+            &BASELINE,
+            "JDK not found (no release file, no JAVA_VERSION): options every JDK since 8u92 takes"
+                .to_string(),
+        ),
+    };
+    let mut plan = plan.clone();
+    let mut notes = Vec::new();
+    let options = for_jdk(jdk, &plan.options, jvm.limit);
+    plan.options = options.tokens;
+    notes.extend(options.notes);
+    if let Some((_, flags)) = &mut plan.memory {
+        let memory = for_jdk(jdk, flags, jvm.limit);
+        *flags = memory.tokens;
+        notes.extend(memory.notes);
+    }
+    if !notes.is_empty() {
+        line = format!("{line}: {}", notes.join(", "));
+    }
+    Some((plan, line))
+}
+
 /// Merges `plan`'s options into the environment `env` reads (the process's own), the
-/// application's `argv` counting as a place flags are set too. `has_shell`: whether the
-/// OutOfMemoryError hook can run.
+/// application's `argv` counting as a place flags are set too, as `jvm`'s JDK takes them.
+/// `has_shell`: whether the OutOfMemoryError hook can run.
 pub fn merge(
     plan: &AgentEnv,
+    jvm: &Jvm,
     env: &dyn Fn(&str) -> Option<String>,
     argv: &[String],
     has_shell: bool,
 ) -> Merged {
     let mut merged = Merged::default();
+    let translated = for_the_jdk(plan, jvm);
+    let plan = match &translated {
+        Some((plan, line)) => {
+            merged.notes.push(line.clone());
+            plan
+        }
+        None => plan,
+    };
     let memory_var = plan.memory.as_ref().map(|(var, _)| var.as_str());
     let mut names: Vec<&str> = USER_OPTION_VARS.to_vec();
     names.extend(plan.vars.iter().map(String::as_str));
@@ -180,6 +230,24 @@ mod tests {
         }
     }
 
+    /// A JDK 17 found at /jdk, in a 1 GiB cgroup.
+    fn modern() -> Jvm {
+        jvm("17.0.9")
+    }
+
+    fn jvm(version: &str) -> Jvm {
+        Jvm {
+            jdk: Some(Found {
+                jdk: crate::options::Jdk {
+                    version: crate::options::JavaVersion::parse(version).unwrap(),
+                    vm: crate::options::Vm::HotSpot,
+                },
+                from: "/jdk/release".into(),
+            }),
+            limit: Some(1 << 30),
+        }
+    }
+
     fn run(plan: &AgentEnv, env: &[(&str, &str)], shell: bool) -> Merged {
         let env: BTreeMap<String, String> = env
             .iter()
@@ -187,6 +255,7 @@ mod tests {
             .collect();
         merge(
             plan,
+            &modern(),
             &|n| env.get(n).cloned(),
             &strings(&["java", "-jar", "app.jar"]),
             shell,
@@ -248,7 +317,7 @@ mod tests {
     fn the_command_line_counts_as_a_place() {
         let env = BTreeMap::<String, String>::new();
         let argv = strings(&["java", "-Xmx1g", "-jar", "app.jar"]);
-        let m = merge(&plan(), &|n| env.get(n).cloned(), &argv, true);
+        let m = merge(&plan(), &modern(), &|n| env.get(n).cloned(), &argv, true);
         assert!(!value(&m, "JAVA_TOOL_OPTIONS").unwrap().contains("MaxRAM"));
     }
 
@@ -309,6 +378,69 @@ mod tests {
         assert!(value(&m, "SONAR_CE_JAVAOPTS")
             .unwrap()
             .ends_with("-Xmx512m"));
+    }
+
+    #[test]
+    fn an_old_jdk_gets_an_xmx_from_the_cgroup_limit_and_nothing_it_lacks() {
+        let env = BTreeMap::<String, String>::new();
+        let argv = strings(&["java", "-jar", "app.jar"]);
+        let m = merge(
+            &plan(),
+            &jvm("1.8.0_77"),
+            &|n| env.get(n).cloned(),
+            &argv,
+            true,
+        );
+        let v = value(&m, "JAVA_TOOL_OPTIONS").unwrap();
+        assert_eq!(
+            v,
+            format!("-Xmx634m -XX:+HeapDumpOnOutOfMemoryError {HOOK}"),
+            "{:?}",
+            m.notes
+        );
+        assert_eq!(
+            m.notes[0],
+            "JDK 8u77 (/jdk/release): memory as -Xmx634m from the 1024 MiB limit, -XX:ExitOnOutOfMemoryError left out (not in this JDK)"
+        );
+        // The workload's own heap still wins over ours.
+        let argv = strings(&["java", "-Xmx300m", "-jar", "app.jar"]);
+        let m = merge(
+            &plan(),
+            &jvm("8u151"),
+            &|n| env.get(n).cloned(),
+            &argv,
+            true,
+        );
+        let v = value(&m, "JAVA_TOOL_OPTIONS").unwrap();
+        assert!(!v.contains("-Xmx"), "{v}");
+        assert!(v.contains("-XX:+ExitOnOutOfMemoryError"), "{v}");
+    }
+
+    #[test]
+    fn an_unknown_jdk_gets_what_every_jdk_since_8u92_takes() {
+        let env = BTreeMap::<String, String>::new();
+        let argv = strings(&["/app/run.sh"]);
+        let unknown = Jvm {
+            jdk: None,
+            limit: Some(1 << 30),
+        };
+        let m = merge(&plan(), &unknown, &|n| env.get(n).cloned(), &argv, true);
+        let v = value(&m, "JAVA_TOOL_OPTIONS").unwrap();
+        assert!(
+            v.starts_with("-Xmx634m -XX:+HeapDumpOnOutOfMemoryError"),
+            "{v}"
+        );
+        assert!(v.ends_with("-XX:+ExitOnOutOfMemoryError"), "{v}");
+        assert!(m.notes[0].starts_with("JDK not found"), "{:?}", m.notes);
+        // A memory variable of its own (a launcher's heap variable) is translated too.
+        let mut plan = plan();
+        plan.options.drain(0..2);
+        plan.memory = Some((
+            "KAFKA_HEAP_OPTS".into(),
+            strings(&["-XX:MaxRAMPercentage=50.0"]),
+        ));
+        let m = merge(&plan, &jvm("8u151"), &|n| env.get(n).cloned(), &argv, true);
+        assert_eq!(value(&m, "KAFKA_HEAP_OPTS"), Some("-Xmx512m"));
     }
 
     #[test]

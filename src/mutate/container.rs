@@ -11,7 +11,7 @@ use super::image::ImageCommand;
 use super::patch::{pointer, to_value, PatchBuilder};
 use super::status::ContainerStatus;
 use super::targets::Why;
-use super::{dumps, jvm, launcher, memory, probes, tools};
+use super::{dumps, jdk, jvm, launcher, memory, probes, tools};
 use crate::config::profiles::Profile;
 use crate::config::Warnings;
 use crate::options::{self, agent_env, UserFlags, USER_OPTION_VARS};
@@ -37,12 +37,15 @@ pub(super) fn run(
     let facts = facts(target);
     // Memory first: its flags precede the others, and its heap is what a dump can reach.
     let memory = memory::decide(&facts);
-    let mut jvm = Decision::merge([
-        memory.decision,
-        dumps::decide(&facts, memory.heap_max),
-        jvm::exit_on_oom(&facts),
-        jvm::jvm_options(&facts),
-    ]);
+    let mut jvm = Decision::merge(
+        [
+            memory.decision,
+            dumps::decide(&facts, memory.heap_max),
+            jvm::exit_on_oom(&facts),
+            jvm::jvm_options(&facts),
+        ]
+        .map(|d| jdk::fit(&facts, d)),
+    );
     jvm.warnings.extend(jvm::not_injected(&facts, &jvm));
     let start = tools::start(&facts, &jvm);
     let started = start.command.is_some();
@@ -68,6 +71,7 @@ pub(super) fn run(
     for (feature, outcome) in &decision.outcomes {
         match outcome {
             Outcome::Applied => status.applied(*feature),
+            Outcome::Unverified { reason } => status.unverified(*feature, reason.clone()),
             Outcome::Skipped { reason } => status.skipped(*feature, reason.clone()),
         }
     }
@@ -91,6 +95,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let agent = command.is_ok() && (jvm_wanted || config.ulimits.is_on());
     let options = options_var.clone().map(|v| env.var(v));
     let places = places(container, &env, profile, options_var.as_deref().ok());
+    let jdk = jdk::known(container, &env);
     Facts {
         user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
         container,
@@ -103,6 +108,8 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
         tools,
         command,
         agent,
+        jdk,
+        limit: memory::memory_limit(container).ok().flatten(),
     }
 }
 
@@ -277,7 +284,7 @@ mod tests {
     use rstest::rstest;
     use serde_json::{json, Value};
 
-    use crate::config::{Defaults, NamespaceConfig, ServerSettings};
+    use crate::config::{Defaults, Feature, NamespaceConfig, ServerSettings};
     use crate::mutate::status::ContainerStatus;
     use crate::mutate::testing::pod;
 
@@ -306,7 +313,7 @@ mod tests {
     #[test]
     fn memory_flags_come_first_and_the_user_s_last() {
         let c = json!({
-            "name": "a", "image": "corp/app:1",
+            "name": "a", "image": "eclipse-temurin:21-jre",
             "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Dapp=1"}],
             "resources": {"limits": {"memory": "1Gi"}},
         });
@@ -355,11 +362,16 @@ mod tests {
             status.memory_via.as_deref(),
             Some("SCHEMA_REGISTRY_HEAP_OPTS")
         );
+        // No agent and no JDK the image name says: an -Xmx every JDK takes, unverified.
         assert_eq!(
             env(&c, "SCHEMA_REGISTRY_HEAP_OPTS").as_deref(),
-            Some("-XX:MaxRAMPercentage=62.0 -XX:MinRAMPercentage=62.0")
+            Some("-Xmx634m")
         );
-        assert_eq!(status.applied[0].name(), "memory");
+        assert_eq!(
+            status.unverified[&Feature::Memory],
+            "the JDK is not known at admission and no agent starts the container: memory as -Xmx634m from the 1024 MiB limit"
+        );
+        assert!(!status.applied.contains(&Feature::Memory));
     }
 
     #[test]

@@ -11,7 +11,14 @@ use crate::options::UserFlags;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
-    Skipped { reason: String },
+    /// Passed on, but whether it takes effect is decided where admission cannot see (the
+    /// reason says what).
+    Unverified {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// What a container uses of the pod-level parts, so the pod gets the volumes and the init

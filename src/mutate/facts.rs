@@ -9,7 +9,7 @@ use super::decision::{Command, Decision};
 use super::env::{EnvView, VarState};
 use crate::config::profiles::Profile;
 use crate::config::{Config, DumpConfig, Feature, Profiles, Switch};
-use crate::options::UserFlags;
+use crate::options::{Jdk, UserFlags};
 
 /// Pod-level facts every target shares, decided once by the plan.
 pub struct PodFacts<'a> {
@@ -48,6 +48,10 @@ pub struct Facts<'a> {
     /// Whether the agent starts the container: then our flags are merged at start, into the
     /// environment the process really has, and what admission cannot read is no reason to skip.
     pub agent: bool,
+    /// The JDK the pod spec or the image name says the container runs, and what says so.
+    pub jdk: Option<(Jdk, String)>,
+    /// The container's memory limit in bytes, when it has a valid one.
+    pub limit: Option<u64>,
 }
 
 /// A feature's switch, as far as its flags can reach the JVM.

@@ -67,7 +67,7 @@ pub fn memory_flags(cfg: &MemoryConfig, limit: Option<u64>, container: &str) -> 
     MemoryFlags { flags, warnings }
 }
 
-fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
+pub(super) fn memory_limit(container: &Container) -> Result<Option<u64>, String> {
     let limit = container
         .resources
         .as_ref()

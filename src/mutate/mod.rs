@@ -11,6 +11,7 @@ pub mod dumps;
 pub mod env;
 mod facts;
 pub mod image;
+mod jdk;
 pub mod jvm;
 mod launcher;
 mod memory;

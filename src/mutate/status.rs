@@ -15,6 +15,9 @@ use crate::config::{Feature, STATUS_ANNOTATION};
 pub struct ContainerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<Feature>,
+    /// Feature → what admission could not know: passed on, decided where it runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unverified: BTreeMap<Feature, String>,
     /// Feature → why it was not applied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<Feature, String>,
@@ -46,6 +49,10 @@ impl ContainerStatus {
         if !self.applied.contains(&feature) {
             self.applied.push(feature);
         }
+    }
+
+    pub fn unverified(&mut self, feature: Feature, reason: impl Into<String>) {
+        self.unverified.insert(feature, reason.into());
     }
 
     pub fn skipped(&mut self, feature: Feature, reason: impl Into<String>) {

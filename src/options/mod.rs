@@ -5,10 +5,12 @@
 
 pub mod agent_env;
 mod heap;
+pub mod jdk;
 mod tokens;
 
 pub use agent_env::{AgentEnv, Dumps};
 pub use heap::{heap_flag, heap_in, heap_var_sets, jvm_size};
+pub use jdk::{for_jdk, ForJdk, JavaVersion, Jdk, Vm};
 pub use tokens::{flag_key, merge, tokens, UserFlags};
 
 /// Read by every HotSpot and OpenJ9 JVM, whatever launcher starts it.

@@ -44,6 +44,8 @@ pub const KUBELET_ROOT: &str = "/var/lib/jvm-guard-node/kubelet";
 pub const JVM_GUARD_IMAGE: &str = "ghcr.io/jvm-guard/jvm-guard:node";
 pub const SHELL_IMAGE: &str = "jvm-guard.test/jdk17-shell:node";
 pub const DISTROLESS_IMAGE: &str = "jvm-guard.test/jdk17-distroless:node";
+/// A JDK 8u151 stand-in (tests/node/images.py): refuses the options 8u151 does not know.
+pub const STANDIN_IMAGE: &str = "jvm-guard.test/jdk8-standin:node";
 /// The chart's release, in its own namespace.
 pub const RELEASE: &str = "jvm-guard";
 pub const RELEASE_NAMESPACE: &str = "jvm-guard";

@@ -11,6 +11,7 @@ them, so a rerun with the same inputs writes nothing.
   ghcr.io/jvm-guard/jvm-guard:node    the static musl jvm-guard, laid out as the repo's Dockerfile
   jvm-guard.test/jdk17-shell:node     busybox + the host's JDK 17 + its glibc libs + the test app
   jvm-guard.test/jdk17-distroless:node  the same without busybox: no /bin/sh at all
+  jvm-guard.test/jdk8-standin:node    jdk17-shell with a JDK 8u151 stand-in as its java (below)
 
 The jvm-guard image as published is multi-platform (SPEC §10): `index` writes it, from the static
 musl binaries of both architectures, as an OCI image layout directory (an index of a
@@ -43,10 +44,34 @@ JDK_HEADLESS = [
 ]
 JVM_GUARD = "/usr/local/bin/jvm-guard"
 NONROOT = 65532
+STANDIN_IMAGE = "jvm-guard.test/jdk8-standin:node"
 APP_IMAGES = {
     "jvm-guard.test/jdk17-shell:node": True,
     "jvm-guard.test/jdk17-distroless:node": False,
+    STANDIN_IMAGE: True,
 }
+# No JDK 8 can be installed here. The stand-in is a JDK 8u151 home whose java is a script that
+# handles the options jvm-guard may pass as HotSpot 8u151 does, then runs the real JDK 17 as
+# 8u151 would size its heap: the RAM percentages and UseContainerSupport came to 8 in 8u191
+# (JDK-8146115), so 8u151 stops on them ("Unrecognized VM option", exit 1), and without them it
+# sizes the heap from the host's memory, not the container's.
+STANDIN_HOME = "/usr/lib/jvm/java-8-standin"
+STANDIN_JAVA = f"""#!/bin/sh
+for option in $JAVA_TOOL_OPTIONS "$@"; do
+  case "$option" in
+    -XX:*RAMPercentage*|-XX:[+-]UseContainerSupport)
+      name=${{option#-XX:}}; name=${{name#[+-]}}
+      echo "Unrecognized VM option '$name'" >&2
+      echo "Error: Could not create the Java Virtual Machine." >&2
+      echo "Error: A fatal exception has occurred. Program will exit." >&2
+      exit 1 ;;
+  esac
+done
+exec {JDK}/bin/java -XX:-UseContainerSupport "$@"
+"""
+# The release file of OpenJDK 8u151 as Debian built it for the official openjdk:8u151 images.
+STANDIN_RELEASE = ('JAVA_VERSION="1.8.0_151"\nOS_NAME="Linux"\nOS_VERSION="2.6"\n'
+                   'OS_ARCH="amd64"\nSOURCE=""\n')
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 JVM_GUARD_IMAGE = "ghcr.io/jvm-guard/jvm-guard:node"
 JDK_PATH = f"{JDK}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,6 +90,14 @@ def config(name):
                     "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],
             "Entrypoint": [JVM_GUARD],
             "Cmd": ["serve"],
+        }
+    if name == STANDIN_IMAGE:
+        # As the official openjdk:8u151-jre image sets them.
+        return {
+            "Env": [f"PATH={STANDIN_HOME}/jre/bin:{JDK_PATH}", f"JAVA_HOME={STANDIN_HOME}",
+                    "JAVA_VERSION=8u151"],
+            "Cmd": ["java", "-cp", "/app", "App"],
+            "WorkingDir": "/",
         }
     if name in APP_IMAGES:
         env = [f"PATH={JDK_PATH}", f"JAVA_HOME={JDK}"]
@@ -224,6 +257,9 @@ def layer_of(name, pause, jvm_guard, tmp):
     classes = app_classes(tmp)
     for entry in sorted(os.listdir(classes)):
         layer.file(f"app/{entry}", os.path.join(classes, entry), 0o644)
+    if name == STANDIN_IMAGE:
+        layer.data(f"{STANDIN_HOME}/jre/bin/java", STANDIN_JAVA, 0o755)
+        layer.data(f"{STANDIN_HOME}/release", STANDIN_RELEASE)
     if APP_IMAGES[name]:
         layer.file("bin/busybox", os.path.realpath("/bin/busybox"), 0o755)
         applets = subprocess.run(["/bin/busybox", "--list-full"], check=True, capture_output=True,

@@ -32,7 +32,9 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use cluster::{cluster, map, DISTROLESS_IMAGE, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE};
+use cluster::{
+    cluster, map, DISTROLESS_IMAGE, RELEASE, RELEASE_NAMESPACE, SHELL_IMAGE, STANDIN_IMAGE,
+};
 use process::{run_bounded, within};
 
 /// The fault test deletes a webhook pod: it runs alone (write); every other test shares the
@@ -616,9 +618,9 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
         );
         let log = app_log(&client, &pod, false).await;
         assert!(
-            log.lines()
-                .any(|l| l.starts_with("jvm-guard: JAVA_TOOL_OPTIONS += ")
-                    && l.contains("no /bin/sh")),
+            log.lines().any(|l| l.starts_with("jvm-guard: JDK 17.")
+                && l.contains("; JAVA_TOOL_OPTIONS += ")
+                && l.contains("no /bin/sh")),
             "the agent's line: {log}"
         );
         // `inspect`, through the apiserver's exec API as `kubectl exec` runs it, in an image
@@ -639,6 +641,33 @@ async fn the_jvm_heap_is_the_formula_of_the_container_limit() {
 }
 
 /// `jvm-guard inspect -o json` run in the pod's app container through the exec API.
+/// A JDK 8u151 (the stand-in of tests/node/images.py, which stops on the RAM percentages as
+/// HotSpot 8u151 does and otherwise sizes its heap from the host) starts through the agent with
+/// a heap from its limit: the agent reads its `release` file and passes an `-Xmx` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jdk_8u151_starts_with_a_heap_from_its_limit() {
+    let _shared = FAULTS.read().await;
+    let cluster = cluster();
+    let client = cluster.client().await;
+    let ns = "node-jdk8";
+    injected_namespace(&client, ns).await;
+    let limit = 640 * MI;
+    deploy(&client, ns, app("jdk8", STANDIN_IMAGE, "640Mi")).await;
+    let pod = wait_pod(&client, ns, "jdk8", 300, "running", running).await;
+    let memory = get_ok(&pod_ip(&pod), "/memory", 180).await;
+    let memory: Value = serde_json::from_str(&memory).unwrap();
+    let heap = limit * auto_percentage(limit) / 100;
+    assert_eq!(memory["MaxHeapSize"].as_u64(), Some(heap), "{memory}");
+    let log = app_log(&client, &pod, false).await;
+    let line = format!(
+        "jvm-guard: JDK 8u151 (/usr/lib/jvm/java-8-standin/release): memory as -Xmx{}m from the {} MiB limit",
+        heap / MI,
+        limit / MI
+    );
+    assert!(log.lines().any(|l| l.starts_with(&line)), "{line}\n{log}");
+    assert_eq!(restarts(&pod), 0, "{log}");
+}
+
 async fn inspect(client: &Client, pod: &Pod) -> Value {
     use kube::api::AttachParams;
     use tokio::io::AsyncReadExt;

@@ -5,7 +5,7 @@
 //! leaves the limit and the dumps), [`render`] prints it for people, `-o json` prints the
 //! struct itself.
 
-pub mod cgroup;
+pub use super::cgroup;
 mod dumps;
 mod find;
 pub mod jvm;
