@@ -237,6 +237,9 @@ async fn opted_in_pod_is_stored_with_every_feature() {
         json!([
             "/jvm-guard/bin/jvm-guard",
             "exec",
+            "--supervise",
+            "--termination-log",
+            "/dev/termination-log",
             "--rlimit",
             "nofile=65536:65536",
             "--rlimit",
@@ -824,6 +827,9 @@ async fn pod_without_command_is_wrapped_with_the_image_entrypoint() {
     let wrapped = json!([
         "/jvm-guard/bin/jvm-guard",
         "exec",
+        "--supervise",
+        "--termination-log",
+        "/dev/termination-log",
         "--rlimit",
         "nofile=65536:65536",
         "--",

@@ -182,8 +182,8 @@ fn jvm_line(j: &JvmSample) -> String {
 
 fn cgroup_line(c: &CgroupSample) -> String {
     let limit = match c.limit {
-        Some(l) => format!("of a {} limit", bytes(l)),
-        None => "no limit".to_string(),
+        Some(l) => format!(" of a {} limit", bytes(l)),
+        None => ", no limit".to_string(),
     };
     let working = match (c.working_set, c.usage) {
         (Some(w), Some(u)) if w != u => format!(" (working set {})", bytes(w)),
@@ -198,7 +198,7 @@ fn cgroup_line(c: &CgroupSample) -> String {
         crate::agent::cgroup::Version::V2 => "v2",
     };
     format!(
-        "container memory {}{working} {limit} (cgroup {version}){kills}",
+        "container memory {}{working}{limit} (cgroup {version}){kills}",
         maybe(c.usage)
     )
 }

@@ -18,7 +18,7 @@ use self::sample::{JvmSample, Sample};
 use self::signals::Ended;
 use self::termination::TerminationLog;
 use super::cgroup::Roots;
-use super::inspect::{self, HOTSPOT_TMPDIR};
+use super::inspect::{self, JvmErrorKind, HOTSPOT_TMPDIR};
 use super::rotate::rotate;
 use crate::config::rlimit::Rlimit;
 
@@ -44,8 +44,10 @@ pub fn run(limits: &[Rlimit], command: &[OsString], termination_log: Option<&Pat
         }
     };
     signals::become_subreaper();
+    let prepared = super::exec::prepare(limits, command);
+    // After the agent's line: that one stays the first.
     let mut log = termination_log.and_then(TerminationLog::open);
-    let prepared = match super::exec::prepare(limits, command) {
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e) => return not_started(&mut log, &program, &e),
     };
@@ -165,7 +167,11 @@ fn jvm(pid: Option<u32>) -> Result<JvmSample, String> {
         cgroup: Roots::default(),
         proc: PathBuf::from("/proc"),
     };
-    let (pid, data) = inspect::perf_data(&options).map_err(|e| e.message)?;
+    let (pid, data) = inspect::perf_data(&options).map_err(|e| match e.kind {
+        // The long explanation is `inspect`'s to give.
+        JvmErrorKind::NotFound => "no performance data of a running JVM in /tmp".to_string(),
+        _ => e.message,
+    })?;
     Ok(sample::jvm_sample(pid, &data))
 }
 

@@ -74,7 +74,7 @@ impl Blocked {
     /// The next blocked signal, waiting at most `timeout`; `None` when none came.
     pub fn wait(&self, timeout: Duration) -> Option<libc::c_int> {
         let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: `set` is initialised, `ts` valid, and a null info pointer is allowed.
