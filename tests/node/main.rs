@@ -956,14 +956,17 @@ async fn ulimits_are_what_the_jvm_sees() {
             .map(str::to_string)
             .collect()
     };
-    // The agent sets them before it execs the JVM.
+    // The agent sets them before it starts the JVM (its child inherits them).
     let command = pod.spec.as_ref().unwrap().containers[0]
         .command
         .clone()
         .unwrap_or_default()
         .join(" ");
     assert!(
-        command.starts_with("/jvm-guard/bin/jvm-guard exec --rlimit nofile=2048:4096"),
+        command.starts_with(
+            "/jvm-guard/bin/jvm-guard exec --supervise --termination-log /dev/termination-log \
+             --rlimit nofile=2048:4096"
+        ),
         "{command}"
     );
     // The hard limit is jvm-guard's (below the node's); HotSpot itself raises its soft limit
