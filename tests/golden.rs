@@ -4,7 +4,8 @@
 //! --test golden [CASE]` rewrites the outputs: review the diff.
 //!
 //! Input format: an optional first line `# settings: allow-host-path`; lines
-//! `# image: REF {"entrypoint": [...], "cmd": [...]}` (or `# image: REF unknown: WHY`) stand for
+//! `# image: REF {"entrypoint": [...], "cmd": [...], "env": ["K=V", ...], "labels": {...}}` (or
+//! `# image: REF unknown: WHY`) stand for
 //! the registry's answer about an image; if the first document is a Namespace it configures the
 //! case like `mutate --namespace`, and is not output.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use jvm_guard::config::ServerSettings;
 use jvm_guard::manifest::{self, Preview};
-use jvm_guard::mutate::{ImageCommand, ResolvedImages};
+use jvm_guard::mutate::{ImageConfig, ResolvedImages};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -140,9 +141,17 @@ fn registry_answers(case: &str, text: &str, preview: &Preview, docs: &[Value]) -
                         .map(|s| s.as_str().expect("a string").to_string())
                         .collect()
                 };
-                Ok(ImageCommand {
+                let labels = v["labels"].as_object().into_iter().flatten();
+                let (env, labels) = ImageConfig::bounded_env(
+                    list("env"),
+                    labels.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+                );
+                Ok(ImageConfig {
                     entrypoint: list("entrypoint"),
                     cmd: list("cmd"),
+                    env,
+                    labels,
+                    ..ImageConfig::default()
                 })
             }
         };

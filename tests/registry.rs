@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 use jvm_guard::config::ServerSettings;
 use jvm_guard::mutate::tools::TOOLS_BINARY;
-use jvm_guard::mutate::ImageCommand;
+use jvm_guard::mutate::ImageConfig;
 use jvm_guard::mutate::{images_to_resolve, mutate_with, ImageRequest, Platform};
 use jvm_guard::registry::{PodImages, RegistryConfig, Resolver, StaticSecrets};
 use jvm_guard::webhook::metrics::Metrics;
@@ -417,9 +417,9 @@ async fn answers_are_cached_and_shared() {
         resolver.lookup(&request, &[]),
         resolver.lookup(&request, &[])
     );
-    let expected = ImageCommand {
+    let expected = ImageConfig {
         entrypoint: vec!["java".into()],
-        cmd: vec![],
+        ..ImageConfig::default()
     };
     assert_eq!(a.as_ref(), Ok(&expected));
     assert_eq!(b.as_ref(), Ok(&expected));

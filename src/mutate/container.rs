@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::decision::{Decision, EnvEdits, Outcome, Uses};
 use super::env::{EnvSources, EnvView, VarState};
 use super::facts::{Facts, PodFacts};
-use super::image::ImageCommand;
+use super::image::ImageConfig;
 use super::patch::{pointer, to_value, PatchBuilder};
 use super::status::ContainerStatus;
 use super::targets::Why;
@@ -22,7 +22,7 @@ pub(super) struct Target<'a> {
     pub container: &'a Container,
     pub why: Why,
     /// The registry's answer for the container's image, when it was looked up.
-    pub image: Option<Result<&'a ImageCommand, &'a str>>,
+    pub image: Option<Result<&'a ImageConfig, &'a str>>,
     pub pod: &'a PodFacts<'a>,
     /// The ConfigMaps and Secrets the caller knows.
     pub sources: &'a EnvSources,

@@ -30,7 +30,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 
 pub use env::EnvSources;
-pub use image::{ImageCommand, ImageRequest, Platform, ResolvedImages};
+pub use image::{ImageConfig, ImageRequest, Platform, ResolvedImages};
 pub use plan::Plan;
 
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
@@ -249,15 +249,16 @@ mod tests {
         assert_eq!(Platform::default().architecture, "amd64");
 
         // What the lookup said reaches the container, an unknown image says why.
-        let command = |result: Result<ImageCommand, String>| {
+        let command = |result: Result<ImageConfig, String>| {
             let mut images = ResolvedImages::default();
             images.insert(requests[0].clone(), result);
             let m = mutate_with(&pod, &ns, &settings(true), &images);
             (serde_json::to_value(&m.patch).unwrap(), m.warnings)
         };
-        let (patch, _) = command(Ok(ImageCommand {
+        let (patch, _) = command(Ok(ImageConfig {
             entrypoint: vec!["java".into()],
             cmd: vec!["-version".into()],
+            ..ImageConfig::default()
         }));
         let ops = patch.as_array().unwrap();
         assert!(ops.iter().any(
