@@ -86,7 +86,8 @@ pub(super) fn run(
 pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let (container, pod) = (target.container, target.pod);
     let config = &pod.config;
-    let env = EnvView::new(container, target.sources);
+    let image = target.image.and_then(Result::ok);
+    let env = EnvView::with_image(container, target.sources, image);
     let profile = launcher::select(container, &env, &config.profile, &pod.profiles);
     let options_var = launcher::options_var(profile);
     let tools = tools::reach(&pod.tools, container);

@@ -83,8 +83,7 @@ pub fn select<'p>(
         ProfileChoice::Named(name) => profiles.get(name),
         ProfileChoice::Auto => {
             let image = container.image.as_deref().unwrap_or_default();
-            let argv = container.command.iter().flatten();
-            let programs = shell::programs(argv.chain(container.args.iter().flatten()));
+            let programs = shell::programs(env.argv());
             let names = env.names();
             let mut best: Option<(u8, &Profile)> = None;
             for profile in profiles.iter() {

@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::env::{EnvSources, EnvView};
+use super::image::ImageConfig;
 use super::shell::{self, base};
 use super::{image, launcher};
 use crate::config::{Key, ProfileChoice, Profiles, Targets, Warnings};
@@ -205,7 +206,31 @@ const JVM_VARS: &[&str] = &[
     "_JAVA_OPTIONS",
 ];
 
-/// What the pod spec says about a container being a JVM.
+/// Variables the official images of other runtimes and servers set (their Dockerfiles'
+/// `ENV`): a container whose environment has one and no JVM variable is not a JVM.
+const NOT_JVM_VARS: &[&str] = &[
+    "PYTHON_VERSION",
+    "NODE_VERSION",
+    "NGINX_VERSION",
+    "GOLANG_VERSION",
+    "RUBY_VERSION",
+    "PHP_VERSION",
+    "HTTPD_VERSION",
+    "CADDY_VERSION",
+    "HAPROXY_VERSION",
+    "DOTNET_VERSION",
+    "ASPNET_VERSION",
+    "RUST_VERSION",
+    "PERL_VERSION",
+    "REDIS_VERSION",
+    "PG_VERSION",
+    "MYSQL_VERSION",
+    "MARIADB_VERSION",
+    "MONGO_VERSION",
+];
+
+/// What the pod spec (and the image config, when looked up) says about a container being a
+/// JVM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
     /// Seen: the reason.
@@ -255,8 +280,7 @@ fn is_sidecar(container: &Container) -> bool {
 
 /// The evidence a container gives of being a JVM.
 pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -> Evidence {
-    let argv = container.command.iter().flatten();
-    let programs = shell::programs(argv.chain(container.args.iter().flatten()));
+    let programs = shell::programs(env.argv());
     if let Some(java) = programs
         .iter()
         .find(|p| *p == "java" || p.ends_with("/java"))
@@ -267,8 +291,12 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
         return Evidence::Jvm(format!("the {} launcher", p.name));
     }
     let names = env.names();
-    if let Some(var) = JVM_VARS.iter().find(|v| names.iter().any(|n| n == *v)) {
+    let set = |v: &str| names.iter().any(|n| n == v);
+    if let Some(var) = JVM_VARS.iter().find(|v| set(v)) {
         return Evidence::Jvm(format!("sets {var}"));
+    }
+    if let Some(var) = NOT_JVM_VARS.iter().find(|v| set(v)) {
+        return Evidence::NotJvm(format!("sets {var}"));
     }
     if !programs.is_empty() && programs.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
         return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
@@ -284,12 +312,42 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     Evidence::Unknown
 }
 
-/// The targets, in the pod's order, each at most once, with why.
-pub fn select(
+/// The containers that may turn out to be targets once their image's config is known: those
+/// named in `containers`, and every other that is neither a known sidecar nor, by the pod
+/// spec alone, not a JVM. Their images are the ones worth looking up.
+pub fn may_be_targets(
     pod: &Pod,
     targets: &Targets,
     profiles: &Profiles,
     sources: &EnvSources,
+) -> Vec<usize> {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let named = |c: &Container| match targets {
+        Targets::Named(names) => names.contains(&c.name),
+        _ => false,
+    };
+    (0..containers.len())
+        .filter(|&i| {
+            let c = &containers[i];
+            let env = EnvView::new(c, sources);
+            named(c)
+                || !(is_sidecar(c) || matches!(evidence(c, &env, profiles), Evidence::NotJvm(_)))
+        })
+        .collect()
+}
+
+/// The targets, in the pod's order, each at most once, with why. `image` gives a container's
+/// image config, when it was looked up.
+pub fn select<'a>(
+    pod: &'a Pod,
+    targets: &Targets,
+    profiles: &Profiles,
+    sources: &EnvSources,
+    image: &dyn Fn(&Container) -> Option<&'a ImageConfig>,
     warnings: &mut Warnings,
 ) -> Vec<(usize, Why)> {
     let containers = pod
@@ -299,7 +357,7 @@ pub fn select(
         .unwrap_or_default();
     let evidence: Vec<Evidence> = containers
         .iter()
-        .map(|c| evidence(c, &EnvView::new(c, sources), profiles))
+        .map(|c| evidence(c, &EnvView::with_image(c, sources, image(c)), profiles))
         .collect();
     let why = |i: usize| match evidence[i] {
         Evidence::Jvm(_) => Why::Seen,

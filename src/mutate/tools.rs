@@ -161,8 +161,9 @@ pub fn agent_command(
     limits: &[Rlimit],
 ) -> Result<Command, String> {
     tools.clone()?;
+    let has_command = container.command.as_ref().is_some_and(|c| !c.is_empty());
     let (command, args) = match image {
-        Some(Err(why)) => {
+        Some(Err(why)) if !has_command => {
             return Err(format!(
                 "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
             ))
