@@ -95,7 +95,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let jvm_wanted = options_var.is_ok() && config.jvm_flags_on();
     let agent = command.is_ok() && (jvm_wanted || config.ulimits.is_on());
     let options = options_var.clone().map(|v| env.var(v));
-    let places = places(container, &env, profile, options_var.as_deref().ok());
+    let places = places(&env, profile, options_var.as_deref().ok());
     let jdk = jdk::known(container, &env);
     Facts {
         user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
@@ -116,37 +116,34 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
 
 /// Every place the JVM reads flags from, with its known value.
 fn places(
-    container: &Container,
     env: &EnvView<'_>,
     profile: Option<&Profile>,
     options: Option<&str>,
 ) -> Vec<(String, String)> {
-    let mut vars: Vec<&str> = USER_OPTION_VARS.to_vec();
+    // The variables the JVM or a known launcher reads first, in that order; then every other
+    // variable the container sets (pod spec, known sources, image Env): a launcher may put any
+    // of them on the java command line (docs/design.md#memory).
+    let mut vars: Vec<String> = USER_OPTION_VARS.iter().map(|v| v.to_string()).collect();
     // Ours, from an earlier mutation: the agent merges them at start.
-    vars.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS]);
-    vars.extend(options);
+    vars.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS].map(String::from));
+    vars.extend(options.map(String::from));
     if let Some(p) = profile {
-        vars.extend(p.options.as_deref());
-        vars.extend(p.also_options.iter().map(String::as_str));
-        vars.extend(p.heap.vars.iter().map(String::as_str));
-        vars.extend(p.heap.memory_var.as_deref());
+        vars.extend(p.options.clone());
+        vars.extend(p.also_options.iter().cloned());
+        vars.extend(p.heap.vars.iter().cloned());
+        vars.extend(p.heap.memory_var.clone());
     }
+    vars.extend(env.names());
     let mut places: Vec<(String, String)> = Vec::new();
     for var in vars {
-        if places.iter().any(|(label, _)| label == var) {
+        if places.iter().any(|(label, _)| *label == var) {
             continue;
         }
-        if let Some(value) = env.var(var).value().filter(|v| !v.trim().is_empty()) {
-            places.push((var.to_string(), value.to_string()));
+        if let Some(value) = env.var(&var).value().filter(|v| !v.trim().is_empty()) {
+            places.push((var, value.to_string()));
         }
     }
-    let argv: Vec<&str> = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(String::as_str)
-        .collect();
+    let argv: Vec<&str> = env.argv().into_iter().map(String::as_str).collect();
     if !argv.is_empty() {
         places.push(("the command".to_string(), argv.join(" ")));
     }

@@ -9,7 +9,7 @@ use super::facts::{Facts, Gate};
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
-use crate::options::{heap_flag, heap_in, heap_var_sets};
+use crate::options::{heap_flag, heap_in, heap_var_sets, jvm_size};
 
 const MIB: u64 = 1 << 20;
 
@@ -103,6 +103,67 @@ pub(super) enum HeapOwner {
 /// Decides who owns the heap. `places` are the texts the JVM sees flags from, each with its
 /// variable's name (or `the command`); `var` reads a variable as admission knows it.
 pub(super) fn heap_owner(
+    places: &[(String, String)],
+    profile: Option<&Profile>,
+    var: &dyn Fn(&str) -> VarState,
+    limit: Option<u64>,
+) -> HeapOwner {
+    match launcher_heap_owner(places, profile, var, limit) {
+        HeapOwner::Us { var } => match sized_by_name(places) {
+            Some((by, max)) => HeapOwner::Workload { by, max },
+            None => HeapOwner::Us { var },
+        },
+        owner => owner,
+    }
+}
+
+/// Words of a variable's name (split on `_`) that say it sizes the heap ...
+const HEAP_WORDS: [&str; 4] = ["HEAP", "HEAPSIZE", "MAXHEAP", "XMX"];
+/// ... or the memory of what it launches, unless a word says it is some other memory.
+const MEMORY_WORDS: [&str; 2] = ["MEM", "MEMORY"];
+const NOT_HEAP_WORDS: [&str; 6] = ["OFF", "OFFHEAP", "CACHE", "PAGECACHE", "DIRECT", "NATIVE"];
+
+/// A variable whose name says heap or memory and whose value is a size (`NEXUS_HEAP=2g`,
+/// `APP_XMX=1024m`, `DRUID_MAX_MEM_MB=2048`): a launcher we have no profile for sizes its
+/// heap from it. Who sets it, and the maximum when the value says (a bare number counts only
+/// in a heap variable, or one named in MB). Heap names first, then memory names.
+fn sized_by_name(places: &[(String, String)]) -> Option<(String, Option<u64>)> {
+    let words = |name: &str| -> Vec<String> {
+        name.to_ascii_uppercase()
+            .split('_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let sized = |(name, value): &(String, String), said: &[&str]| {
+        let words = words(name);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        let ours = name.to_ascii_uppercase().starts_with("JVM_GUARD_") || name == "the command";
+        if ours || !has(said) || has(&NOT_HEAP_WORDS) {
+            return None;
+        }
+        let value = value.trim();
+        let megabytes = words.last().is_some_and(|w| w == "MB") || has(&["MB"]);
+        let max = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            if !megabytes && !has(&HEAP_WORDS) {
+                return None;
+            }
+            megabytes
+                .then(|| value.parse::<u64>().ok()?.checked_mul(MIB))
+                .flatten()
+        } else {
+            // Only a size with a JVM unit: `512m`, `2G`.
+            let unit = value.chars().last().filter(|c| "kKmMgGtT".contains(*c));
+            Some(unit.and(jvm_size(value))?)
+        };
+        Some((format!("{name}={value}"), max))
+    };
+    let heap = places.iter().find_map(|p| sized(p, &HEAP_WORDS));
+    heap.or_else(|| places.iter().find_map(|p| sized(p, &MEMORY_WORDS)))
+}
+
+/// [`heap_owner`] as the heap flags and the launcher profile say.
+fn launcher_heap_owner(
     places: &[(String, String)],
     profile: Option<&Profile>,
     var: &dyn Fn(&str) -> VarState,
@@ -322,6 +383,37 @@ mod tests {
         Outcome::Skipped {
             reason: reason.into(),
         }
+    }
+
+    fn places(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[rstest]
+    #[case::heap_with_a_unit(&[("NEXUS_HEAP", "2g")], Some(("NEXUS_HEAP=2g", Some(2 << 30))))]
+    #[case::xmx_bare(&[("APP_XMX", "1024")], Some(("APP_XMX=1024", None)))]
+    #[case::memory_in_mb(&[("DRUID_MAX_MEM_MB", "2048")], Some(("DRUID_MAX_MEM_MB=2048", Some(2048 << 20))))]
+    #[case::memory_bare_is_no_size(&[("MEMORY_NODES", "3")], None)]
+    #[case::member_is_not_mem(&[("CLUSTER_MEMBER_ID", "3g")], None)]
+    #[case::a_page_cache_is_not_the_heap(&[("NEO4J_dbms_memory_pagecache_size", "512M")], None)]
+    #[case::off_heap(&[("IGNITE_OFF_HEAP_SIZE", "1g")], None)]
+    #[case::not_a_size(&[("JAVA_HEAP_OPTS_FILE", "/etc/heap.conf")], None)]
+    #[case::heap_before_memory(
+        &[("NEO4J_dbms_memory_transaction_total_max", "1g"), ("NEO4J_dbms_memory_heap_max__size", "2G")],
+        Some(("NEO4J_dbms_memory_heap_max__size=2G", Some(2 << 30)))
+    )]
+    #[case::ours(&[("JVM_GUARD_MEMORY_OPTIONS", "1g")], None)]
+    fn variables_whose_name_says_heap(
+        #[case] vars: &[(&str, &str)],
+        #[case] expected: Option<(&str, Option<u64>)>,
+    ) {
+        let got = sized_by_name(&places(vars));
+        assert_eq!(
+            got.as_ref().map(|(by, max)| (by.as_str(), *max)),
+            expected
+        );
     }
 
     const MAX: &str = "jvm-guard.io/max-ram-percentage";

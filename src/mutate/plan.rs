@@ -9,10 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use super::env::EnvSources;
 use super::facts::PodFacts;
 use super::image::{ImageConfig, ImageRequest, Platform, ResolvedImages, OS_LABEL};
-use super::parts::{
-    dump_pod_collision, dump_tools_collision,
-    tools_pod_collision,
-};
+use super::parts::{dump_pod_collision, dump_tools_collision, tools_pod_collision};
 use super::targets;
 use crate::config::{
     Config, Key, NamespaceConfig, ServerSettings, Switch, Warnings, EXCLUDED_NAMESPACES,
@@ -213,7 +210,14 @@ impl PodPlan<'_> {
     ) -> Vec<(usize, targets::Why)> {
         let image = |c: &Container| self.image_of(c, images);
         let profiles = &self.facts.profiles;
-        targets::select(pod, &self.facts.config.targets, profiles, sources, &image, warnings)
+        targets::select(
+            pod,
+            &self.facts.config.targets,
+            profiles,
+            sources,
+            &image,
+            warnings,
+        )
     }
 
     /// What the registry said of `container`'s image, when it was looked up.
