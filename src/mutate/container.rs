@@ -46,6 +46,7 @@ pub(super) fn run(
         ]
         .map(|d| jdk::fit(&facts, d)),
     );
+    jvm = launcher::fit(&facts.launch, facts.name(), jvm);
     jvm.warnings.extend(jvm::not_injected(&facts, &jvm));
     let start = tools::start(&facts, &jvm);
     let started = start.command.is_some();
@@ -97,6 +98,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let options = options_var.clone().map(|v| env.var(v));
     let places = places(&env, profile, options_var.as_deref().ok());
     let jdk = jdk::known(container, &env);
+    let launch = launcher::launch(&env, profile);
     Facts {
         user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
         container,
@@ -109,6 +111,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
         tools,
         command,
         agent,
+        launch,
         jdk,
         limit: memory::memory_limit(container).ok().flatten(),
     }
@@ -331,12 +334,14 @@ mod tests {
     }
 
     #[rstest]
-    #[case::admission(json!({"name": "a", "image": "corp/app:1"}), "admission", false)]
-    #[case::agent(json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), "agent", true)]
+    // Without a command (and no image config) nobody knows what sets the dump path: unverified.
+    #[case::admission(json!({"name": "a", "image": "corp/app:1"}), "admission", false, &["dump-rotation", "exit-on-oom"])]
+    #[case::agent(json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), "agent", true, &["heap-dump", "dump-rotation", "exit-on-oom"])]
     fn where_the_flags_are_merged(
         #[case] container: Value,
         #[case] merge: &str,
         #[case] agent: bool,
+        #[case] expected: &[&str],
     ) {
         let (c, status) = mutated(container);
         assert_eq!(status.merge.as_deref(), Some(merge));
@@ -346,7 +351,12 @@ mod tests {
         assert_eq!(env(&c, "JVM_GUARD_JAVA_OPTIONS").is_some(), agent, "{c}");
         assert_eq!(env(&c, "JAVA_TOOL_OPTIONS").is_some(), !agent, "{c}");
         let applied: Vec<&str> = status.applied.iter().map(|f| f.name()).collect();
-        assert_eq!(applied, ["heap-dump", "dump-rotation", "exit-on-oom"]);
+        assert_eq!(applied, expected);
+        assert_eq!(
+            status.unverified.contains_key(&Feature::HeapDump),
+            !agent,
+            "{status:?}"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 
 use k8s_openapi::api::core::v1::Container;
 
+use super::decision::{Decision, Outcome};
 use super::env::EnvView;
 use super::{image, shell};
 use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
-use crate::config::{ProfileChoice, Profiles};
+use crate::config::{Feature, ProfileChoice, Profiles};
 use crate::options::TOOL_OPTIONS;
 
 /// `*` matches within one path segment.
@@ -96,6 +97,79 @@ pub fn select<'p>(
         }
     }
 }
+
+/// How a container starts its JVM, as far as admission can tell: what decides whether a flag
+/// of ours reaches it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// `java` is the command, directly, through a wrapper or by `exec` in a script we read.
+    Java,
+    /// A launcher with a profile: it says what the launcher does with our flags.
+    Profile,
+    /// A program we have no profile for (`/opt/app/bin/start.sh`): it may set its own heap or
+    /// dump path on the java command line.
+    Script(String),
+    /// No command, and the image's is not known.
+    Unknown,
+}
+
+/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`.
+pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
+    let programs = shell::programs(env.argv());
+    if programs.iter().any(|p| p == "java" || p.ends_with("/java")) {
+        return Launch::Java;
+    }
+    if profile.is_some() {
+        return Launch::Profile;
+    }
+    match programs.into_iter().next() {
+        Some(first) => Launch::Script(first),
+        None => Launch::Unknown,
+    }
+}
+
+/// Why what our flags set may not be what the JVM gets, for a launch that is neither `java`
+/// nor a profiled launcher.
+pub fn unverified_reason(launch: &Launch) -> Option<String> {
+    match launch {
+        Launch::Java | Launch::Profile => None,
+        Launch::Script(program) => Some(format!(
+            "started by {program}, a launcher jvm-guard has no profile for: it may set its own heap or dump path"
+        )),
+        Launch::Unknown => Some(
+            "no command in the pod, and the image's is not known: its launcher may set its own heap or dump path"
+                .to_string(),
+        ),
+    }
+}
+
+/// `d`, one JVM feature's decision for container `name`, with what it sets in the JVM's heap
+/// or dump path (`memory`, `heap-dump`) unverified when `launch` may override it: passed on,
+/// and the agent's line and `inspect` show what the JVM got (docs/design.md#status).
+pub fn fit(launch: &Launch, name: &str, mut d: Decision) -> Decision {
+    let Some(reason) = unverified_reason(launch) else {
+        return d;
+    };
+    let mut unverified = Vec::new();
+    for (feature, outcome) in &mut d.outcomes {
+        if *outcome == Outcome::Applied && MAY_BE_OVERRIDDEN.contains(feature) {
+            *outcome = Outcome::Unverified {
+                reason: reason.clone(),
+            };
+            unverified.push(feature.name());
+        }
+    }
+    if !unverified.is_empty() {
+        d.warn(format!(
+            "container {name}: {reason}; {} unverified (the agent's line and `jvm-guard inspect` show what the JVM got)",
+            unverified.join(", ")
+        ));
+    }
+    d
+}
+
+/// The features a launcher may override with options of its own.
+const MAY_BE_OVERRIDDEN: [Feature; 2] = [Feature::Memory, Feature::HeapDump];
 
 /// Where our JVM flags go under `profile`: its options variable, else `JAVA_TOOL_OPTIONS`;
 /// `Err` when the launcher drops `JAVA_TOOL_OPTIONS` and offers no variable.

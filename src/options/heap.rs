@@ -87,7 +87,7 @@ pub fn flag_in(places: &[(String, String)], name: &str) -> Option<String> {
     places.iter().find_map(|(label, text)| {
         let token = tokens(text)
             .into_iter()
-            .find(|t| super::jdk::xx_name(t) == Some(name))?;
+            .find(|t| super::tokens::xx_name(t) == Some(name))?;
         Some(match label.as_str() {
             "the command" => format!("the command ({token})"),
             var => format!("{var}={token}"),

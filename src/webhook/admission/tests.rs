@@ -19,6 +19,7 @@ fn pod() -> Value {
         "spec": {"containers": [{
             "name": "app",
             "image": "eclipse-temurin:21-jre",
+            "command": ["java", "-jar", "/app/app.jar"],
             "resources": {"limits": {"memory": "1Gi"}},
         }]},
     })
