@@ -68,7 +68,12 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
 /// again without that annotation, apart from writing the status again. Returns what failed.
 /// `images`: the registry's answers of the case, which a re-mutation sees too (the image
 /// config is evidence).
-fn check_output(case: &str, preview: &Preview, images: &ResolvedImages, doc: &Value) -> Vec<String> {
+fn check_output(
+    case: &str,
+    preview: &Preview,
+    images: &ResolvedImages,
+    doc: &Value,
+) -> Vec<String> {
     let object = manifest::describe(doc);
     let Some(template) = pod_value(case, doc) else {
         return Vec::new();

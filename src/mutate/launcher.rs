@@ -109,12 +109,13 @@ pub enum Launch {
     /// A program we have no profile for (`/opt/app/bin/start.sh`): it may set its own heap or
     /// dump path on the java command line.
     Script(String),
-    /// No command, and the image's is not known.
-    Unknown,
+    /// No command, and the image's is not known (why, when it was asked for).
+    Unknown(Option<String>),
 }
 
-/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`.
-pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
+/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`;
+/// `lookup`: why the image's config is not known, when its lookup failed.
+pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>, lookup: Option<&str>) -> Launch {
     let programs = shell::programs(env.argv());
     if programs.iter().any(|p| p == "java" || p.ends_with("/java")) {
         return Launch::Java;
@@ -124,7 +125,7 @@ pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
     }
     match programs.into_iter().next() {
         Some(first) => Launch::Script(first),
-        None => Launch::Unknown,
+        None => Launch::Unknown(lookup.map(str::to_string)),
     }
 }
 
@@ -136,10 +137,12 @@ pub fn unverified_reason(launch: &Launch) -> Option<String> {
         Launch::Script(program) => Some(format!(
             "started by {program}, a launcher jvm-guard has no profile for: it may set its own heap or dump path"
         )),
-        Launch::Unknown => Some(
-            "no command in the pod, and the image's is not known: its launcher may set its own heap or dump path"
-                .to_string(),
-        ),
+        Launch::Unknown(why) => {
+            let why = why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
+            Some(format!(
+                "no command in the pod, and the image's is not known{why}: its launcher may set its own heap or dump path"
+            ))
+        }
     }
 }
 

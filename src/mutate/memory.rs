@@ -410,10 +410,7 @@ mod tests {
         #[case] expected: Option<(&str, Option<u64>)>,
     ) {
         let got = sized_by_name(&places(vars));
-        assert_eq!(
-            got.as_ref().map(|(by, max)| (by.as_str(), *max)),
-            expected
-        );
+        assert_eq!(got.as_ref().map(|(by, max)| (by.as_str(), *max)), expected);
     }
 
     const MAX: &str = "jvm-guard.io/max-ram-percentage";

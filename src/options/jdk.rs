@@ -7,8 +7,8 @@
 use std::fmt;
 
 use super::heap::jvm_size;
-pub use super::tokens::xx_name;
 use super::tokens::tokens;
+pub use super::tokens::xx_name;
 
 const MIB: u64 = 1 << 20;
 
