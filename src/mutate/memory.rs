@@ -32,11 +32,18 @@ pub fn auto_percent(limit: u64, reserve: u64) -> Percent {
 
 /// Our RAM percentages for a container whose heap is ours to size ([`heap_owner`] said so: the
 /// container sets none of these flags itself).
-pub fn memory_flags(cfg: &MemoryConfig, limit: Option<u64>, container: &str) -> MemoryFlags {
+/// `reserve`: the non-heap reserve in bytes (the key's, plus what the launcher sizes off the
+/// heap).
+pub fn memory_flags(
+    cfg: &MemoryConfig,
+    limit: Option<u64>,
+    reserve: u64,
+    container: &str,
+) -> MemoryFlags {
     let mut flags = Vec::new();
     let mut warnings = Vec::new();
     let max = match (&cfg.max, limit) {
-        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, cfg.reserve.bytes())),
+        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, reserve)),
         (MaxRam::Fixed(p), _) => Some(*p),
     };
     if let Some(p) = max {
@@ -275,7 +282,8 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
         d.warn(format!("container {name}: memory limit {e}"));
         None
     });
-    let reserve = cfg.reserve.bytes();
+    let (off_heap, off_heap_by) = off_heap(facts);
+    let reserve = cfg.reserve.bytes() + off_heap;
     if facts.user.sets("-XX:-UseContainerSupport") {
         d.warn(format!(
             "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
@@ -329,7 +337,13 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
             ));
         }
     }
-    let out = memory_flags(cfg, limit, name);
+    let out = memory_flags(cfg, limit, reserve, name);
+    if let (Some(by), MaxRam::Auto) = (off_heap_by, &cfg.max) {
+        d.warn(format!(
+            "container {name}: the launcher's off-heap memory ({by}) is added to the non-heap reserve: {} MiB in all",
+            mib(reserve)
+        ));
+    }
     d.warnings.extend(out.warnings);
     if out.flags.is_empty() {
         d.skip(Feature::Memory, "no memory limit");
@@ -337,6 +351,26 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
     }
     let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
     (Some((out.flags, var)), heap_max)
+}
+
+/// The off-heap memory the container's launcher sizes (its profile says where), in bytes, and
+/// what says so (`NEO4J_PAGECACHE=1g`, or the launcher's default).
+fn off_heap(facts: &Facts<'_>) -> (u64, Option<String>) {
+    let Some(off) = facts.profile.and_then(|p| p.heap.off_heap.as_ref()) else {
+        return (0, None);
+    };
+    let set = off.var.as_deref().and_then(|var| {
+        let value = facts.env.var(var).value()?.trim().to_string();
+        Some((jvm_size(&value)?, format!("{var}={value}")))
+    });
+    let default = || {
+        let d = off.default.as_deref()?;
+        Some((jvm_size(d)?, format!("the launcher's default {d}")))
+    };
+    match set.or_else(default) {
+        Some((bytes, by)) => (bytes, Some(by)),
+        None => (0, None),
+    }
 }
 
 /// The warning when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
@@ -411,6 +445,49 @@ mod tests {
     ) {
         let got = sized_by_name(&places(vars));
         assert_eq!(got.as_ref().map(|(by, max)| (by.as_str(), *max)), expected);
+    }
+
+    #[test]
+    fn off_heap_memory_the_launcher_sizes_is_reserved() {
+        let profiles = crate::config::Profiles::with_overrides(
+            "- name: graphdb\n  cite: a test launcher with a page cache\n  match:\n    images: [corp/graphdb]\n  heap:\n    off-heap:\n      var: GRAPH_PAGECACHE\n      default: 512m\n",
+        )
+        .unwrap();
+        let settings = crate::config::ServerSettings {
+            tools_image: Some("tools:1".into()),
+            profiles: std::sync::Arc::new(profiles),
+            ..Default::default()
+        };
+        let run = |env: Value| {
+            let c = json!({
+                "name": "a", "image": "corp/graphdb:5", "command": ["java", "-jar", "g.jar"], "env": env,
+                "resources": {"limits": {"memory": "2Gi"}},
+            });
+            crate::mutate::testing::with_settings_facts(
+                &settings,
+                json!({}),
+                pod(json!({}), c),
+                decide,
+            )
+        };
+        // 2 GiB, 384 MiB reserve + the 512 MiB default cache: floor(100 * 1152 / 2048) = 56.
+        let m = run(json!([]));
+        assert_eq!(m.decision.env.tokens[0], "-XX:MaxRAMPercentage=56.0");
+        assert!(
+            m.decision.warnings[0].contains("the launcher's default 512m"),
+            "{:?}",
+            m.decision.warnings
+        );
+        // Set by the container: 1 GiB more, floor(100 * 640 / 2048) = 31.
+        let m = run(json!([{"name": "GRAPH_PAGECACHE", "value": "1g"}]));
+        assert_eq!(m.decision.env.tokens[0], "-XX:MaxRAMPercentage=31.0");
+        assert!(m.decision.warnings[0].contains("GRAPH_PAGECACHE=1g"));
+        assert!(crate::config::Profiles::with_overrides(
+            "- name: x\n  match:\n    images: [x]\n  heap:\n    off-heap:\n      default: lots\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("heap.off-heap.default"));
     }
 
     const MAX: &str = "jvm-guard.io/max-ram-percentage";
