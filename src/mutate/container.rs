@@ -98,7 +98,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let options = options_var.clone().map(|v| env.var(v));
     let places = places(&env, profile, options_var.as_deref().ok());
     let jdk = jdk::known(container, &env);
-    let launch = launcher::launch(&env, profile, target.image.and_then(Result::err));
+    let launch = launcher::launch(&env, profile);
     Facts {
         user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
         container,

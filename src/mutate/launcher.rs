@@ -98,6 +98,15 @@ pub fn select<'p>(
     }
 }
 
+/// Whether a command line runs `java`: as a program it starts (directly, through a wrapper, in
+/// a script it gives a shell), or as the command an entrypoint script is handed to `exec`
+/// (`docker-entrypoint.sh java -jar app.jar`, the official images' pattern).
+pub fn runs_java(argv: &[&String]) -> bool {
+    let java = |p: &str| p == "java" || p.ends_with("/java");
+    let handed = argv.iter().skip(1).any(|a| java(a));
+    handed || shell::programs(argv.iter().copied()).iter().any(|p| java(p))
+}
+
 /// How a container starts its JVM, as far as admission can tell: what decides whether a flag
 /// of ours reaches it unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,23 +118,22 @@ pub enum Launch {
     /// A program we have no profile for (`/opt/app/bin/start.sh`): it may set its own heap or
     /// dump path on the java command line.
     Script(String),
-    /// No command, and the image's is not known (why, when it was asked for).
-    Unknown(Option<String>),
+    /// No command, and the image's is not known.
+    Unknown,
 }
 
-/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`;
-/// `lookup`: why the image's config is not known, when its lookup failed.
-pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>, lookup: Option<&str>) -> Launch {
-    let programs = shell::programs(env.argv());
-    if programs.iter().any(|p| p == "java" || p.ends_with("/java")) {
+/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`.
+pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
+    if runs_java(&env.argv()) {
         return Launch::Java;
     }
+    let programs = shell::programs(env.argv());
     if profile.is_some() {
         return Launch::Profile;
     }
     match programs.into_iter().next() {
         Some(first) => Launch::Script(first),
-        None => Launch::Unknown(lookup.map(str::to_string)),
+        None => Launch::Unknown,
     }
 }
 
@@ -137,12 +145,10 @@ pub fn unverified_reason(launch: &Launch) -> Option<String> {
         Launch::Script(program) => Some(format!(
             "started by {program}, a launcher jvm-guard has no profile for: it may set its own heap or dump path"
         )),
-        Launch::Unknown(why) => {
-            let why = why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
-            Some(format!(
-                "no command in the pod, and the image's is not known{why}: its launcher may set its own heap or dump path"
-            ))
-        }
+        Launch::Unknown => Some(
+            "no command in the pod, and the image's is not known: its launcher may set its own heap or dump path"
+                .to_string(),
+        ),
     }
 }
 

@@ -280,11 +280,15 @@ fn is_sidecar(container: &Container) -> bool {
 
 /// The evidence a container gives of being a JVM.
 pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -> Evidence {
-    let programs = shell::programs(env.argv());
-    if let Some(java) = programs
-        .iter()
-        .find(|p| *p == "java" || p.ends_with("/java"))
-    {
+    let argv = env.argv();
+    let programs = shell::programs(argv.iter().copied());
+    if launcher::runs_java(&argv) {
+        let java = argv
+            .iter()
+            .map(|a| a.as_str())
+            .chain(programs.iter().map(String::as_str))
+            .find(|p| *p == "java" || p.ends_with("/java"))
+            .unwrap_or("java");
         return Evidence::Jvm(format!("runs {java}"));
     }
     if let Some(p) = launcher::select(container, env, &ProfileChoice::Auto, profiles) {
