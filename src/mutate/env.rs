@@ -86,6 +86,16 @@ impl<'a> EnvView<'a> {
         self.image
     }
 
+    /// Whether the program the container starts is known: its `command`, or the image's config.
+    pub fn program_known(&self) -> bool {
+        let command = self
+            .container
+            .command
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        command || self.image.is_some()
+    }
+
     /// The command line the container runs, as far as it is known: `command`, else the image's
     /// ENTRYPOINT; then `args`, else (without a `command`) the image's CMD. Empty lists count
     /// as absent, as the runtime reads them.

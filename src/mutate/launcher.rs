@@ -93,7 +93,10 @@ pub fn select<'p>(
                     best = Some((s, profile));
                 }
             }
-            best.map(|(_, p)| p)
+            // A variable alone (a shared ConfigMap's SPARK_HOME) does not make a container the
+            // profile's when its command is another launcher than the profile names.
+            best.filter(|(s, p)| *s > 1 || programs.is_empty() || p.evidence.commands.is_empty())
+                .map(|(_, p)| p)
         }
     }
 }
@@ -104,7 +107,10 @@ pub fn select<'p>(
 pub fn runs_java(argv: &[&String]) -> bool {
     let java = |p: &str| p == "java" || p.ends_with("/java");
     let handed = argv.iter().skip(1).any(|a| java(a));
-    handed || shell::programs(argv.iter().copied()).iter().any(|p| java(p))
+    handed
+        || shell::programs(argv.iter().copied())
+            .iter()
+            .any(|p| java(p))
 }
 
 /// How a container starts its JVM, as far as admission can tell: what decides whether a flag
@@ -130,6 +136,10 @@ pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
     let programs = shell::programs(env.argv());
     if profile.is_some() {
         return Launch::Profile;
+    }
+    if !env.program_known() {
+        // `args` alone run under the image's ENTRYPOINT, which nobody looked at.
+        return Launch::Unknown;
     }
     match programs.into_iter().next() {
         Some(first) => Launch::Script(first),
@@ -161,12 +171,17 @@ pub fn fit(launch: &Launch, name: &str, mut d: Decision) -> Decision {
     };
     let mut unverified = Vec::new();
     for (feature, outcome) in &mut d.outcomes {
-        if *outcome == Outcome::Applied && MAY_BE_OVERRIDDEN.contains(feature) {
-            *outcome = Outcome::Unverified {
-                reason: reason.clone(),
-            };
-            unverified.push(feature.name());
+        if !MAY_BE_OVERRIDDEN.contains(feature) {
+            continue;
         }
+        // The launcher's doubt comes first: it is what may override the flag whatever the JDK.
+        let reason = match outcome {
+            Outcome::Applied => reason.clone(),
+            Outcome::Unverified { reason: earlier } => format!("{reason}; and {earlier}"),
+            Outcome::Skipped { .. } => continue,
+        };
+        *outcome = Outcome::Unverified { reason };
+        unverified.push(feature.name());
     }
     if !unverified.is_empty() {
         d.warn(format!(

@@ -89,6 +89,10 @@ const NOT_JVM_IMAGES: &[&str] = &[
     "pause",
 ];
 
+/// Of [`NOT_JVM_IMAGES`], the language runtimes, matched only as the whole image name (their
+/// names prefix other products': `node-chrome` is a Selenium node, a JVM).
+const RUNTIME_IMAGES: &[&str] = &["python", "node", "golang", "ruby", "php"];
+
 /// Programs that are not JVMs: a command, or a shell script, running only these is not one.
 const NOT_JVM_PROGRAMS: &[&str] = &[
     "sh",
@@ -136,8 +140,27 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "python",
     "python3",
     "node",
+    "npm",
+    "npx",
+    "yarn",
     "nginx",
+    "openresty",
     "envoy",
+    "gunicorn",
+    "uwsgi",
+    "uvicorn",
+    "celery",
+    "php-fpm",
+    "apache2-foreground",
+    "httpd",
+    "httpd-foreground",
+    "caddy",
+    "haproxy",
+    "ruby",
+    "bundle",
+    "rails",
+    "puma",
+    "dotnet",
     "true",
     "false",
     "test",
@@ -195,6 +218,15 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "function",
     "IFS",
 ];
+
+/// Scripts of other languages, by their extension: their interpreter is not a JVM.
+const NOT_JVM_SCRIPTS: &[&str] = &[".py", ".rb", ".js", ".mjs", ".pl", ".php"];
+
+/// Whether `program` is known not to be a JVM: by name, or a script of another language.
+fn not_a_jvm(program: &str) -> bool {
+    let name = base(program);
+    NOT_JVM_PROGRAMS.contains(&name) || NOT_JVM_SCRIPTS.iter().any(|ext| name.ends_with(ext))
+}
 
 /// Env variables that only a JVM reads.
 const JVM_VARS: &[&str] = &[
@@ -302,15 +334,16 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     if let Some(var) = NOT_JVM_VARS.iter().find(|v| set(v)) {
         return Evidence::NotJvm(format!("sets {var}"));
     }
-    if !programs.is_empty() && programs.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
+    if !programs.is_empty() && programs.iter().all(|c| not_a_jvm(c)) {
         return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
     }
     let name = image::name(container.image.as_deref().unwrap_or_default());
     // An image known not to be a JVM stays one whatever script it runs (java was looked for).
-    if NOT_JVM_IMAGES
-        .iter()
-        .any(|n| name == *n || name.starts_with(&format!("{n}-")))
-    {
+    // A language runtime's name only as the whole name: `selenium/node-chrome` is a JVM.
+    let known = |n: &&str| {
+        name == *n || (!RUNTIME_IMAGES.contains(n) && name.starts_with(&format!("{n}-")))
+    };
+    if NOT_JVM_IMAGES.iter().any(known) {
         return Evidence::NotJvm(format!("image {name}"));
     }
     Evidence::Unknown
@@ -471,6 +504,17 @@ mod tests {
     #[case::nginx(json!({"name": "a", "image": "nginx:1.27"}), "not")]
     #[case::plain(json!({"name": "a", "image": "corp/orders:1"}), "unknown")]
     #[case::script(json!({"name": "a", "image": "corp/orders:1", "command": ["/opt/start.sh"]}), "unknown")]
+    #[case::a_toolbox_that_sleeps(
+        json!({"name": "a", "image": "corp/toolset:1", "command": ["sh", "-c"], "args": ["bin/apply-config.py conf/client.conf;\nsleep 100000"]}),
+        "not"
+    )]
+    #[case::gunicorn(json!({"name": "a", "image": "corp/frontend:1", "command": ["gunicorn", "app:app"]}), "not")]
+    #[case::selenium_node(json!({"name": "a", "image": "selenium/node-chrome:4.27"}), "unknown")]
+    #[case::a_launcher_under_timeout(
+        json!({"name": "a", "image": "corp/broker:1", "command": ["timeout", "60", "sh", "-c"], "args": ["bin/broker init"]}),
+        "unknown"
+    )]
+    #[case::python_by_its_image_env(json!({"name": "a", "image": "corp/frontend:1", "env": [{"name": "PYTHON_VERSION", "value": "3.12.1"}]}), "not")]
     fn classifies(#[case] c: serde_json::Value, #[case] expected: &str) {
         let c = container(c);
         let sources = EnvSources::default();
