@@ -5,7 +5,24 @@
 
 use std::collections::HashMap;
 
-use super::profiles::Profile;
+use serde::Deserialize;
+
+/// What a container must show for the profile to match (any one of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// Image repositories, registry optional (`bitnami/kafka` matches
+    /// `docker.io/bitnami/kafka:3.9`); `*` matches within a path segment.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Env variable names (`KC_*`: a prefix).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Programs in `command`/`args` or in a shell script they run: a full path, or a name
+    /// matched against a path's last component.
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
 
 /// `*` matches within one path segment.
 pub fn glob(pattern: &str, text: &str) -> bool {
@@ -74,20 +91,21 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(profiles: &[Profile]) -> Matcher {
+    /// The evidence of each profile, in matching order.
+    pub fn new<'e>(profiles: impl IntoIterator<Item = &'e Evidence>) -> Matcher {
         let mut m = Matcher::default();
-        for (i, p) in profiles.iter().enumerate() {
-            for image in &p.evidence.images {
+        for (i, evidence) in profiles.into_iter().enumerate() {
+            for image in &evidence.images {
                 m.images.add(image, i);
                 m.image_segments = m.image_segments.max(image.split('/').count());
             }
-            for command in &p.evidence.commands {
+            for command in &evidence.commands {
                 match command.contains('/') {
                     true => m.command_paths.add(command, i),
                     false => m.command_names.add(command, i),
                 }
             }
-            for var in &p.evidence.env {
+            for var in &evidence.env {
                 m.env.add(var, i);
             }
         }
@@ -139,18 +157,13 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::profiles::Evidence;
 
-    fn profile(name: &str, images: &[&str], commands: &[&str], env: &[&str]) -> Profile {
+    fn profile(images: &[&str], commands: &[&str], env: &[&str]) -> Evidence {
         let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-        Profile {
-            name: name.into(),
-            evidence: Evidence {
-                images: list(images),
-                commands: list(commands),
-                env: list(env),
-            },
-            ..Profile::default()
+        Evidence {
+            images: list(images),
+            commands: list(commands),
+            env: list(env),
         }
     }
 
@@ -162,18 +175,16 @@ mod tests {
     fn image_beats_command_beats_env_and_the_first_wins_a_tie() {
         let m = Matcher::new(&[
             profile(
-                "a",
                 &["bitnami/kafka"],
                 &["/opt/bitnami/scripts/kafka/run.sh"],
                 &["KAFKA_CFG_*"],
             ),
             profile(
-                "b",
                 &["kafka", "apache/kafka"],
                 &["kafka-server-start.sh"],
                 &["KAFKA_HEAP_OPTS"],
             ),
-            profile("c", &["confluentinc/cp-*"], &[], &["KAFKA_HEAP_OPTS"]),
+            profile(&["confluentinc/cp-*"], &[], &["KAFKA_HEAP_OPTS"]),
         ]);
         let none: &[String] = &[];
         let image = |i| Some((i, By::Image));

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-pub use super::matcher::By;
 use super::matcher::Matcher;
+pub use super::matcher::{By, Evidence};
 
 use serde::Deserialize;
 
@@ -43,23 +43,6 @@ pub struct Profile {
     /// instead of our flag (which the launcher's would override).
     #[serde(default)]
     pub dump_dir_var: Option<String>,
-}
-
-/// What a container must show for the profile to match (any one of them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evidence {
-    /// Image repositories, registry optional (`bitnami/kafka` matches
-    /// `docker.io/bitnami/kafka:3.9`); `*` matches within a path segment.
-    #[serde(default)]
-    pub images: Vec<String>,
-    /// Env variable names (`KC_*`: a prefix).
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Programs in `command`/`args` or in a shell script they run: a full path, or a name
-    /// matched against a path's last component.
-    #[serde(default)]
-    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -280,7 +263,7 @@ impl Profiles {
     }
 
     fn new(list: Vec<Profile>) -> Profiles {
-        let matcher = Matcher::new(&list);
+        let matcher = Matcher::new(list.iter().map(|p| &p.evidence));
         Profiles { list, matcher }
     }
 

@@ -159,16 +159,12 @@ mod tests {
     /// A table of one profile with `images` and `commands`, compiled as the server's is.
     fn matcher(images: &[&str], commands: &[&str]) -> crate::config::matcher::Matcher {
         let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-        let profile = Profile {
-            name: "p".into(),
-            evidence: crate::config::profiles::Evidence {
-                images: list(images),
-                commands: list(commands),
-                env: Vec::new(),
-            },
-            ..Profile::default()
+        let evidence = crate::config::profiles::Evidence {
+            images: list(images),
+            commands: list(commands),
+            env: Vec::new(),
         };
-        crate::config::matcher::Matcher::new(&[profile])
+        crate::config::matcher::Matcher::new([&evidence])
     }
 
     fn image_matches(pattern: &str, image: &str) -> bool {
