@@ -237,12 +237,12 @@ fn paths<'c>(
     (Some(paths), None)
 }
 
+/// Probes to add, by container field (`startupProbe`, ...).
+type Added = Vec<(&'static str, Probe)>;
+
 /// The probes to add, by container field (none when the container has its own startup
 /// probe), and a note to warn with; or why none can be built.
-fn plan(
-    facts: &Facts<'_>,
-    cfg: &ProbeConfig,
-) -> Result<(Vec<(&'static str, Probe)>, Option<String>), String> {
+fn plan(facts: &Facts<'_>, cfg: &ProbeConfig) -> Result<(Added, Option<String>), String> {
     let container = facts.container;
     let startup_failures = cfg.startup_timeout_seconds.div_ceil(PERIOD_STARTUP as u32) as i32;
     let own = (
