@@ -90,6 +90,22 @@ pub struct Heap {
     /// Of `vars`, those whose bare number is MiB (`ZOO_HEAP_SIZE=1024`).
     #[serde(default)]
     pub megabytes: Vec<String>,
+    /// Memory outside the heap that the launcher gives the product itself (a page cache, a
+    /// native data region): added to the non-heap reserve when `max-ram-percentage` is `auto`.
+    #[serde(default)]
+    pub off_heap: Option<OffHeap>,
+}
+
+/// Off-heap memory a launcher sizes: from a variable when the container sets it (a JVM size,
+/// `512m`), else its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OffHeap {
+    #[serde(default)]
+    pub var: Option<String>,
+    /// The launcher's size when `var` is not set (a JVM size).
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// The profiles in matching order: the defaults file's first, then the built-in ones.
@@ -174,6 +190,20 @@ impl Profile {
             .find(|v| !self.heap.vars.contains(v))
         {
             return Err(format!("heap.megabytes: {v:?} is not in heap.vars"));
+        }
+        if let Some(off) = &self.heap.off_heap {
+            if let Some(v) = off.var.as_deref().filter(|v| !is_env_name(v)) {
+                return Err(format!("heap.off-heap.var: {v:?} is not a variable name"));
+            }
+            let size = off.default.as_deref();
+            if let Some(d) = size.filter(|d| crate::options::jvm_size(d).is_none()) {
+                return Err(format!(
+                    "heap.off-heap.default: {d:?} is not a size like 512m"
+                ));
+            }
+            if off.var.is_none() && off.default.is_none() {
+                return Err("heap.off-heap: needs var or default".into());
+            }
         }
         Ok(())
     }

@@ -3,10 +3,11 @@
 
 use k8s_openapi::api::core::v1::Container;
 
+use super::decision::{Decision, Outcome};
 use super::env::EnvView;
 use super::{image, shell};
 use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
-use crate::config::{ProfileChoice, Profiles};
+use crate::config::{Feature, ProfileChoice, Profiles};
 use crate::options::TOOL_OPTIONS;
 
 /// `*` matches within one path segment.
@@ -83,8 +84,7 @@ pub fn select<'p>(
         ProfileChoice::Named(name) => profiles.get(name),
         ProfileChoice::Auto => {
             let image = container.image.as_deref().unwrap_or_default();
-            let argv = container.command.iter().flatten();
-            let programs = shell::programs(argv.chain(container.args.iter().flatten()));
+            let programs = shell::programs(env.argv());
             let names = env.names();
             let mut best: Option<(u8, &Profile)> = None;
             for profile in profiles.iter() {
@@ -93,10 +93,107 @@ pub fn select<'p>(
                     best = Some((s, profile));
                 }
             }
-            best.map(|(_, p)| p)
+            // A variable alone (a shared ConfigMap's SPARK_HOME) does not make a container the
+            // profile's when its command is another launcher than the profile names.
+            best.filter(|(s, p)| *s > 1 || programs.is_empty() || p.evidence.commands.is_empty())
+                .map(|(_, p)| p)
         }
     }
 }
+
+/// Whether a command line runs `java`: as a program it starts (directly, through a wrapper, in
+/// a script it gives a shell), or as the command an entrypoint script is handed to `exec`
+/// (`docker-entrypoint.sh java -jar app.jar`, the official images' pattern).
+pub fn runs_java(argv: &[&String]) -> bool {
+    let java = |p: &str| p == "java" || p.ends_with("/java");
+    let handed = argv.iter().skip(1).any(|a| java(a));
+    handed
+        || shell::programs(argv.iter().copied())
+            .iter()
+            .any(|p| java(p))
+}
+
+/// How a container starts its JVM, as far as admission can tell: what decides whether a flag
+/// of ours reaches it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// `java` is the command, directly, through a wrapper or by `exec` in a script we read.
+    Java,
+    /// A launcher with a profile: it says what the launcher does with our flags.
+    Profile,
+    /// A program we have no profile for (`/opt/app/bin/start.sh`): it may set its own heap or
+    /// dump path on the java command line.
+    Script(String),
+    /// No command, and the image's is not known.
+    Unknown,
+}
+
+/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`.
+pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
+    if runs_java(&env.argv()) {
+        return Launch::Java;
+    }
+    let programs = shell::programs(env.argv());
+    if profile.is_some() {
+        return Launch::Profile;
+    }
+    if !env.program_known() {
+        // `args` alone run under the image's ENTRYPOINT, which nobody looked at.
+        return Launch::Unknown;
+    }
+    match programs.into_iter().next() {
+        Some(first) => Launch::Script(first),
+        None => Launch::Unknown,
+    }
+}
+
+/// Why what our flags set may not be what the JVM gets, for a launch that is neither `java`
+/// nor a profiled launcher.
+pub fn unverified_reason(launch: &Launch) -> Option<String> {
+    match launch {
+        Launch::Java | Launch::Profile => None,
+        Launch::Script(program) => Some(format!(
+            "started by {program}, a launcher jvm-guard has no profile for: it may set its own heap or dump path"
+        )),
+        Launch::Unknown => Some(
+            "no command in the pod, and the image's is not known: its launcher may set its own heap or dump path"
+                .to_string(),
+        ),
+    }
+}
+
+/// `d`, one JVM feature's decision for container `name`, with what it sets in the JVM's heap
+/// or dump path (`memory`, `heap-dump`) unverified when `launch` may override it: passed on,
+/// and the agent's line and `inspect` show what the JVM got (docs/design.md#status).
+pub fn fit(launch: &Launch, name: &str, mut d: Decision) -> Decision {
+    let Some(reason) = unverified_reason(launch) else {
+        return d;
+    };
+    let mut unverified = Vec::new();
+    for (feature, outcome) in &mut d.outcomes {
+        if !MAY_BE_OVERRIDDEN.contains(feature) {
+            continue;
+        }
+        // The launcher's doubt comes first: it is what may override the flag whatever the JDK.
+        let reason = match outcome {
+            Outcome::Applied => reason.clone(),
+            Outcome::Unverified { reason: earlier } => format!("{reason}; and {earlier}"),
+            Outcome::Skipped { .. } => continue,
+        };
+        *outcome = Outcome::Unverified { reason };
+        unverified.push(feature.name());
+    }
+    if !unverified.is_empty() {
+        d.warn(format!(
+            "container {name}: {reason}; {} unverified (the agent's line and `jvm-guard inspect` show what the JVM got)",
+            unverified.join(", ")
+        ));
+    }
+    d
+}
+
+/// The features a launcher may override with options of its own.
+const MAY_BE_OVERRIDDEN: [Feature; 2] = [Feature::Memory, Feature::HeapDump];
 
 /// Where our JVM flags go under `profile`: its options variable, else `JAVA_TOOL_OPTIONS`;
 /// `Err` when the launcher drops `JAVA_TOOL_OPTIONS` and offers no variable.

@@ -34,16 +34,26 @@ pub fn with_namespace_facts<R>(
     tools: bool,
     f: impl FnOnce(&Facts<'_>) -> R,
 ) -> R {
-    let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
-    let annotations: BTreeMap<String, String> =
-        serde_json::from_value(annotations).expect("string annotations");
-    let ns = NamespaceConfig::new("shop", Some(&annotations), &Defaults::default());
     let settings = ServerSettings {
         tools_image: tools.then(|| "tools:1".to_string()),
         ..ServerSettings::default()
     };
+    with_settings_facts(&settings, annotations, pod, f)
+}
+
+/// [`with_namespace_facts`], with the server's `settings` (its profiles, tools image).
+pub fn with_settings_facts<R>(
+    settings: &ServerSettings,
+    annotations: Value,
+    pod: Value,
+    f: impl FnOnce(&Facts<'_>) -> R,
+) -> R {
+    let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(annotations).expect("string annotations");
+    let ns = NamespaceConfig::new("shop", Some(&annotations), &Defaults::default());
     let sources = EnvSources::default();
-    let plan = Plan::with_sources(&pod, &ns, &settings, &sources);
+    let plan = Plan::with_sources(&pod, &ns, settings, &sources);
     let Verdict::Mutate(plan) = plan.verdict else {
         panic!("the pod is left alone");
     };

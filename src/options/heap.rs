@@ -81,6 +81,20 @@ pub fn heap_in(places: &[(String, String)], limit: Option<u64>) -> Option<(Strin
     None
 }
 
+/// The first of `places` that sets the `-XX:` option `name` (`HeapDumpPath`): who sets it, as
+/// [`heap_in`] says it (`JAVA_OPTS=-XX:HeapDumpPath=/data`).
+pub fn flag_in(places: &[(String, String)], name: &str) -> Option<String> {
+    places.iter().find_map(|(label, text)| {
+        let token = tokens(text)
+            .into_iter()
+            .find(|t| super::tokens::xx_name(t) == Some(name))?;
+        Some(match label.as_str() {
+            "the command" => format!("the command ({token})"),
+            var => format!("{var}={token}"),
+        })
+    })
+}
+
 /// Whether a launcher's heap variable set to `value` sets the heap: a bare number (MiB when the
 /// launcher reads it so, `megabytes`) or a JVM size; and the maximum, when known.
 pub fn heap_var_sets(value: &str, megabytes: bool) -> Option<Option<u64>> {

@@ -6,7 +6,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::error::{BadResponse, LookupError};
-use crate::mutate::{ImageCommand, Platform};
+use crate::mutate::{ImageConfig, Platform};
 
 /// Parses an image reference as the container runtime does: no registry host means Docker
 /// Hub (`docker.io`, `library/` for single names), no tag means `latest`.
@@ -88,10 +88,19 @@ struct ImageConfigFields {
     entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default)]
     cmd: Option<Vec<String>>,
+    #[serde(rename = "Env", default)]
+    env: Option<Vec<String>>,
+    #[serde(rename = "User", default)]
+    user: Option<String>,
+    #[serde(rename = "WorkingDir", default)]
+    working_dir: Option<String>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// ENTRYPOINT and CMD from an image config blob.
-pub fn parse_image_config(bytes: &[u8]) -> Result<ImageCommand, BadResponse> {
+/// ENTRYPOINT, CMD, Env, User, WorkingDir and Labels from an image config blob, Env and Labels
+/// within their bounds.
+pub fn parse_image_config(bytes: &[u8]) -> Result<ImageConfig, BadResponse> {
     let blob: ImageConfigBlob =
         serde_json::from_slice(bytes).map_err(|e| BadResponse::ConfigJson(e.to_string()))?;
     let fields = blob.config;
@@ -103,8 +112,25 @@ pub fn parse_image_config(bytes: &[u8]) -> Result<ImageCommand, BadResponse> {
     if entrypoint == [""] {
         entrypoint.clear();
     }
-    let cmd = fields.and_then(|f| f.cmd).unwrap_or_default();
-    Ok(ImageCommand { entrypoint, cmd })
+    let Some(fields) = fields else {
+        return Ok(ImageConfig {
+            entrypoint,
+            ..ImageConfig::default()
+        });
+    };
+    let (env, labels) = ImageConfig::bounded_env(
+        fields.env.unwrap_or_default(),
+        fields.labels.unwrap_or_default(),
+    );
+    let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok(ImageConfig {
+        entrypoint,
+        cmd: fields.cmd.unwrap_or_default(),
+        env,
+        user: some(fields.user),
+        working_dir: some(fields.working_dir),
+        labels,
+    })
 }
 
 /// A `WWW-Authenticate` challenge of a registry.
