@@ -26,6 +26,8 @@ struct Preset {
     paths: [&'static str; 3],
     /// Prefixes of the variables the framework reads its configuration from.
     env: &'static [&'static str],
+    /// Prefixes of image labels its build tools set.
+    labels: &'static [&'static str],
     /// Text in the command or a JVM options variable: the framework's launcher, packages or
     /// system properties.
     command: &'static [&'static str],
@@ -44,6 +46,8 @@ const PRESETS: [Preset; 3] = [
             "/actuator/health/liveness",
         ],
         env: &["SPRING_", "MANAGEMENT_ENDPOINT", "MANAGEMENT_HEALTH_"],
+        // The Paketo Spring Boot buildpack's `org.springframework.boot.version`.
+        labels: &["org.springframework.boot."],
         command: &["org.springframework.boot", "-Dspring.", "--spring."],
         command_shown: "the Spring Boot loader or spring.* properties in the command",
     },
@@ -53,6 +57,7 @@ const PRESETS: [Preset; 3] = [
         framework: "Quarkus",
         paths: ["/q/health/started", "/q/health/ready", "/q/health/live"],
         env: &["QUARKUS_"],
+        labels: &[],
         command: &["quarkus-run.jar", "-runner.jar", "io.quarkus", "-Dquarkus."],
         command_shown: "quarkus-run.jar, a *-runner.jar or quarkus.* properties in the command",
     },
@@ -62,6 +67,7 @@ const PRESETS: [Preset; 3] = [
         framework: "Micronaut",
         paths: ["/health/liveness", "/health/readiness", "/health/liveness"],
         env: &["MICRONAUT_"],
+        labels: &[],
         command: &["io.micronaut", "-Dmicronaut."],
         command_shown: "io.micronaut classes or micronaut.* properties in the command",
     },
@@ -72,9 +78,10 @@ impl Preset {
         PRESETS.iter().find(|p| &p.mode == mode)
     }
 
-    /// Whether the container shows this framework, else why not: its variables, or its
-    /// command or JVM options (with the image's ENTRYPOINT when known). A product's launcher
-    /// is evidence against: it serves its own endpoints, whatever framework it is built on.
+    /// Whether the container shows this framework, else why not: its variables (the image's
+    /// Env included), its image's labels, or its command (the image's when the pod sets none)
+    /// or JVM options. A product's launcher is evidence against: it serves its own endpoints,
+    /// whatever framework it is built on.
     fn evidence(&self, facts: &Facts<'_>) -> Result<(), String> {
         if let Some(profile) = facts.profile.filter(|p| !p.generic) {
             return Err(format!(
@@ -82,28 +89,31 @@ impl Preset {
                 profile.name, self.framework
             ));
         }
-        let names = facts.env.names();
-        let by_env = names
-            .iter()
-            .any(|name| self.env.iter().any(|prefix| name.starts_with(prefix)));
-        let started = facts.command.iter().flat_map(|c| {
-            let args = c.args.iter().flatten();
-            c.command.iter().chain(args).map(String::as_str)
-        });
-        let mut texts = facts
-            .places
-            .iter()
-            .map(|(_, text)| text.as_str())
-            .chain(started);
-        if by_env || texts.any(|text| self.command.iter().any(|m| text.contains(m))) {
+        let prefixed = |name: &str, prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
+        let by_env = facts.env.names().iter().any(|n| prefixed(n, self.env));
+        let mut labels = facts.env.image().into_iter().flat_map(|i| i.labels.keys());
+        let by_label = labels.any(|l| prefixed(l, self.labels));
+        let argv = facts.env.argv();
+        let options = facts.places.iter().map(|(_, text)| text.as_str());
+        let by_command = options
+            .chain(argv.iter().map(|a| a.as_str()))
+            .any(|text| self.command.iter().any(|m| text.contains(m)));
+        if by_env || by_label || by_command {
             return Ok(());
         }
-        let env: Vec<String> = self.env.iter().map(|prefix| format!("{prefix}*")).collect();
+        let star = |prefixes: &[&str]| {
+            let names: Vec<String> = prefixes.iter().map(|p| format!("{p}*")).collect();
+            names.join(", ")
+        };
+        let mut shown = vec![format!("{} variables", star(self.env))];
+        if !self.labels.is_empty() {
+            shown.push(format!("{} image labels", star(self.labels)));
+        }
+        shown.push(self.command_shown.to_string());
         Err(format!(
-            "no {} evidence ({} variables, {})",
+            "no {} evidence ({})",
             self.framework,
-            env.join(", "),
-            self.command_shown
+            shown.join(", ")
         ))
     }
 }
@@ -328,7 +338,8 @@ mod tests {
 
     use super::*;
     use crate::mutate::decision::Outcome;
-    use crate::mutate::testing::{pod, with_facts};
+    use crate::mutate::image::ImageConfig;
+    use crate::mutate::testing::{pod, with_facts, with_image_facts};
 
     const PROBES: &str = "jvm-guard.io/probes";
 
@@ -505,7 +516,7 @@ mod tests {
     #[rstest]
     #[case::no_evidence(
         json!({"name": "tool", "image": "python:3.12", "ports": [{"containerPort": 8000}]}),
-        "container tool: probes spring-boot not applied, no Spring Boot evidence (SPRING_*, MANAGEMENT_ENDPOINT*, MANAGEMENT_HEALTH_* variables, the Spring Boot loader or spring.* properties in the command); tcpSocket probes instead"
+        "container tool: probes spring-boot not applied, no Spring Boot evidence (SPRING_*, MANAGEMENT_ENDPOINT*, MANAGEMENT_HEALTH_* variables, org.springframework.boot.* image labels, the Spring Boot loader or spring.* properties in the command); tcpSocket probes instead"
     )]
     #[case::a_product_launcher(
         json!({"name": "kafka", "image": "bitnami/kafka:3.9", "ports": [{"containerPort": 9092}]}),
@@ -514,6 +525,52 @@ mod tests {
     fn preset_warning(#[case] container: Value, #[case] warning: &str) {
         let d = with_facts(pod(json!({PROBES: "spring-boot"}), container), true, decide);
         assert_eq!(d.warnings, [warning]);
+    }
+
+    fn image(entrypoint: &[&str], env: &[&str], labels: &[(&str, &str)]) -> ImageConfig {
+        let owned = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let (env, labels) = ImageConfig::bounded_env(owned(env), labels);
+        ImageConfig {
+            entrypoint: owned(entrypoint),
+            env,
+            labels,
+            ..ImageConfig::default()
+        }
+    }
+
+    /// The image's config is evidence too: its Env, its labels, its ENTRYPOINT.
+    #[rstest]
+    #[case::paketo_spring_boot_label(
+        "spring-boot",
+        image(&["/cnb/process/web"], &["JAVA_HOME=/layers/jre"], &[("org.springframework.boot.version", "3.3.0")]),
+        "http /actuator/health/liveness"
+    )]
+    #[case::quarkus_variable_in_the_image_env(
+        "quarkus", image(&["/opt/jboss/container/java/run/run-java.sh"], &["QUARKUS_PROFILE=prod"], &[]),
+        "http /q/health/started"
+    )]
+    #[case::quarkus_runner_jar_in_the_entrypoint(
+        "quarkus", image(&["java", "-jar", "/work/orders-1.0-runner.jar"], &[], &[]),
+        "http /q/health/started"
+    )]
+    #[case::a_python_image(
+        "spring-boot", image(&["python3", "/app/main.py"], &["PYTHON_VERSION=3.12.4"], &[]),
+        "tcp 8080"
+    )]
+    #[case::another_framework_s_label(
+        "quarkus", image(&["/cnb/process/web"], &[], &[("org.springframework.boot.version", "3.3.0")]),
+        "tcp 8080"
+    )]
+    fn image_evidence(#[case] preset: &str, #[case] image: ImageConfig, #[case] startup: &str) {
+        let container =
+            json!({"name": "a", "image": "corp/app:1", "ports": [{"containerPort": 8080}]});
+        let pod = pod(json!({PROBES: preset}), container);
+        let d = with_image_facts(pod, &image, decide);
+        let got = d.probes.first().map(|(f, p)| (*f, handler(p)));
+        assert_eq!(got, Some(("startupProbe", startup.to_string())));
+        let tcp = startup.starts_with("tcp");
+        assert_eq!(d.warnings.len(), usize::from(tcp), "{:?}", d.warnings);
     }
 
     /// Added probes carry our timing, never the timing of the probe whose handler they reuse.
