@@ -171,7 +171,7 @@ keys! {
         name: "probes", pod: true, disables: Feature::Probes.name(),
         value: Option<ProbeMode> = |v, _| parse_probe_mode(v),
         example: "tcp",
-        doc: "Probes: all three where the container has none, else only a missing startup probe.",
+        doc: "Probes: all three where the container has none (a framework preset only with evidence of the framework, else `tcp`); else a missing startup probe from its liveness probe, or `tcp` startup and liveness beside a lone readiness probe.",
     }
     ProbePath {
         name: "probe-path", pod: true, disables: Feature::Probes.name(),

@@ -35,8 +35,8 @@ pub struct Profile {
     #[serde(default)]
     pub heap: Heap,
     /// The launcher runs the user's own application (a runtime such as Paketo's, UBI's or
-    /// Tomcat), so framework probe presets may apply; else it is a product with its own
-    /// endpoints.
+    /// Tomcat), so a framework probe preset may apply given that framework's evidence; else it
+    /// is a product with its own endpoints, never probed by a preset.
     #[serde(default)]
     pub generic: bool,
     /// A variable the launcher builds `-XX:HeapDumpPath` from: set to the dump directory

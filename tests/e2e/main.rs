@@ -148,6 +148,9 @@ async fn opted_in_pod_is_stored_with_every_feature() {
     .await;
     let mut pod = jvm_pod("shop");
     pod["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    // Spring Boot evidence, without which the preset would give tcpSocket probes.
+    pod["spec"]["containers"][0]["env"] =
+        json!([{"name": "SPRING_PROFILES_ACTIVE", "value": "prod"}]);
     create(&client, ns, pod).await;
     let pod = stored(&client, ns, "shop").await;
 
