@@ -126,24 +126,29 @@ fn places(
     // The variables the JVM or a known launcher reads first, in that order; then every other
     // variable the container sets (pod spec, known sources, image Env): a launcher may put any
     // of them on the java command line (docs/design.md#memory).
-    let mut vars: Vec<String> = USER_OPTION_VARS.iter().map(|v| v.to_string()).collect();
+    let mut first: Vec<&str> = USER_OPTION_VARS.to_vec();
     // Ours, from an earlier mutation: the agent merges them at start.
-    vars.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS].map(String::from));
-    vars.extend(options.map(String::from));
+    first.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS]);
+    first.extend(options);
     if let Some(p) = profile {
-        vars.extend(p.options.clone());
-        vars.extend(p.also_options.iter().cloned());
-        vars.extend(p.heap.vars.iter().cloned());
-        vars.extend(p.heap.memory_var.clone());
+        first.extend(p.options.as_deref());
+        first.extend(p.also_options.iter().map(String::as_str));
+        first.extend(p.heap.vars.iter().map(String::as_str));
+        first.extend(p.heap.memory_var.as_deref());
     }
-    vars.extend(env.names());
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut places: Vec<(String, String)> = Vec::new();
-    for var in vars {
-        if places.iter().any(|(label, _)| *label == var) {
+    for var in first {
+        if !seen.insert(var.to_string()) {
             continue;
         }
-        if let Some(value) = env.var(&var).value().filter(|v| !v.trim().is_empty()) {
-            places.push((var, value.to_string()));
+        if let Some(value) = env.var(var).value().filter(|v| !v.trim().is_empty()) {
+            places.push((var.to_string(), value.to_string()));
+        }
+    }
+    for (var, value) in env.values() {
+        if !value.trim().is_empty() && seen.insert(var.clone()) {
+            places.push((var, value));
         }
     }
     let argv: Vec<&str> = env.argv().into_iter().map(String::as_str).collect();

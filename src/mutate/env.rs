@@ -189,6 +189,33 @@ impl<'a> EnvView<'a> {
         }
     }
 
+    /// Every variable the container is known to set, each once, with its value as the process
+    /// will see it, when known: one pass over `env` (the last entry of a name wins), then the
+    /// names only known `envFrom` sources or the image's `Env` set.
+    pub fn values(&self) -> Vec<(String, String)> {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let env = self.container.env.as_deref().unwrap_or_default();
+        for e in env.iter().rev() {
+            if !seen.insert(e.name.as_str()) {
+                continue;
+            }
+            let value = match &e.value_from {
+                None => e.value.clone(),
+                Some(_) => self.var(&e.name).value().map(str::to_string),
+            };
+            out.extend(value.map(|v| (e.name.clone(), v)));
+        }
+        out.reverse();
+        let names = self.names();
+        for name in names.iter().filter(|n| !seen.contains(n.as_str())) {
+            if let Some(value) = self.var(name).value() {
+                out.push((name.clone(), value.to_string()));
+            }
+        }
+        out
+    }
+
     /// Every variable name the container is known to set (`env`, and known `envFrom` sources).
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self

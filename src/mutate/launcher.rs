@@ -6,71 +6,9 @@ use k8s_openapi::api::core::v1::Container;
 use super::decision::{Decision, Outcome};
 use super::env::EnvView;
 use super::{image, shell};
-use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
+use crate::config::profiles::{By, Profile, ToolOptionsUse};
 use crate::config::{Feature, ProfileChoice, Profiles};
 use crate::options::TOOL_OPTIONS;
-
-/// `*` matches within one path segment.
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, tail)) => {
-            text.starts_with(head)
-                && text.len() >= head.len() + tail.len()
-                && !text[head.len()..text.len() - tail.len()].contains('/')
-                && text.ends_with(tail)
-        }
-    }
-}
-
-/// Whether `repository` is `pattern` or ends with it at a path boundary, so a pattern matches
-/// whatever registry or mirror the image comes from.
-pub fn image_matches(pattern: &str, image: &str) -> bool {
-    let repo = image::repository(image);
-    let segments: Vec<&str> = repo.split('/').collect();
-    let want = pattern.split('/').count();
-    segments.len() >= want && glob(pattern, &segments[segments.len() - want..].join("/"))
-}
-
-fn command_matches(pattern: &str, program: &str) -> bool {
-    if pattern.contains('/') {
-        glob(pattern, program)
-    } else {
-        program
-            .rsplit('/')
-            .next()
-            .is_some_and(|base| glob(pattern, base))
-    }
-}
-
-fn env_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
-}
-
-/// How strongly `evidence` points at a container: 3 its image, 2 a program it runs, 1 a
-/// variable it sets, 0 nothing.
-fn strength(evidence: &Evidence, image: &str, programs: &[String], env: &[String]) -> u8 {
-    if evidence.images.iter().any(|p| image_matches(p, image)) {
-        3
-    } else if evidence
-        .commands
-        .iter()
-        .any(|p| programs.iter().any(|prog| command_matches(p, prog)))
-    {
-        2
-    } else if evidence
-        .env
-        .iter()
-        .any(|p| env.iter().any(|n| env_matches(p, n)))
-    {
-        1
-    } else {
-        0
-    }
-}
 
 /// The profile for a container: the one named, none, or the best evidence (first on a tie).
 pub fn select<'p>(
@@ -86,17 +24,12 @@ pub fn select<'p>(
             let image = container.image.as_deref().unwrap_or_default();
             let programs = shell::programs(env.argv());
             let names = env.names();
-            let mut best: Option<(u8, &Profile)> = None;
-            for profile in profiles.iter() {
-                let s = strength(&profile.evidence, image, &programs, &names);
-                if s > 0 && best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, profile));
-                }
-            }
+            let (best, by) = profiles.matching(image::repository(image), &programs, &names)?;
             // A variable alone (a shared ConfigMap's SPARK_HOME) does not make a container the
             // profile's when its command is another launcher than the profile names.
-            best.filter(|(s, p)| *s > 1 || programs.is_empty() || p.evidence.commands.is_empty())
-                .map(|(_, p)| p)
+            let conflicts =
+                by == By::Env && !programs.is_empty() && !best.evidence.commands.is_empty();
+            (!conflicts).then_some(best)
         }
     }
 }
@@ -141,8 +74,14 @@ pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
         // `args` alone run under the image's ENTRYPOINT, which nobody looked at.
         return Launch::Unknown;
     }
-    match programs.into_iter().next() {
-        Some(first) => Launch::Script(first),
+    // The launcher is what the shells and wrappers start: `bash -c "exec /opt/app/run.sh"` is
+    // started by run.sh.
+    let launcher = programs
+        .iter()
+        .find(|p| !shell::is_shell(p))
+        .or(programs.first());
+    match launcher {
+        Some(first) => Launch::Script(first.clone()),
         None => Launch::Unknown,
     }
 }
@@ -216,6 +155,27 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    /// A table of one profile with `images` and `commands`, compiled as the server's is.
+    fn matcher(images: &[&str], commands: &[&str]) -> crate::config::matcher::Matcher {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        let evidence = crate::config::profiles::Evidence {
+            images: list(images),
+            commands: list(commands),
+            env: Vec::new(),
+        };
+        crate::config::matcher::Matcher::new([&evidence])
+    }
+
+    fn image_matches(pattern: &str, image: &str) -> bool {
+        let m = matcher(&[pattern], &[]);
+        m.best(image::repository(image), &[], &[]).is_some()
+    }
+
+    fn command_matches(pattern: &str, program: &str) -> bool {
+        let m = matcher(&[], &[pattern]);
+        m.best("", &[program.to_string()], &[]).is_some()
+    }
 
     #[rstest]
     #[case("bitnami/kafka", "docker.io/bitnami/kafka:3.9.0-debian-12-r4", true)]

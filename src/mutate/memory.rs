@@ -143,6 +143,11 @@ fn sized_by_name(places: &[(String, String)]) -> Option<(String, Option<u64>)> {
             .collect()
     };
     let sized = |(name, value): &(String, String), said: &[&str]| {
+        // Most names say neither: passed over before they are split.
+        let upper = name.to_ascii_uppercase();
+        if !said.iter().any(|w| upper.contains(w)) {
+            return None;
+        }
         let words = words(name);
         let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
         let ours = name.to_ascii_uppercase().starts_with("JVM_GUARD_") || name == "the command";

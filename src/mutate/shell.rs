@@ -12,6 +12,11 @@ const WRAPPERS: &[&str] = &["tini", "dumb-init", "env", "nohup", "setsid"];
 /// Wrappers whose first operand is not the program: `timeout 60 cmd`, `gosu user cmd`.
 const WRAPPERS_WITH_AN_OPERAND: &[&str] = &["timeout", "gosu", "su-exec", "chroot"];
 
+/// Whether `program` is a POSIX shell (`sh`, `/bin/bash`, ...).
+pub fn is_shell(program: &str) -> bool {
+    SHELLS.contains(&base(program))
+}
+
 /// The last segment of a path: `/opt/java/bin/java` → `java`.
 pub fn base(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)

@@ -259,6 +259,11 @@ const NOT_JVM_VARS: &[&str] = &[
     "MYSQL_VERSION",
     "MARIADB_VERSION",
     "MONGO_VERSION",
+    "COUCHDB_VERSION",
+    "OPENRESTY_VERSION",
+    // A Python virtual environment, whatever installed the interpreter.
+    "VIRTUAL_ENV",
+    "GOPATH",
 ];
 
 /// What the pod spec (and the image config, when looked up) says about a container being a
@@ -326,6 +331,11 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     if let Some(p) = launcher::select(container, env, &ProfileChoice::Auto, profiles) {
         return Evidence::Jvm(format!("the {} launcher", p.name));
     }
+    // What the command runs outweighs what the environment is ready for: a toolbox in a JVM
+    // image (JAVA_HOME set) that runs only Python scripts and `sleep` is not a JVM.
+    if !programs.is_empty() && programs.iter().all(|c| not_a_jvm(c)) {
+        return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
+    }
     let names = env.names();
     let set = |v: &str| names.iter().any(|n| n == v);
     if let Some(var) = JVM_VARS.iter().find(|v| set(v)) {
@@ -333,9 +343,6 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     }
     if let Some(var) = NOT_JVM_VARS.iter().find(|v| set(v)) {
         return Evidence::NotJvm(format!("sets {var}"));
-    }
-    if !programs.is_empty() && programs.iter().all(|c| not_a_jvm(c)) {
-        return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
     }
     let name = image::name(container.image.as_deref().unwrap_or_default());
     // An image known not to be a JVM stays one whatever script it runs (java was looked for).
@@ -513,6 +520,10 @@ mod tests {
     #[case::a_launcher_under_timeout(
         json!({"name": "a", "image": "corp/broker:1", "command": ["timeout", "60", "sh", "-c"], "args": ["bin/broker init"]}),
         "unknown"
+    )]
+    #[case::a_toolbox_in_a_jvm_image(
+        json!({"name": "a", "image": "corp/broker:1", "command": ["sh", "-c", "bin/apply.py conf/x.conf; sleep 1000"], "env": [{"name": "JAVA_HOME", "value": "/opt/jvm"}]}),
+        "not"
     )]
     #[case::python_by_its_image_env(json!({"name": "a", "image": "corp/frontend:1", "env": [{"name": "PYTHON_VERSION", "value": "3.12.1"}]}), "not")]
     fn classifies(#[case] c: serde_json::Value, #[case] expected: &str) {

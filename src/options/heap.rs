@@ -61,6 +61,10 @@ pub fn heap_flag(token: &str, limit: Option<u64>) -> Option<Option<u64>> {
 /// heap: who sets it (`KAFKA_HEAP_OPTS=-Xmx512M`) and the maximum it gives, when known.
 pub fn heap_in(places: &[(String, String)], limit: Option<u64>) -> Option<(String, Option<u64>)> {
     for (label, text) in places {
+        // Every heap option is a `-X` one: values without it are not split.
+        if !text.contains("-X") {
+            continue;
+        }
         let mut found: Option<Option<u64>> = None;
         let mut set: Vec<&str> = Vec::new();
         for token in tokens(text) {
@@ -85,6 +89,9 @@ pub fn heap_in(places: &[(String, String)], limit: Option<u64>) -> Option<(Strin
 /// [`heap_in`] says it (`JAVA_OPTS=-XX:HeapDumpPath=/data`).
 pub fn flag_in(places: &[(String, String)], name: &str) -> Option<String> {
     places.iter().find_map(|(label, text)| {
+        if !text.contains("-XX:") {
+            return None;
+        }
         let token = tokens(text)
             .into_iter()
             .find(|t| super::tokens::xx_name(t) == Some(name))?;

@@ -112,6 +112,9 @@ impl UserFlags {
         UserFlags(
             texts
                 .into_iter()
+                // Every flag has a `-`: most values (names, URLs, numbers) are passed over
+                // without being split.
+                .filter(|t| t.contains('-'))
                 .flat_map(tokens)
                 .filter_map(flag_key)
                 .collect(),
