@@ -232,10 +232,17 @@ pub(super) fn is_reserved(name: &str) -> bool {
     matches!(name, "status" | "inject")
 }
 
-pub(super) fn unknown_key_message(annotation: &str, on: &str) -> String {
+/// The warning for an unknown key; `hint`: with the nearest key's name, which costs an edit
+/// distance to every key (left out once the warnings are full: nobody reads it).
+pub(super) fn unknown_key_message(annotation: &str, on: &str, hint: bool) -> String {
     let name = annotation.strip_prefix(PREFIX).unwrap_or(annotation);
+    if !hint {
+        return format!("unknown {on} annotation {annotation}, ignored");
+    }
+    let near = |k: &&Key| k.name().len().abs_diff(name.len()) <= 3;
     let hint = Key::ALL
         .iter()
+        .filter(near)
         .map(|k| (edit_distance(name, k.name()), k))
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)
