@@ -77,11 +77,25 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// The image `Env` kept per image, names and values together: a cached config is at most a few
-/// tens of KiB, whatever the registry sends (up to the 1 MiB config body).
+/// The memory a cached config's `Env` may take, names and values together with what each
+/// `String` costs besides its text ([`STRING_COST`]): a cached config is at most a few tens of
+/// KiB, whatever the registry sends (up to the 1 MiB config body).
 pub const MAX_ENV_BYTES: usize = 16 * 1024;
-/// The `Labels` kept per image.
+/// The same for its `Labels`.
 pub const MAX_LABEL_BYTES: usize = 4 * 1024;
+/// The same for ENTRYPOINT and CMD together, and the most strings they may hold: a config
+/// beyond it is refused (a command cut short would be another command).
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
+pub const MAX_COMMAND_STRINGS: usize = 256;
+/// `User` and `WorkingDir` longer than this are not kept.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// What a kept string costs besides its text: its header and the allocator's rounding.
+pub const STRING_COST: usize = 32;
+
+/// The memory `strings` take, as [`MAX_COMMAND_BYTES`] counts it.
+pub fn strings_cost<'s>(strings: impl IntoIterator<Item = &'s String>) -> usize {
+    strings.into_iter().map(|s| s.len() + STRING_COST).sum()
+}
 
 impl ImageConfig {
     /// Keeps `env` (`NAME=value` entries) and `labels` within their bounds: entries beyond them
@@ -96,19 +110,21 @@ impl ImageConfig {
             let Some((name, value)) = entry.split_once('=') else {
                 continue;
             };
-            if entry.len() > room {
+            let cost = entry.len() + 2 * STRING_COST;
+            if cost > room {
                 break;
             }
-            room -= entry.len();
+            room -= cost;
             kept_env.push((name.to_string(), value.to_string()));
         }
         let mut room = MAX_LABEL_BYTES;
         let mut kept_labels = BTreeMap::new();
         for (k, v) in labels {
-            if k.len() + v.len() > room {
+            let cost = k.len() + v.len() + 2 * STRING_COST;
+            if cost > room {
                 continue;
             }
-            room -= k.len() + v.len();
+            room -= cost;
             kept_labels.insert(k, v);
         }
         (kept_env, kept_labels)
