@@ -1410,7 +1410,7 @@ async fn images(
     report.push_str(
         "\n### Image configs in the lookup cache\n\nRSS MiB of a serve that has looked up N \
          distinct images (each named by one review posted to it), 2 s after the last one.\n\n\
-         | image configs | N = 0 | N (RSS MiB) | peak | MiB per image |\n|---|---|---|---|---|\n",
+         | image configs | N = 0 | N: RSS MiB | peak | MiB per image (slope) |\n|---|---|---|---|---|\n",
     );
     for (name, what, count, fields, checkpoints) in series {
         let started = Instant::now();
@@ -1457,11 +1457,13 @@ async fn images(
             .map(|(n, rss, _)| format!("{n}: {rss:.1}"))
             .collect();
         let (_, _, peak) = *points.last().unwrap();
-        let per_image = points
-            .iter()
-            .filter(|(n, _, _)| *n <= 1024)
-            .next_back()
-            .map_or(0.0, |(n, rss, _)| (rss - idle) / *n as f64);
+        // The slope from the first checkpoint to the last one the cache holds (1,024 entries):
+        // the idle figure still has the start-up's transient memory in it.
+        let held: Vec<_> = points.iter().filter(|(n, _, _)| *n <= 1024).collect();
+        let per_image = match (held.first(), held.last()) {
+            (Some((n0, r0, _)), Some((n1, r1, _))) if n1 > n0 => (r1 - r0) / (n1 - n0) as f64,
+            _ => 0.0,
+        };
         writeln!(
             report,
             "| {what} | {idle:.1} | {} | {peak:.1} | {per_image:.3} |",
