@@ -1177,9 +1177,11 @@ const NAMESPACE_ANNOTATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+type Pairs = &'static [(&'static str, &'static str)];
+
 async fn create_namespaces(client: &Client, names: Vec<String>, opted_in: bool) {
     let creates = names.into_iter().map(|name| async move {
-        let (labels, annotations): (&[(&str, &str)], &[(&str, &str)]) = if opted_in {
+        let (labels, annotations): (Pairs, Pairs) = if opted_in {
             (&[(INJECT_LABEL, "enabled")], NAMESPACE_ANNOTATIONS)
         } else {
             (&[("team", "bench")], &[])
@@ -1246,7 +1248,7 @@ async fn namespaces(
         children,
         "serve-watching",
         &args.jvm_guard,
-        &certs,
+        certs,
         kubeconfig,
         &offline,
     )
@@ -1267,13 +1269,13 @@ async fn namespaces(
     for (step, (opted_target, plain_target)) in steps.into_iter().enumerate() {
         let started = Instant::now();
         create_namespaces(
-            &client,
+            client,
             (opted..opted_target).map(|n| format!("team-{n}")).collect(),
             true,
         )
         .await;
         create_namespaces(
-            &client,
+            client,
             (plain..plain_target)
                 .map(|n| format!("plain-{n}"))
                 .collect(),
@@ -1292,7 +1294,7 @@ async fn namespaces(
             children,
             &name,
             &args.jvm_guard,
-            &certs,
+            certs,
             kubeconfig,
             &offline,
         )
@@ -1425,7 +1427,7 @@ async fn images(
             children,
             &serve_name,
             &args.jvm_guard,
-            &certs,
+            certs,
             None,
             &serve_args(&[]),
         )
