@@ -53,8 +53,10 @@ fn previews_the_example_deployment() {
         .find(|e| e["name"] == "JAVA_TOOL_OPTIONS")
         .and_then(|e| e["value"].as_str())
         .unwrap();
-    // 2Gi limit, 512Mi reserve from the example namespace: floor(75) = 75.
-    assert!(jto.starts_with("-XX:MaxRAMPercentage=75.0 "), "{jto}");
+    // 2Gi limit, 512Mi reserve from the example namespace: floor(75) = 75. No registry is
+    // reachable here: no agent, and no JDK known at admission, so 75% of 2Gi as an -Xmx,
+    // which every JDK takes.
+    assert!(jto.starts_with("-Xmx1536m "), "{jto}");
     assert!(jto.ends_with(" -Dspring.profiles.active=prod"), "{jto}");
     assert_eq!(
         container["startupProbe"]["httpGet"]["path"],

@@ -4,7 +4,8 @@
 //! --test golden [CASE]` rewrites the outputs: review the diff.
 //!
 //! Input format: an optional first line `# settings: allow-host-path`; lines
-//! `# image: REF {"entrypoint": [...], "cmd": [...]}` (or `# image: REF unknown: WHY`) stand for
+//! `# image: REF {"entrypoint": [...], "cmd": [...], "env": ["K=V", ...], "labels": {...}}` (or
+//! `# image: REF unknown: WHY`) stand for
 //! the registry's answer about an image; if the first document is a Namespace it configures the
 //! case like `mutate --namespace`, and is not output.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use jvm_guard::config::ServerSettings;
 use jvm_guard::manifest::{self, Preview};
-use jvm_guard::mutate::{ImageCommand, ResolvedImages};
+use jvm_guard::mutate::{ImageConfig, ResolvedImages};
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -65,7 +66,14 @@ fn preview_for(text: &str, docs: &mut Vec<Value>) -> Preview {
 /// Every pod (or pod template) in the output must be a valid Pod; mutating it again must
 /// change nothing (our status annotation makes `mutate` return early), and so must mutating it
 /// again without that annotation, apart from writing the status again. Returns what failed.
-fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
+/// `images`: the registry's answers of the case, which a re-mutation sees too (the image
+/// config is evidence).
+fn check_output(
+    case: &str,
+    preview: &Preview,
+    images: &ResolvedImages,
+    doc: &Value,
+) -> Vec<String> {
     let object = manifest::describe(doc);
     let Some(template) = pod_value(case, doc) else {
         return Vec::new();
@@ -88,7 +96,7 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
         .and_then(|n| n.metadata.annotations.as_ref());
     let ns = NamespaceConfig::new(&ns_name, annotations, &preview.defaults);
     let mut problems = Vec::new();
-    let again = mutate(&pod, &ns, &preview.settings);
+    let again = mutate::mutate_with(&pod, &ns, &preview.settings, images);
     if !again.patch.0.is_empty() {
         problems.push(format!(
             "{case}: {object}: mutating the output again is not a no-op: {:?}",
@@ -98,7 +106,7 @@ fn check_output(case: &str, preview: &Preview, doc: &Value) -> Vec<String> {
     let stripped = idempotence::without_status(&template);
     let stripped_pod: Pod = serde_json::from_value(stripped.clone())
         .unwrap_or_else(|e| panic!("{case}: output {object} without status is not a pod: {e}"));
-    let remutated = mutate(&stripped_pod, &ns, &preview.settings);
+    let remutated = mutate::mutate_with(&stripped_pod, &ns, &preview.settings, images);
     if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch) {
         problems.push(format!("{case}: {object}: {changes}"));
     }
@@ -140,9 +148,17 @@ fn registry_answers(case: &str, text: &str, preview: &Preview, docs: &[Value]) -
                         .map(|s| s.as_str().expect("a string").to_string())
                         .collect()
                 };
-                Ok(ImageCommand {
+                let labels = v["labels"].as_object().into_iter().flatten();
+                let (env, labels) = ImageConfig::bounded_env(
+                    list("env"),
+                    labels.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+                );
+                Ok(ImageConfig {
                     entrypoint: list("entrypoint"),
                     cmd: list("cmd"),
+                    env,
+                    labels,
+                    ..ImageConfig::default()
                 })
             }
         };
@@ -193,7 +209,7 @@ fn render(case: &Path) -> (String, Vec<String>) {
     let problems: Vec<String> = out
         .documents
         .iter()
-        .flat_map(|doc| check_output(&name, &preview, doc))
+        .flat_map(|doc| check_output(&name, &preview, &images, doc))
         .collect();
     let mut rendered =
         format!("# Generated from {name} by tests/golden.rs (UPDATE_GOLDEN=1 regenerates).\n");

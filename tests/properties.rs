@@ -193,3 +193,104 @@ proptest! {
         prop_assert!(early.warnings.is_empty(), "{:?}", early.warnings);
     }
 }
+
+/// Where a workload sets what a feature of ours would set: a variable of any name (one a
+/// launcher reads that no profile knows), the image's `Env`, or the command line.
+#[derive(Debug, Clone)]
+enum Place {
+    Env(&'static str),
+    ImageEnv(&'static str),
+    Args,
+}
+
+/// What it sets, and the feature that must then not be applied.
+const SETTINGS: &[(&str, &str)] = &[
+    ("-Xmx700m", "memory"),
+    ("-Xms256m -XX:MaxRAMPercentage=40", "memory"),
+    ("-XX:MaxRAMFraction=2", "memory"),
+    ("-XX:HeapDumpPath=/data/dumps", "heap-dump"),
+    (
+        "-XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath=/var/log/app.hprof",
+        "heap-dump",
+    ),
+];
+
+fn places() -> impl Strategy<Value = Place> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "JAVA_OPTS",
+            "JAVA_TOOL_OPTIONS",
+            "APP_JVM_ARGS",
+            "SERVER_OPTS",
+            "INSTALL4J_ADD_VM_PARAMS"
+        ])
+        .prop_map(Place::Env),
+        prop::sample::select(vec![
+            "JAVA_TOOL_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "LAUNCHER_OPTS"
+        ])
+        .prop_map(Place::ImageEnv),
+        Just(Place::Args),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// No feature is applied for a container that sets, anywhere the container can see, what
+    /// that feature would set; and mutating the output again changes nothing but the status.
+    #[test]
+    fn a_feature_is_never_applied_where_the_workload_sets_it(
+        place in places(),
+        setting in prop::sample::select(SETTINGS.to_vec()),
+        command in prop::sample::select(vec![None, Some(vec!["java", "-jar", "/app/app.jar"]), Some(vec!["/opt/app/bin/run.sh"])]),
+        tools in any::<bool>(),
+    ) {
+        use jvm_guard::mutate::{mutate_with, ImageConfig, ImageRequest, Platform, ResolvedImages};
+        use jvm_guard::{Defaults, NamespaceConfig, ServerSettings};
+        let (value, feature) = setting;
+        let mut container = json!({
+            "name": "app", "image": "registry.example.com/shop/app:1",
+            "resources": {"limits": {"memory": "1Gi"}},
+        });
+        if let Some(command) = &command {
+            container["command"] = json!(command);
+        }
+        let mut image = ImageConfig {
+            entrypoint: vec!["/opt/app/bin/run.sh".into()],
+            env: vec![("JAVA_HOME".into(), "/opt/java".into())],
+            ..ImageConfig::default()
+        };
+        match &place {
+            Place::Env(var) => container["env"] = json!([{"name": var, "value": value}]),
+            Place::ImageEnv(var) => image.env.push((var.to_string(), value.to_string())),
+            Place::Args => container["args"] = json!(["-Dx=1"].iter().copied().chain(value.split(' ')).collect::<Vec<_>>()),
+        }
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [container]}});
+        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod.clone()).unwrap();
+        let ns = NamespaceConfig::new("team", None, &Defaults::default());
+        let settings = ServerSettings {
+            tools_image: tools.then(|| "ghcr.io/jvm-guard/jvm-guard:test".to_string()),
+            ..ServerSettings::default()
+        };
+        let mut images = ResolvedImages::default();
+        images.insert(
+            ImageRequest { image: "registry.example.com/shop/app:1".into(), platform: Platform::default() },
+            Ok(image),
+        );
+        let mutation = mutate_with(&typed, &ns, &settings, &images);
+        let status = mutation.status.as_ref().unwrap();
+        let applied: Vec<&str> = status.containers["app"].applied.iter().map(|f| f.name()).collect();
+        prop_assert!(!applied.contains(&feature), "{place:?} {value}: {feature} applied: {status:?}");
+
+        let mut output = pod.clone();
+        json_patch::patch(&mut output, &mutation.patch).unwrap();
+        let stripped = idempotence::without_status(&output);
+        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(stripped.clone()).unwrap();
+        let again = mutate_with(&typed, &ns, &settings, &images);
+        if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch) {
+            return Err(TestCaseError::fail(changes));
+        }
+    }
+}

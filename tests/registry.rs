@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use hyper::StatusCode;
 use jvm_guard::config::ServerSettings;
 use jvm_guard::mutate::tools::TOOLS_BINARY;
-use jvm_guard::mutate::ImageCommand;
+use jvm_guard::mutate::ImageConfig;
 use jvm_guard::mutate::{images_to_resolve, mutate_with, ImageRequest, Platform};
 use jvm_guard::registry::{PodImages, RegistryConfig, Resolver, StaticSecrets};
 use jvm_guard::webhook::metrics::Metrics;
@@ -252,15 +252,122 @@ async fn args_present_replace_cmd() {
 }
 
 #[tokio::test]
-async fn a_command_needs_no_lookup() {
-    let pod: Pod = serde_json::from_value(pod(
+async fn a_command_is_looked_up_for_evidence_and_wrapped_whatever_the_answer() {
+    let value = pod(
         "unreachable.invalid/app:1",
         Some(&["java", "-jar", "/app.jar"]),
         None,
         None,
-    ))
-    .unwrap();
-    assert!(images_to_resolve(&pod, &namespace("shop"), &settings()).is_empty());
+    );
+    let typed: Pod = serde_json::from_value(value.clone()).unwrap();
+    let requests = images_to_resolve(&typed, &namespace("shop"), &settings());
+    assert_eq!(requests.len(), 1, "the image config is evidence");
+    let registry = Registry::start(false).await;
+    let (container, _) = admit(&resolver(&registry), value, "shop").await;
+    assert_eq!(container["command"], wrapped(&["java", "-jar", "/app.jar"]));
+}
+
+/// The status of container 0 of a mutated pod.
+fn status_of(pod: &Value) -> Value {
+    let status = pod["metadata"]["annotations"]["jvm-guard.io/status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status: {pod}"));
+    let status: Value = serde_json::from_str(status).unwrap();
+    let name = pod["spec"]["containers"][0]["name"].as_str().unwrap();
+    status["containers"][name].clone()
+}
+
+/// The image config as evidence, from a real registry: what an image's `Env` and ENTRYPOINT
+/// say decides the status of each container, with no command in the pod.
+#[tokio::test]
+async fn the_image_config_decides_the_status() {
+    let registry = Registry::start(false).await;
+    let java = ["JAVA_HOME=/opt/java/openjdk", "JAVA_VERSION=jdk-21.0.5+11"];
+    let heap_in_tool_options = [java[0], java[1], "JAVA_TOOL_OPTIONS=-Xmx600m -Dapp=1"];
+    registry
+        .push_image_with_env(
+            "shop/heap",
+            "1",
+            &["java", "-jar", "/app.jar"],
+            &heap_in_tool_options,
+        )
+        .await;
+    let heap_variable = [java[0], "REPO_MAX_HEAP=2g"];
+    registry
+        .push_image_with_env(
+            "shop/repo",
+            "1",
+            &["/opt/repo/bin/repo", "run"],
+            &heap_variable,
+        )
+        .await;
+    registry
+        .push_image_with_env("shop/script", "1", &["/opt/app/bin/start.sh"], &java)
+        .await;
+    let nginx = ["NGINX_VERSION=1.27.3", "PKG_RELEASE=1"];
+    registry
+        .push_image_with_env("shop/web", "1", &["/docker-entrypoint.sh", "nginx"], &nginx)
+        .await;
+    let resolver = resolver(&registry);
+    let host = registry.host();
+    let admitted = |repo: &str| {
+        let value = pod(&format!("{host}/shop/{repo}:1"), None, None, None);
+        let resolver = &resolver;
+        async move { admit_pod(resolver, value, "shop").await }
+    };
+
+    let (heap, _) = admitted("heap").await;
+    let status = status_of(&heap);
+    assert_eq!(
+        status["skipped"]["memory"], "heap set by JAVA_TOOL_OPTIONS=-Xmx600m",
+        "{status}"
+    );
+    assert_eq!(status["jvm"], "seen", "{status}");
+    assert!(
+        status["applied"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("heap-dump")),
+        "{status}"
+    );
+
+    let (repo, _) = admitted("repo").await;
+    let status = status_of(&repo);
+    assert_eq!(
+        status["skipped"]["memory"], "heap set by REPO_MAX_HEAP=2g",
+        "{status}"
+    );
+
+    let (script, warnings) = admitted("script").await;
+    let status = status_of(&script);
+    for feature in ["memory", "heap-dump"] {
+        let reason = status["unverified"][feature].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("started by /opt/app/bin/start.sh"),
+            "{status}"
+        );
+    }
+    assert_eq!(status["jvm"], "seen", "JAVA_HOME in the image: {status}");
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains("unverified")).count(),
+        1,
+        "{warnings:?}"
+    );
+
+    let (web, warnings) = admitted("web").await;
+    assert!(
+        web["metadata"]["annotations"]["jvm-guard.io/status"]
+            .as_str()
+            .is_none_or(|s| !s.contains("\"applied\"")),
+        "a server image is not guarded: {web}"
+    );
+    assert!(web["spec"]["initContainers"].is_null(), "{web}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("no container looks like a JVM")),
+        "{warnings:?}"
+    );
 }
 
 #[tokio::test]
@@ -426,9 +533,10 @@ async fn answers_are_cached_and_shared() {
         resolver.lookup(&request, &[]),
         resolver.lookup(&request, &[])
     );
-    let expected = ImageCommand {
+    let expected = ImageConfig {
         entrypoint: vec!["java".into()],
-        cmd: vec![],
+        env: vec![("PATH".into(), "/usr/bin".into())],
+        ..ImageConfig::default()
     };
     assert_eq!(a.as_ref(), Ok(&expected));
     assert_eq!(b.as_ref(), Ok(&expected));
@@ -553,7 +661,9 @@ async fn mutate_command_resolves_unless_offline() {
     let (container, stderr) = run(&["--offline", "--insecure-registry", &host]);
     assert!(container.get("command").is_none(), "{container}");
     assert!(
-        stderr.contains("no command, and the image ENTRYPOINT is unknown; set command to wrap it"),
+        stderr.contains(
+            "no command, and the image ENTRYPOINT is unknown (not looked up: --offline); set command to wrap it"
+        ),
         "{stderr}"
     );
 }

@@ -128,7 +128,15 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
                 }
             })?
         }
-        None => ResolvedImages::default(),
+        // Offline, nothing is looked up: each image's config is unknown, and each container the
+        // preview guards says so in its reasons and one warning.
+        None => {
+            let mut images = ResolvedImages::default();
+            for request in preview.images_to_resolve(&docs) {
+                images.insert(request, Err(OFFLINE.to_string()));
+            }
+            images
+        }
     };
     let out = preview
         .run_with(docs, &images)
@@ -149,6 +157,9 @@ pub fn run_mutate(args: &MutateArgs) -> Result<(String, Vec<String>), InputError
 }
 
 /// Looks the images up on a runtime made for this call only: `mutate` is otherwise plain.
+/// Why an image's config is unknown with `--offline`.
+const OFFLINE: &str = "not looked up: --offline";
+
 fn resolve_images(
     config: RegistryConfig,
     requests: Vec<ImageRequest>,

@@ -93,11 +93,12 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
 }
 
-/// How image ENTRYPOINT and CMD are looked up (SPEC §7), for `serve` and `mutate`.
+/// How image configs (ENTRYPOINT, CMD, Env, labels) are looked up, for `serve` and `mutate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Never contact a registry: containers without `command` are not wrapped by the agent
-    /// (their JVM flags are merged at admission), with a warning.
+    /// (their JVM flags are merged at admission), and what image configs would say is not
+    /// known (features it decides are unverified), with a warning.
     #[arg(long, env = "JVM_GUARD_OFFLINE")]
     pub offline: bool,
     /// A registry reached over plain HTTP instead of HTTPS; repeatable (comma-separated in

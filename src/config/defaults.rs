@@ -8,7 +8,7 @@ use super::profiles::{ProfileError, Profiles};
 
 /// Cluster-wide defaults (`serve --defaults FILE`): the same keys as a YAML map.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Defaults(BTreeMap<Key, String>, Option<Profiles>);
+pub struct Defaults(BTreeMap<Key, String>, Option<std::sync::Arc<Profiles>>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefaultsError {
@@ -36,7 +36,7 @@ impl Defaults {
         for (raw_key, value) in map {
             if raw_key == "profiles" {
                 let text = serde_yaml::to_string(&value)?;
-                profiles = Some(Profiles::with_overrides(&text)?);
+                profiles = Some(std::sync::Arc::new(Profiles::with_overrides(&text)?));
                 continue;
             }
             let name = raw_key.strip_prefix(PREFIX).unwrap_or(&raw_key);
@@ -123,7 +123,7 @@ impl Defaults {
     /// The launcher profiles: the file's `profiles:` over the built-in ones.
     pub fn profiles(&self) -> std::sync::Arc<Profiles> {
         match &self.1 {
-            Some(p) => std::sync::Arc::new(p.clone()),
+            Some(p) => p.clone(),
             None => Profiles::built_in(),
         }
     }

@@ -171,7 +171,7 @@ keys! {
         name: "probes", pod: true, disables: Feature::Probes.name(),
         value: Option<ProbeMode> = |v, _| parse_probe_mode(v),
         example: "tcp",
-        doc: "Probes: all three where the container has none, else only a missing startup probe.",
+        doc: "Probes: all three where the container has none (a framework preset only with evidence of the framework, else `tcp`); else a missing startup probe from its liveness probe, or `tcp` startup and liveness beside a lone readiness probe.",
     }
     ProbePath {
         name: "probe-path", pod: true, disables: Feature::Probes.name(),
@@ -238,10 +238,17 @@ pub(super) fn is_reserved(name: &str) -> bool {
     matches!(name, "status" | "inject")
 }
 
-pub(super) fn unknown_key_message(annotation: &str, on: &str) -> String {
+/// The warning for an unknown key; `hint`: with the nearest key's name, which costs an edit
+/// distance to every key (left out once the warnings are full: nobody reads it).
+pub(super) fn unknown_key_message(annotation: &str, on: &str, hint: bool) -> String {
     let name = annotation.strip_prefix(PREFIX).unwrap_or(annotation);
+    if !hint {
+        return format!("unknown {on} annotation {annotation}, ignored");
+    }
+    let near = |k: &&Key| k.name().len().abs_diff(name.len()) <= 3;
     let hint = Key::ALL
         .iter()
+        .filter(near)
         .map(|k| (edit_distance(name, k.name()), k))
         .filter(|(d, _)| *d <= 3)
         .min_by_key(|(d, _)| *d)

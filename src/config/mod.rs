@@ -4,6 +4,7 @@
 mod defaults;
 mod feature;
 mod keys;
+pub mod matcher;
 pub mod profiles;
 pub mod quantity;
 mod resolve;

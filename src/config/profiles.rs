@@ -4,13 +4,16 @@
 
 use std::sync::{Arc, OnceLock};
 
+use super::matcher::Matcher;
+pub use super::matcher::{By, Evidence};
+
 use serde::Deserialize;
 
 /// The built-in table, checked by a unit test and at first use.
 const BUILT_IN: &str = include_str!("profiles.yaml");
 
 /// One launcher.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Profile {
     pub name: String,
@@ -32,31 +35,14 @@ pub struct Profile {
     #[serde(default)]
     pub heap: Heap,
     /// The launcher runs the user's own application (a runtime such as Paketo's, UBI's or
-    /// Tomcat), so framework probe presets may apply; else it is a product with its own
-    /// endpoints.
+    /// Tomcat), so a framework probe preset may apply given that framework's evidence; else it
+    /// is a product with its own endpoints, never probed by a preset.
     #[serde(default)]
     pub generic: bool,
     /// A variable the launcher builds `-XX:HeapDumpPath` from: set to the dump directory
     /// instead of our flag (which the launcher's would override).
     #[serde(default)]
     pub dump_dir_var: Option<String>,
-}
-
-/// What a container must show for the profile to match (any one of them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evidence {
-    /// Image repositories, registry optional (`bitnami/kafka` matches
-    /// `docker.io/bitnami/kafka:3.9`); `*` matches within a path segment.
-    #[serde(default)]
-    pub images: Vec<String>,
-    /// Env variable names (`KC_*`: a prefix).
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Programs in `command`/`args` or in a shell script they run: a full path, or a name
-    /// matched against a path's last component.
-    #[serde(default)]
-    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -90,11 +76,31 @@ pub struct Heap {
     /// Of `vars`, those whose bare number is MiB (`ZOO_HEAP_SIZE=1024`).
     #[serde(default)]
     pub megabytes: Vec<String>,
+    /// Memory outside the heap that the launcher gives the product itself (a page cache, a
+    /// native data region): added to the non-heap reserve when `max-ram-percentage` is `auto`.
+    #[serde(default)]
+    pub off_heap: Option<OffHeap>,
+}
+
+/// Off-heap memory a launcher sizes: from a variable when the container sets it (a JVM size,
+/// `512m`), else its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OffHeap {
+    #[serde(default)]
+    pub var: Option<String>,
+    /// The launcher's size when `var` is not set (a JVM size).
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// The profiles in matching order: the defaults file's first, then the built-in ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profiles(Vec<Profile>);
+pub struct Profiles {
+    list: Vec<Profile>,
+    /// Their evidence, compiled once.
+    matcher: Matcher,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("profiles[{index}]{name}: {message}")]
@@ -175,6 +181,20 @@ impl Profile {
         {
             return Err(format!("heap.megabytes: {v:?} is not in heap.vars"));
         }
+        if let Some(off) = &self.heap.off_heap {
+            if let Some(v) = off.var.as_deref().filter(|v| !is_env_name(v)) {
+                return Err(format!("heap.off-heap.var: {v:?} is not a variable name"));
+            }
+            let size = off.default.as_deref();
+            if let Some(d) = size.filter(|d| crate::options::jvm_size(d).is_none()) {
+                return Err(format!(
+                    "heap.off-heap.default: {d:?} is not a size like 512m"
+                ));
+            }
+            if off.var.is_none() && off.default.is_none() {
+                return Err("heap.off-heap: needs var or default".into());
+            }
+        }
         Ok(())
     }
 }
@@ -221,7 +241,7 @@ impl Profiles {
         TABLE
             .get_or_init(|| {
                 let list = parse_list(BUILT_IN, true).expect("the built-in profiles are valid");
-                Arc::new(Profiles(list))
+                Arc::new(Profiles::new(list))
             })
             .clone()
     }
@@ -232,22 +252,39 @@ impl Profiles {
         let mut own = parse_list(text, false)?;
         let built_in = Profiles::built_in();
         let mut rest: Vec<Profile> = Vec::new();
-        for profile in &built_in.0 {
+        for profile in &built_in.list {
             match own.iter().position(|p| p.name == profile.name) {
                 Some(i) => rest.push(own.remove(i)),
                 None => rest.push(profile.clone()),
             }
         }
         own.extend(rest);
-        Ok(Profiles(own))
+        Ok(Profiles::new(own))
+    }
+
+    fn new(list: Vec<Profile>) -> Profiles {
+        let matcher = Matcher::new(list.iter().map(|p| &p.evidence));
+        Profiles { list, matcher }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
-        self.0.iter()
+        self.list.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&Profile> {
-        self.0.iter().find(|p| p.name == name)
+        self.list.iter().find(|p| p.name == name)
+    }
+
+    /// The profile a container's evidence points at (see [`Matcher::best`]): its image
+    /// repository, the programs it runs, the variables it sets; and by what.
+    pub fn matching(
+        &self,
+        repository: &str,
+        programs: &[String],
+        env: &[String],
+    ) -> Option<(&Profile, By)> {
+        let (i, by) = self.matcher.best(repository, programs, env)?;
+        Some((self.list.get(i)?, by))
     }
 }
 

@@ -69,7 +69,10 @@ impl NamespaceConfig {
                     layers.0.insert(key, (value.clone(), Source::Namespace));
                 }
                 None if is_reserved(name) => {}
-                None => warnings.push(unknown_key_message(annotation, "namespace")),
+                None => {
+                    let hint = !warnings.is_full();
+                    warnings.push(unknown_key_message(annotation, "namespace", hint))
+                }
             }
         }
         NamespaceConfig {
@@ -169,7 +172,10 @@ impl Config {
             };
             match Key::from_name(name) {
                 None if is_reserved(name) => {}
-                None => warnings.push(unknown_key_message(annotation, "pod")),
+                None => {
+                    let hint = !warnings.is_full();
+                    warnings.push(unknown_key_message(annotation, "pod", hint))
+                }
                 Some(key) if !key.pod_overridable() => warnings.push(format!(
                     "pod annotation {annotation} is ignored: it can only be set on the namespace"
                 )),

@@ -75,6 +75,11 @@ impl Warnings {
         self.kept.is_empty()
     }
 
+    /// Whether a new warning would only be counted ("and N more"), not kept.
+    pub fn is_full(&self) -> bool {
+        self.kept.len() == MAX_WARNINGS
+    }
+
     pub fn into_vec(self) -> Vec<String> {
         let mut kept = self.kept;
         if !self.more.is_empty() {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::decision::{Decision, EnvEdits, Outcome, Uses};
 use super::env::{EnvSources, EnvView, VarState};
 use super::facts::{Facts, PodFacts};
-use super::image::ImageCommand;
+use super::image::ImageConfig;
 use super::patch::{pointer, to_value, PatchBuilder};
 use super::status::ContainerStatus;
 use super::targets::Why;
@@ -23,7 +23,7 @@ pub(super) struct Target<'a> {
     pub container: &'a Container,
     pub why: Why,
     /// The registry's answer for the container's image, when it was looked up.
-    pub image: Option<Result<&'a ImageCommand, &'a str>>,
+    pub image: Option<Result<&'a ImageConfig, &'a str>>,
     pub pod: &'a PodFacts<'a>,
     /// The ConfigMaps and Secrets the caller knows.
     pub sources: &'a EnvSources,
@@ -47,6 +47,7 @@ pub(super) fn run(
         ]
         .map(|d| jdk::fit(&facts, d)),
     );
+    jvm = launcher::fit(&facts.launch, facts.name(), jvm);
     jvm.warnings.extend(jvm::not_injected(&facts, &jvm));
     let start = tools::start(&facts, &jvm);
     let started = start.command.is_some();
@@ -97,7 +98,8 @@ pub(super) fn run(
 pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let (container, pod) = (target.container, target.pod);
     let config = &pod.config;
-    let env = EnvView::new(container, target.sources);
+    let image = target.image.and_then(Result::ok);
+    let env = EnvView::with_image(container, target.sources, image);
     let profile = launcher::select(container, &env, &config.profile, &pod.profiles);
     let options_var = launcher::options_var(profile);
     let tools = tools::reach(&pod.tools, container);
@@ -111,8 +113,9 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let jvm_wanted = options_var.is_ok() && config.jvm_flags_on();
     let agent = command.is_ok() && (jvm_wanted || config.ulimits.is_on());
     let options = options_var.clone().map(|v| env.var(v));
-    let places = places(container, &env, profile, options_var.as_deref().ok());
+    let places = places(&env, profile, options_var.as_deref().ok());
     let jdk = jdk::known(container, &env);
+    let launch = launcher::launch(&env, profile);
     Facts {
         user: UserFlags::new(places.iter().map(|(_, text)| text.as_str())),
         container,
@@ -125,6 +128,7 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
         tools,
         command,
         agent,
+        launch,
         jdk,
         limit: memory::memory_limit(container).ok().flatten(),
     }
@@ -132,37 +136,39 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
 
 /// Every place the JVM reads flags from, with its known value.
 fn places(
-    container: &Container,
     env: &EnvView<'_>,
     profile: Option<&Profile>,
     options: Option<&str>,
 ) -> Vec<(String, String)> {
-    let mut vars: Vec<&str> = USER_OPTION_VARS.to_vec();
+    // The variables the JVM or a known launcher reads first, in that order; then every other
+    // variable the container sets (pod spec, known sources, image Env): a launcher may put any
+    // of them on the java command line (docs/design.md#memory).
+    let mut first: Vec<&str> = USER_OPTION_VARS.to_vec();
     // Ours, from an earlier mutation: the agent merges them at start.
-    vars.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS]);
-    vars.extend(options);
+    first.extend([agent_env::OPTIONS, agent_env::MEMORY_OPTIONS]);
+    first.extend(options);
     if let Some(p) = profile {
-        vars.extend(p.options.as_deref());
-        vars.extend(p.also_options.iter().map(String::as_str));
-        vars.extend(p.heap.vars.iter().map(String::as_str));
-        vars.extend(p.heap.memory_var.as_deref());
+        first.extend(p.options.as_deref());
+        first.extend(p.also_options.iter().map(String::as_str));
+        first.extend(p.heap.vars.iter().map(String::as_str));
+        first.extend(p.heap.memory_var.as_deref());
     }
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut places: Vec<(String, String)> = Vec::new();
-    for var in vars {
-        if places.iter().any(|(label, _)| label == var) {
+    for var in first {
+        if !seen.insert(var.to_string()) {
             continue;
         }
         if let Some(value) = env.var(var).value().filter(|v| !v.trim().is_empty()) {
             places.push((var.to_string(), value.to_string()));
         }
     }
-    let argv: Vec<&str> = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(String::as_str)
-        .collect();
+    for (var, value) in env.values() {
+        if !value.trim().is_empty() && seen.insert(var.clone()) {
+            places.push((var, value));
+        }
+    }
+    let argv: Vec<&str> = env.argv().into_iter().map(String::as_str).collect();
     if !argv.is_empty() {
         places.push(("the command".to_string(), argv.join(" ")));
     }
@@ -350,12 +356,14 @@ mod tests {
     }
 
     #[rstest]
-    #[case::admission(json!({"name": "a", "image": "corp/app:1"}), "admission", false)]
-    #[case::agent(json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), "agent", true)]
+    // Without a command (and no image config) nobody knows what sets the dump path: unverified.
+    #[case::admission(json!({"name": "a", "image": "corp/app:1"}), "admission", false, &["dump-rotation", "exit-on-oom"])]
+    #[case::agent(json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), "agent", true, &["heap-dump", "dump-rotation", "exit-on-oom"])]
     fn where_the_flags_are_merged(
         #[case] container: Value,
         #[case] merge: &str,
         #[case] agent: bool,
+        #[case] expected: &[&str],
     ) {
         let (c, status) = mutated(container);
         assert_eq!(status.merge.as_deref(), Some(merge));
@@ -365,7 +373,12 @@ mod tests {
         assert_eq!(env(&c, "JVM_GUARD_JAVA_OPTIONS").is_some(), agent, "{c}");
         assert_eq!(env(&c, "JAVA_TOOL_OPTIONS").is_some(), !agent, "{c}");
         let applied: Vec<&str> = status.applied.iter().map(|f| f.name()).collect();
-        assert_eq!(applied, ["heap-dump", "dump-rotation", "exit-on-oom"]);
+        assert_eq!(applied, expected);
+        assert_eq!(
+            status.unverified.contains_key(&Feature::HeapDump),
+            !agent,
+            "{status:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::parts::{DUMP_VOLUME, POD_NAMESPACE_ENV, POD_NAME_ENV, TOOLS_BINARY};
 use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
 use crate::options::agent_env;
+use crate::options::flag_in;
 
 pub fn volume(cfg: &DumpConfig) -> Volume {
     let mut v = Volume {
@@ -162,6 +163,16 @@ pub fn decide(facts: &Facts<'_>, heap_max: Option<u64>) -> Decision {
             return d;
         }
     }
+    // A dump path the workload sets anywhere the JVM or its launcher reads: dumps go there (or
+    // to its fixed file name), not to a directory of ours.
+    if let Some(by) = flag_in(&facts.places, "HeapDumpPath") {
+        let reason = format!("dump path set by {by}");
+        d.warn(format!(
+            "container {name}: {reason}; heap-dump skipped (dumps go where it says, not to the dump volume)"
+        ));
+        d.skip(Feature::HeapDump, reason);
+        return d;
+    }
     d.mounts.push(mount(cfg, name));
     d.env.prepend_env.extend(path_env(cfg));
     d.uses.dump = true;
@@ -305,11 +316,18 @@ mod tests {
         &[agent_env::DUMP_DIR], 0
     )]
     #[case::user_sets_the_hook(
-        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JAVA_OPTS", "value": "-XX:OnOutOfMemoryError=kill -XX:HeapDumpPath=/tmp"}]}),
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "JAVA_OPTS", "value": "-XX:OnOutOfMemoryError=kill"}]}),
         true,
         &[applied(Feature::HeapDump), skipped(Feature::DumpRotation, "the container sets OnOutOfMemoryError")],
-        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
+        &["-XX:+HeapDumpOnOutOfMemoryError", "-XX:HeapDumpPath=/dumps", "-XX:ErrorFile=/dumps/hs_err_pid%p.log"],
         &[agent_env::DUMP_DIR], 0
+    )]
+    #[case::the_workload_sets_the_dump_path(
+        json!({"name": "a", "image": "corp/app:1", "env": [{"name": "APP_JVM_ARGS", "value": "-Xss1m -XX:HeapDumpPath=/data/dumps"}]}),
+        true,
+        &[skipped(Feature::HeapDump, "dump path set by APP_JVM_ARGS=-XX:HeapDumpPath=/data/dumps")],
+        &[],
+        &[], 1
     )]
     #[case::the_agent_carries_the_directory(
         json!({"name": "a", "image": "corp/app:1", "command": ["java", "-jar", "app.jar"]}), true,

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Container;
 
+use super::image::ImageConfig;
+
 /// ConfigMaps and Secrets of one namespace, by name: their data as strings (Secrets decoded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvSources {
@@ -52,15 +54,65 @@ fn secret_note(name: &str) -> String {
     format!("{name} is set from a Secret, whose value is never copied into the pod")
 }
 
-/// A container's env as admission sees it, with the sources the caller knows.
+/// A container's env as admission sees it, with the sources the caller knows and, when it was
+/// looked up, its image's config (whose `Env` the pod spec overrides, and whose ENTRYPOINT and
+/// CMD a `command` and `args` replace).
 pub struct EnvView<'a> {
     container: &'a Container,
     sources: &'a EnvSources,
+    image: Option<&'a ImageConfig>,
 }
 
 impl<'a> EnvView<'a> {
     pub fn new(container: &'a Container, sources: &'a EnvSources) -> EnvView<'a> {
-        EnvView { container, sources }
+        EnvView::with_image(container, sources, None)
+    }
+
+    /// [`EnvView::new`], knowing the image's config.
+    pub fn with_image(
+        container: &'a Container,
+        sources: &'a EnvSources,
+        image: Option<&'a ImageConfig>,
+    ) -> EnvView<'a> {
+        EnvView {
+            container,
+            sources,
+            image,
+        }
+    }
+
+    /// The image's config, when it was looked up.
+    pub fn image(&self) -> Option<&'a ImageConfig> {
+        self.image
+    }
+
+    /// Whether the program the container starts is known: its `command`, or the image's config.
+    pub fn program_known(&self) -> bool {
+        let command = self
+            .container
+            .command
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        command || self.image.is_some()
+    }
+
+    /// The command line the container runs, as far as it is known: `command`, else the image's
+    /// ENTRYPOINT; then `args`, else (without a `command`) the image's CMD. Empty lists count
+    /// as absent, as the runtime reads them.
+    pub fn argv(&self) -> Vec<&'a String> {
+        let set = |l: &'a Option<Vec<String>>| l.as_deref().filter(|l| !l.is_empty());
+        let (command, args) = (set(&self.container.command), set(&self.container.args));
+        let image = self.image;
+        let head: &[String] = match command {
+            Some(c) => c,
+            None => image.map(|i| i.entrypoint.as_slice()).unwrap_or_default(),
+        };
+        let tail: &[String] = match (args, command) {
+            (Some(a), _) => a,
+            (None, Some(_)) => &[],
+            (None, None) => image.map(|i| i.cmd.as_slice()).unwrap_or_default(),
+        };
+        head.iter().chain(tail).collect()
     }
 
     fn source(
@@ -127,7 +179,41 @@ impl<'a> EnvView<'a> {
                 }
             }
         }
-        VarState::Absent
+        // The image's ENV, under everything the pod spec sets.
+        match self.image.and_then(|i| i.env_value(name)) {
+            Some(value) => VarState::Known {
+                index: None,
+                value: value.to_string(),
+            },
+            None => VarState::Absent,
+        }
+    }
+
+    /// Every variable the container is known to set, each once, with its value as the process
+    /// will see it, when known: one pass over `env` (the last entry of a name wins), then the
+    /// names only known `envFrom` sources or the image's `Env` set.
+    pub fn values(&self) -> Vec<(String, String)> {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let env = self.container.env.as_deref().unwrap_or_default();
+        for e in env.iter().rev() {
+            if !seen.insert(e.name.as_str()) {
+                continue;
+            }
+            let value = match &e.value_from {
+                None => e.value.clone(),
+                Some(_) => self.var(&e.name).value().map(str::to_string),
+            };
+            out.extend(value.map(|v| (e.name.clone(), v)));
+        }
+        out.reverse();
+        let names = self.names();
+        for name in names.iter().filter(|n| !seen.contains(n.as_str())) {
+            if let Some(value) = self.var(name).value() {
+                out.push((name.clone(), value.to_string()));
+            }
+        }
+        out
     }
 
     /// Every variable name the container is known to set (`env`, and known `envFrom` sources).
@@ -145,6 +231,11 @@ impl<'a> EnvView<'a> {
             let secret = from.secret_ref.as_ref().map(|r| r.name.as_str());
             if let Some(data) = self.source(cm, secret) {
                 names.extend(data.keys().map(|k| format!("{prefix}{k}")));
+            }
+        }
+        for (name, _) in self.image.map(|i| i.env.as_slice()).unwrap_or_default() {
+            if !names.contains(name) {
+                names.push(name.clone());
             }
         }
         names

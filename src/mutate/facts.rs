@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::decision::{Command, Decision};
 use super::env::{EnvView, VarState};
+use super::launcher::Launch;
 use crate::config::profiles::Profile;
 use crate::config::{Config, DumpConfig, Feature, Profiles, Switch};
 use crate::options::{Jdk, UserFlags};
@@ -48,6 +49,8 @@ pub struct Facts<'a> {
     /// Whether the agent starts the container: then our flags are merged at start, into the
     /// environment the process really has, and what admission cannot read is no reason to skip.
     pub agent: bool,
+    /// How the container starts its JVM, as far as admission can tell.
+    pub launch: Launch,
     /// The JDK the pod spec or the image name says the container runs, and what says so.
     pub jdk: Option<(Jdk, String)>,
     /// The container's memory limit in bytes, when it has a valid one.

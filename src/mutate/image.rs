@@ -1,7 +1,7 @@
 //! What the mutation knows of images: the platform a pod runs on, the lookups it asks for, and
 //! what the registry answered. Types only: the lookups themselves are the registry's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::PodSpec;
 
@@ -49,25 +49,95 @@ pub struct ImageRequest {
 /// What the registry said about each requested image: its command, or why it is unknown.
 /// The mutation's only view of registries; empty when nothing was looked up (offline).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResolvedImages(pub HashMap<ImageRequest, Result<ImageCommand, String>>);
+pub struct ResolvedImages(pub HashMap<ImageRequest, Result<ImageConfig, String>>);
 
 impl ResolvedImages {
-    pub fn get(&self, request: &ImageRequest) -> Option<Result<&ImageCommand, &str>> {
+    pub fn get(&self, request: &ImageRequest) -> Option<Result<&ImageConfig, &str>> {
         self.0
             .get(request)
             .map(|r| r.as_ref().map_err(String::as_str))
     }
 
-    pub fn insert(&mut self, request: ImageRequest, result: Result<ImageCommand, String>) {
+    pub fn insert(&mut self, request: ImageRequest, result: Result<ImageConfig, String>) {
         self.0.insert(request, result);
     }
 }
 
-/// What an image runs: its ENTRYPOINT and CMD.
+/// What an image's config says of the container it runs: its ENTRYPOINT and CMD, and the
+/// evidence the features read (docs/design.md#image-lookup). The pod spec wins over it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageCommand {
+pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
+    /// `Env`, as (name, value), in the image's order; bounded ([`MAX_ENV_BYTES`]).
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    /// `Labels` (OCI annotations of the image), bounded ([`MAX_LABEL_BYTES`]).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The memory a cached config's `Env` may take, names and values together with what each
+/// `String` costs besides its text ([`STRING_COST`]): a cached config is at most a few tens of
+/// KiB, whatever the registry sends (up to the 1 MiB config body).
+pub const MAX_ENV_BYTES: usize = 16 * 1024;
+/// The same for its `Labels`.
+pub const MAX_LABEL_BYTES: usize = 4 * 1024;
+/// The same for ENTRYPOINT and CMD together, and the most strings they may hold: a config
+/// beyond it is refused (a command cut short would be another command).
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
+pub const MAX_COMMAND_STRINGS: usize = 256;
+/// `User` and `WorkingDir` longer than this are not kept.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// What a kept string costs besides its text: its header and the allocator's rounding.
+pub const STRING_COST: usize = 32;
+
+/// The memory `strings` take, as [`MAX_COMMAND_BYTES`] counts it.
+pub fn strings_cost<'s>(strings: impl IntoIterator<Item = &'s String>) -> usize {
+    strings.into_iter().map(|s| s.len() + STRING_COST).sum()
+}
+
+impl ImageConfig {
+    /// Keeps `env` (`NAME=value` entries) and `labels` within their bounds: entries beyond them
+    /// are left out, whole.
+    pub fn bounded_env(
+        env: impl IntoIterator<Item = String>,
+        labels: impl IntoIterator<Item = (String, String)>,
+    ) -> (Vec<(String, String)>, BTreeMap<String, String>) {
+        let mut room = MAX_ENV_BYTES;
+        let mut kept_env = Vec::new();
+        for entry in env {
+            let Some((name, value)) = entry.split_once('=') else {
+                continue;
+            };
+            let cost = entry.len() + 2 * STRING_COST;
+            if cost > room {
+                break;
+            }
+            room -= cost;
+            kept_env.push((name.to_string(), value.to_string()));
+        }
+        let mut room = MAX_LABEL_BYTES;
+        let mut kept_labels = BTreeMap::new();
+        for (k, v) in labels {
+            let cost = k.len() + v.len() + 2 * STRING_COST;
+            if cost > room {
+                continue;
+            }
+            room -= cost;
+            kept_labels.insert(k, v);
+        }
+        (kept_env, kept_labels)
+    }
+
+    /// The image's value of `name`, the last one when it repeats.
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The image's repository as written, without tag or digest: `docker.io/bitnami/kafka`.

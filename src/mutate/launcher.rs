@@ -3,73 +3,12 @@
 
 use k8s_openapi::api::core::v1::Container;
 
+use super::decision::{Decision, Outcome};
 use super::env::EnvView;
 use super::{image, shell};
-use crate::config::profiles::{Evidence, Profile, ToolOptionsUse};
-use crate::config::{ProfileChoice, Profiles};
+use crate::config::profiles::{By, Profile, ToolOptionsUse};
+use crate::config::{Feature, ProfileChoice, Profiles};
 use crate::options::TOOL_OPTIONS;
-
-/// `*` matches within one path segment.
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, tail)) => {
-            text.starts_with(head)
-                && text.len() >= head.len() + tail.len()
-                && !text[head.len()..text.len() - tail.len()].contains('/')
-                && text.ends_with(tail)
-        }
-    }
-}
-
-/// Whether `repository` is `pattern` or ends with it at a path boundary, so a pattern matches
-/// whatever registry or mirror the image comes from.
-pub fn image_matches(pattern: &str, image: &str) -> bool {
-    let repo = image::repository(image);
-    let segments: Vec<&str> = repo.split('/').collect();
-    let want = pattern.split('/').count();
-    segments.len() >= want && glob(pattern, &segments[segments.len() - want..].join("/"))
-}
-
-fn command_matches(pattern: &str, program: &str) -> bool {
-    if pattern.contains('/') {
-        glob(pattern, program)
-    } else {
-        program
-            .rsplit('/')
-            .next()
-            .is_some_and(|base| glob(pattern, base))
-    }
-}
-
-fn env_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
-}
-
-/// How strongly `evidence` points at a container: 3 its image, 2 a program it runs, 1 a
-/// variable it sets, 0 nothing.
-fn strength(evidence: &Evidence, image: &str, programs: &[String], env: &[String]) -> u8 {
-    if evidence.images.iter().any(|p| image_matches(p, image)) {
-        3
-    } else if evidence
-        .commands
-        .iter()
-        .any(|p| programs.iter().any(|prog| command_matches(p, prog)))
-    {
-        2
-    } else if evidence
-        .env
-        .iter()
-        .any(|p| env.iter().any(|n| env_matches(p, n)))
-    {
-        1
-    } else {
-        0
-    }
-}
 
 /// The profile for a container: the one named, none, or the best evidence (first on a tie).
 pub fn select<'p>(
@@ -83,20 +22,117 @@ pub fn select<'p>(
         ProfileChoice::Named(name) => profiles.get(name),
         ProfileChoice::Auto => {
             let image = container.image.as_deref().unwrap_or_default();
-            let argv = container.command.iter().flatten();
-            let programs = shell::programs(argv.chain(container.args.iter().flatten()));
+            let programs = shell::programs(env.argv());
             let names = env.names();
-            let mut best: Option<(u8, &Profile)> = None;
-            for profile in profiles.iter() {
-                let s = strength(&profile.evidence, image, &programs, &names);
-                if s > 0 && best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, profile));
-                }
-            }
-            best.map(|(_, p)| p)
+            let (best, by) = profiles.matching(image::repository(image), &programs, &names)?;
+            // A variable alone (a shared ConfigMap's SPARK_HOME) does not make a container the
+            // profile's when its command is another launcher than the profile names.
+            let conflicts =
+                by == By::Env && !programs.is_empty() && !best.evidence.commands.is_empty();
+            (!conflicts).then_some(best)
         }
     }
 }
+
+/// Whether a command line runs `java`: as a program it starts (directly, through a wrapper, in
+/// a script it gives a shell), or as the command an entrypoint script is handed to `exec`
+/// (`docker-entrypoint.sh java -jar app.jar`, the official images' pattern).
+pub fn runs_java(argv: &[&String]) -> bool {
+    let java = |p: &str| p == "java" || p.ends_with("/java");
+    let handed = argv.iter().skip(1).any(|a| java(a));
+    handed
+        || shell::programs(argv.iter().copied())
+            .iter()
+            .any(|p| java(p))
+}
+
+/// How a container starts its JVM, as far as admission can tell: what decides whether a flag
+/// of ours reaches it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launch {
+    /// `java` is the command, directly, through a wrapper or by `exec` in a script we read.
+    Java,
+    /// A launcher with a profile: it says what the launcher does with our flags.
+    Profile,
+    /// A program we have no profile for (`/opt/app/bin/start.sh`): it may set its own heap or
+    /// dump path on the java command line.
+    Script(String),
+    /// No command, and the image's is not known.
+    Unknown,
+}
+
+/// How the container starts (`argv` as [`EnvView::argv`] gives it), under `profile`.
+pub fn launch(env: &EnvView<'_>, profile: Option<&Profile>) -> Launch {
+    if runs_java(&env.argv()) {
+        return Launch::Java;
+    }
+    let programs = shell::programs(env.argv());
+    if profile.is_some() {
+        return Launch::Profile;
+    }
+    if !env.program_known() {
+        // `args` alone run under the image's ENTRYPOINT, which nobody looked at.
+        return Launch::Unknown;
+    }
+    // The launcher is what the shells and wrappers start: `bash -c "exec /opt/app/run.sh"` is
+    // started by run.sh.
+    let launcher = programs
+        .iter()
+        .find(|p| !shell::is_shell(p))
+        .or(programs.first());
+    match launcher {
+        Some(first) => Launch::Script(first.clone()),
+        None => Launch::Unknown,
+    }
+}
+
+/// Why what our flags set may not be what the JVM gets, for a launch that is neither `java`
+/// nor a profiled launcher.
+pub fn unverified_reason(launch: &Launch) -> Option<String> {
+    match launch {
+        Launch::Java | Launch::Profile => None,
+        Launch::Script(program) => Some(format!(
+            "started by {program}, a launcher jvm-guard has no profile for: it may set its own heap or dump path"
+        )),
+        Launch::Unknown => Some(
+            "no command in the pod, and the image's is not known: its launcher may set its own heap or dump path"
+                .to_string(),
+        ),
+    }
+}
+
+/// `d`, one JVM feature's decision for container `name`, with what it sets in the JVM's heap
+/// or dump path (`memory`, `heap-dump`) unverified when `launch` may override it: passed on,
+/// and the agent's line and `inspect` show what the JVM got (docs/design.md#status).
+pub fn fit(launch: &Launch, name: &str, mut d: Decision) -> Decision {
+    let Some(reason) = unverified_reason(launch) else {
+        return d;
+    };
+    let mut unverified = Vec::new();
+    for (feature, outcome) in &mut d.outcomes {
+        if !MAY_BE_OVERRIDDEN.contains(feature) {
+            continue;
+        }
+        // The launcher's doubt comes first: it is what may override the flag whatever the JDK.
+        let reason = match outcome {
+            Outcome::Applied => reason.clone(),
+            Outcome::Unverified { reason: earlier } => format!("{reason}; and {earlier}"),
+            Outcome::Skipped { .. } => continue,
+        };
+        *outcome = Outcome::Unverified { reason };
+        unverified.push(feature.name());
+    }
+    if !unverified.is_empty() {
+        d.warn(format!(
+            "container {name}: {reason}; {} unverified (the agent's line and `jvm-guard inspect` show what the JVM got)",
+            unverified.join(", ")
+        ));
+    }
+    d
+}
+
+/// The features a launcher may override with options of its own.
+const MAY_BE_OVERRIDDEN: [Feature; 2] = [Feature::Memory, Feature::HeapDump];
 
 /// Where our JVM flags go under `profile`: its options variable, else `JAVA_TOOL_OPTIONS`;
 /// `Err` when the launcher drops `JAVA_TOOL_OPTIONS` and offers no variable.
@@ -119,6 +155,27 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    /// A table of one profile with `images` and `commands`, compiled as the server's is.
+    fn matcher(images: &[&str], commands: &[&str]) -> crate::config::matcher::Matcher {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        let evidence = crate::config::profiles::Evidence {
+            images: list(images),
+            commands: list(commands),
+            env: Vec::new(),
+        };
+        crate::config::matcher::Matcher::new([&evidence])
+    }
+
+    fn image_matches(pattern: &str, image: &str) -> bool {
+        let m = matcher(&[pattern], &[]);
+        m.best(image::repository(image), &[], &[]).is_some()
+    }
+
+    fn command_matches(pattern: &str, program: &str) -> bool {
+        let m = matcher(&[], &[pattern]);
+        m.best("", &[program.to_string()], &[]).is_some()
+    }
 
     #[rstest]
     #[case("bitnami/kafka", "docker.io/bitnami/kafka:3.9.0-debian-12-r4", true)]

@@ -9,7 +9,7 @@ use super::facts::{Facts, Gate};
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};
-use crate::options::{heap_flag, heap_in, heap_var_sets};
+use crate::options::{heap_flag, heap_in, heap_var_sets, jvm_size};
 
 const MIB: u64 = 1 << 20;
 
@@ -32,11 +32,18 @@ pub fn auto_percent(limit: u64, reserve: u64) -> Percent {
 
 /// Our RAM percentages for a container whose heap is ours to size ([`heap_owner`] said so: the
 /// container sets none of these flags itself).
-pub fn memory_flags(cfg: &MemoryConfig, limit: Option<u64>, container: &str) -> MemoryFlags {
+/// `reserve`: the non-heap reserve in bytes (the key's, plus what the launcher sizes off the
+/// heap).
+pub fn memory_flags(
+    cfg: &MemoryConfig,
+    limit: Option<u64>,
+    reserve: u64,
+    container: &str,
+) -> MemoryFlags {
     let mut flags = Vec::new();
     let mut warnings = Vec::new();
     let max = match (&cfg.max, limit) {
-        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, cfg.reserve.bytes())),
+        (MaxRam::Auto, l) => l.map(|l| auto_percent(l, reserve)),
         (MaxRam::Fixed(p), _) => Some(*p),
     };
     if let Some(p) = max {
@@ -103,6 +110,72 @@ pub(super) enum HeapOwner {
 /// Decides who owns the heap. `places` are the texts the JVM sees flags from, each with its
 /// variable's name (or `the command`); `var` reads a variable as admission knows it.
 pub(super) fn heap_owner(
+    places: &[(String, String)],
+    profile: Option<&Profile>,
+    var: &dyn Fn(&str) -> VarState,
+    limit: Option<u64>,
+) -> HeapOwner {
+    match launcher_heap_owner(places, profile, var, limit) {
+        HeapOwner::Us { var } => match sized_by_name(places) {
+            Some((by, max)) => HeapOwner::Workload { by, max },
+            None => HeapOwner::Us { var },
+        },
+        owner => owner,
+    }
+}
+
+/// Words of a variable's name (split on `_`) that say it sizes the heap ...
+const HEAP_WORDS: [&str; 4] = ["HEAP", "HEAPSIZE", "MAXHEAP", "XMX"];
+/// ... or the memory of what it launches, unless a word says it is some other memory.
+const MEMORY_WORDS: [&str; 2] = ["MEM", "MEMORY"];
+const NOT_HEAP_WORDS: [&str; 6] = ["OFF", "OFFHEAP", "CACHE", "PAGECACHE", "DIRECT", "NATIVE"];
+
+/// A variable whose name says heap or memory and whose value is a size (`NEXUS_HEAP=2g`,
+/// `APP_XMX=1024m`, `DRUID_MAX_MEM_MB=2048`): a launcher we have no profile for sizes its
+/// heap from it. Who sets it, and the maximum when the value says (a bare number counts only
+/// in a heap variable, or one named in MB). Heap names first, then memory names.
+fn sized_by_name(places: &[(String, String)]) -> Option<(String, Option<u64>)> {
+    let words = |name: &str| -> Vec<String> {
+        name.to_ascii_uppercase()
+            .split('_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let sized = |(name, value): &(String, String), said: &[&str]| {
+        // Most names say neither: passed over before they are split.
+        let upper = name.to_ascii_uppercase();
+        if !said.iter().any(|w| upper.contains(w)) {
+            return None;
+        }
+        let words = words(name);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        let ours = name.to_ascii_uppercase().starts_with("JVM_GUARD_") || name == "the command";
+        if ours || !has(said) || has(&NOT_HEAP_WORDS) {
+            return None;
+        }
+        let value = value.trim();
+        let megabytes = words.last().is_some_and(|w| w == "MB") || has(&["MB"]);
+        let max = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            if !megabytes && !has(&HEAP_WORDS) {
+                return None;
+            }
+            megabytes
+                .then(|| value.parse::<u64>().ok()?.checked_mul(MIB))
+                .flatten()
+        } else {
+            // Only a size with a JVM unit: `512m`, `2G`.
+            let unit = value.chars().last().filter(|c| "kKmMgGtT".contains(*c));
+            Some(unit.and(jvm_size(value))?)
+        };
+        Some((format!("{name}={value}"), max))
+    };
+    let heap = places.iter().find_map(|p| sized(p, &HEAP_WORDS));
+    heap.or_else(|| places.iter().find_map(|p| sized(p, &MEMORY_WORDS)))
+}
+
+/// [`heap_owner`] as the heap flags and the launcher profile say.
+fn launcher_heap_owner(
     places: &[(String, String)],
     profile: Option<&Profile>,
     var: &dyn Fn(&str) -> VarState,
@@ -214,7 +287,8 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
         d.warn(format!("container {name}: memory limit {e}"));
         None
     });
-    let reserve = cfg.reserve.bytes();
+    let (off_heap, off_heap_by) = off_heap(facts);
+    let reserve = cfg.reserve.bytes() + off_heap;
     if facts.user.sets("-XX:-UseContainerSupport") {
         d.warn(format!(
             "container {name} sets -XX:-UseContainerSupport: the JVM sizes its heap from the node's memory, not the container's; memory skipped"
@@ -268,7 +342,13 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
             ));
         }
     }
-    let out = memory_flags(cfg, limit, name);
+    let out = memory_flags(cfg, limit, reserve, name);
+    if let (Some(by), MaxRam::Auto) = (off_heap_by, &cfg.max) {
+        d.warn(format!(
+            "container {name}: the launcher's off-heap memory ({by}) is added to the non-heap reserve: {} MiB in all",
+            mib(reserve)
+        ));
+    }
     d.warnings.extend(out.warnings);
     if out.flags.is_empty() {
         d.skip(Feature::Memory, "no memory limit");
@@ -276,6 +356,26 @@ fn size(facts: &Facts<'_>, cfg: &MemoryConfig, d: &mut Decision) -> (Option<Ours
     }
     let heap_max = out.flags.iter().find_map(|t| heap_flag(t, limit).flatten());
     (Some((out.flags, var)), heap_max)
+}
+
+/// The off-heap memory the container's launcher sizes (its profile says where), in bytes, and
+/// what says so (`NEO4J_PAGECACHE=1g`, or the launcher's default).
+fn off_heap(facts: &Facts<'_>) -> (u64, Option<String>) {
+    let Some(off) = facts.profile.and_then(|p| p.heap.off_heap.as_ref()) else {
+        return (0, None);
+    };
+    let set = off.var.as_deref().and_then(|var| {
+        let value = facts.env.var(var).value()?.trim().to_string();
+        Some((jvm_size(&value)?, format!("{var}={value}")))
+    });
+    let default = || {
+        let d = off.default.as_deref()?;
+        Some((jvm_size(d)?, format!("the launcher's default {d}")))
+    };
+    match set.or_else(default) {
+        Some((bytes, by)) => (bytes, Some(by)),
+        None => (0, None),
+    }
 }
 
 /// The warning when a heap of `max` bytes set by `by` does not fit the limit minus the reserve.
@@ -322,6 +422,77 @@ mod tests {
         Outcome::Skipped {
             reason: reason.into(),
         }
+    }
+
+    fn places(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[rstest]
+    #[case::heap_with_a_unit(&[("NEXUS_HEAP", "2g")], Some(("NEXUS_HEAP=2g", Some(2 << 30))))]
+    #[case::xmx_bare(&[("APP_XMX", "1024")], Some(("APP_XMX=1024", None)))]
+    #[case::memory_in_mb(&[("DRUID_MAX_MEM_MB", "2048")], Some(("DRUID_MAX_MEM_MB=2048", Some(2048 << 20))))]
+    #[case::memory_bare_is_no_size(&[("MEMORY_NODES", "3")], None)]
+    #[case::member_is_not_mem(&[("CLUSTER_MEMBER_ID", "3g")], None)]
+    #[case::a_page_cache_is_not_the_heap(&[("NEO4J_dbms_memory_pagecache_size", "512M")], None)]
+    #[case::off_heap(&[("IGNITE_OFF_HEAP_SIZE", "1g")], None)]
+    #[case::not_a_size(&[("JAVA_HEAP_OPTS_FILE", "/etc/heap.conf")], None)]
+    #[case::heap_before_memory(
+        &[("NEO4J_dbms_memory_transaction_total_max", "1g"), ("NEO4J_dbms_memory_heap_max__size", "2G")],
+        Some(("NEO4J_dbms_memory_heap_max__size=2G", Some(2 << 30)))
+    )]
+    #[case::ours(&[("JVM_GUARD_MEMORY_OPTIONS", "1g")], None)]
+    fn variables_whose_name_says_heap(
+        #[case] vars: &[(&str, &str)],
+        #[case] expected: Option<(&str, Option<u64>)>,
+    ) {
+        let got = sized_by_name(&places(vars));
+        assert_eq!(got.as_ref().map(|(by, max)| (by.as_str(), *max)), expected);
+    }
+
+    #[test]
+    fn off_heap_memory_the_launcher_sizes_is_reserved() {
+        let profiles = crate::config::Profiles::with_overrides(
+            "- name: graphdb\n  cite: a test launcher with a page cache\n  match:\n    images: [corp/graphdb]\n  heap:\n    off-heap:\n      var: GRAPH_PAGECACHE\n      default: 512m\n",
+        )
+        .unwrap();
+        let settings = crate::config::ServerSettings {
+            tools_image: Some("tools:1".into()),
+            profiles: std::sync::Arc::new(profiles),
+            ..Default::default()
+        };
+        let run = |env: Value| {
+            let c = json!({
+                "name": "a", "image": "corp/graphdb:5", "command": ["java", "-jar", "g.jar"], "env": env,
+                "resources": {"limits": {"memory": "2Gi"}},
+            });
+            crate::mutate::testing::with_settings_facts(
+                &settings,
+                json!({}),
+                pod(json!({}), c),
+                decide,
+            )
+        };
+        // 2 GiB, 384 MiB reserve + the 512 MiB default cache: floor(100 * 1152 / 2048) = 56.
+        let m = run(json!([]));
+        assert_eq!(m.decision.env.tokens[0], "-XX:MaxRAMPercentage=56.0");
+        assert!(
+            m.decision.warnings[0].contains("the launcher's default 512m"),
+            "{:?}",
+            m.decision.warnings
+        );
+        // Set by the container: 1 GiB more, floor(100 * 640 / 2048) = 31.
+        let m = run(json!([{"name": "GRAPH_PAGECACHE", "value": "1g"}]));
+        assert_eq!(m.decision.env.tokens[0], "-XX:MaxRAMPercentage=31.0");
+        assert!(m.decision.warnings[0].contains("GRAPH_PAGECACHE=1g"));
+        assert!(crate::config::Profiles::with_overrides(
+            "- name: x\n  match:\n    images: [x]\n  heap:\n    off-heap:\n      default: lots\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("heap.off-heap.default"));
     }
 
     const MAX: &str = "jvm-guard.io/max-ram-percentage";

@@ -30,7 +30,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 
 pub use env::EnvSources;
-pub use image::{ImageCommand, ImageRequest, Platform, ResolvedImages};
+pub use image::{ImageConfig, ImageRequest, Platform, ResolvedImages};
 pub use plan::Plan;
 
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
@@ -112,19 +112,10 @@ impl Plan<'_> {
         let mut patch = PatchBuilder::default();
         let mut status = Status::new();
         let mut uses = Uses::default();
-        for &(index, why) in &plan.targets {
+        let targets = plan.targets(pod, sources, images, &mut warnings);
+        for (index, why) in targets {
             let container = &spec.containers[index];
-            // A `command` replaces the ENTRYPOINT: the image's is of no use then.
-            let image = container
-                .image
-                .as_ref()
-                .filter(|_| !parts::has_command(container))
-                .and_then(|image| {
-                    images.get(&ImageRequest {
-                        image: image.clone(),
-                        platform: plan.platform.clone(),
-                    })
-                });
+            let image = plan.lookup(container, images);
             let target = Target {
                 index,
                 container,
@@ -201,8 +192,16 @@ mod tests {
         true,
         &[]
     )]
-    #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &[])]
-    #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &[])]
+    // The image config is evidence, not only an entrypoint: looked up without tools, and for
+    // a container with its own command.
+    #[case::no_tools(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1"}]), false, &["app:1"])]
+    #[case::command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": ["java"]}]), true, &["app:1"])]
+    #[case::not_a_jvm_by_the_spec(
+        json!({ULIMITS: "nofile=1024"}),
+        json!([{"name": "web", "image": "nginx:1.27"}, {"name": "job", "image": "corp/tools:1", "command": ["sh", "-c", "curl -f http://x"]}, {"name": "a", "image": "app:1"}]),
+        true,
+        &["app:1"]
+    )]
     #[case::empty_command(json!({ULIMITS: "nofile=1024"}), json!([{"name": "a", "image": "app:1", "command": []}]), true, &["app:1"])]
     #[case::already_mutated(json!({ULIMITS: "nofile=1024", "jvm-guard.io/status": "{}"}), json!([{"name": "a", "image": "app:1"}]), true, &[])]
     #[case::only_targets(
@@ -213,11 +212,11 @@ mod tests {
     )]
     #[case::once_per_image(
         json!({ULIMITS: "nofile=1024", "jvm-guard.io/containers": "*"}),
-        json!([{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c", "image": "app:1", "command": ["x"]}]),
+        json!([{"name": "a", "image": "app:1"}, {"name": "b", "image": "app:1"}, {"name": "c", "image": "app:2", "command": ["x"]}]),
         true,
-        &["app:1"]
+        &["app:1", "app:2"]
     )]
-    fn images_to_resolve_only_for_targets_the_agent_starts(
+    fn images_to_resolve_for_every_container_that_may_be_a_target(
         #[case] annotations: Value,
         #[case] containers: Value,
         #[case] tools: bool,
@@ -249,15 +248,16 @@ mod tests {
         assert_eq!(Platform::default().architecture, "amd64");
 
         // What the lookup said reaches the container, an unknown image says why.
-        let command = |result: Result<ImageCommand, String>| {
+        let command = |result: Result<ImageConfig, String>| {
             let mut images = ResolvedImages::default();
             images.insert(requests[0].clone(), result);
             let m = mutate_with(&pod, &ns, &settings(true), &images);
             (serde_json::to_value(&m.patch).unwrap(), m.warnings)
         };
-        let (patch, _) = command(Ok(ImageCommand {
+        let (patch, _) = command(Ok(ImageConfig {
             entrypoint: vec!["java".into()],
             cmd: vec!["-version".into()],
+            ..ImageConfig::default()
         }));
         let ops = patch.as_array().unwrap();
         assert!(ops.iter().any(

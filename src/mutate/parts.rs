@@ -72,9 +72,3 @@ pub fn dump_tools_collision(cfg: &DumpConfig) -> Option<String> {
     let under = path == TOOLS_DIR || path.starts_with(&format!("{TOOLS_DIR}/"));
     under.then(|| format!("dump-mount-path {path} is the tools directory {TOOLS_DIR}"))
 }
-
-/// Whether the container sets its own `command` (an empty one counts as absent, as the runtime
-/// reads it): then the image's ENTRYPOINT is of no use.
-pub fn has_command(container: &Container) -> bool {
-    container.command.as_ref().is_some_and(|c| !c.is_empty())
-}

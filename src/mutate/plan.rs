@@ -4,15 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::env::EnvSources;
 use super::facts::PodFacts;
-use super::image::{ImageRequest, Platform, OS_LABEL};
-use super::parts::{
-    dump_pod_collision, dump_tools_collision, has_command, tools_container_collision,
-    tools_pod_collision,
-};
+use super::image::{ImageConfig, ImageRequest, Platform, ResolvedImages, OS_LABEL};
+use super::parts::{dump_pod_collision, dump_tools_collision, tools_pod_collision};
 use super::targets;
 use crate::config::{
     Config, Key, NamespaceConfig, ServerSettings, Switch, Warnings, EXCLUDED_NAMESPACES,
@@ -38,11 +35,10 @@ pub(super) enum Verdict<'a> {
     Mutate(Box<PodPlan<'a>>),
 }
 
-/// What was decided for a pod to mutate: the facts every target shares, and the targets.
+/// What was decided for a pod to mutate: the facts every target shares. Its targets are chosen
+/// with the images' configs ([`PodPlan::targets`]).
 pub(super) struct PodPlan<'a> {
     pub facts: PodFacts<'a>,
-    /// Indices into `spec.containers`, with why each is a target.
-    pub targets: Vec<(usize, targets::Why)>,
     pub platform: Platform,
     /// What resolving the configuration and choosing the targets had to say.
     pub warnings: Warnings,
@@ -139,13 +135,6 @@ impl<'a> Plan<'a> {
             return leave_alone(warnings);
         }
         let config = Config::resolve(ns, annotations, settings, &mut warnings);
-        let targets = targets::select(
-            pod,
-            &config.targets,
-            &settings.profiles,
-            sources,
-            &mut warnings,
-        );
         let dump = match &config.heap_dump {
             Switch::On(cfg) => {
                 match dump_pod_collision(spec).or_else(|| dump_tools_collision(cfg)) {
@@ -167,7 +156,6 @@ impl<'a> Plan<'a> {
                 tools,
                 profiles: settings.profiles.clone(),
             },
-            targets,
             platform: Platform::of(spec),
             warnings,
         };
@@ -178,25 +166,24 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The images whose ENTRYPOINT and CMD the mutation would use: those of the targets that
-    /// get the rlimit wrapper and have no `command`. Empty when the pod needs no lookup.
+    /// The images whose config the mutation would use (docs/design.md#image-lookup): those of
+    /// every container that may be a target, for the evidence their config gives (`Env`,
+    /// ENTRYPOINT) and, without a `command`, the entrypoint the agent wraps. Empty when the pod
+    /// needs no lookup.
     pub fn images_to_resolve(&self) -> Vec<ImageRequest> {
         let Verdict::Mutate(plan) = &self.verdict else {
             return Vec::new();
         };
         let pod = &plan.facts;
-        // Every target with a known entrypoint gets the agent (SPEC §4.4): look up those
-        // without a command, whatever features are on.
         let wanted = pod.config.jvm_flags_on() || pod.config.ulimits.is_on();
-        if pod.tools.is_err() || !wanted {
+        if !wanted {
             return Vec::new();
         }
         let mut requests: Vec<ImageRequest> = Vec::new();
-        for &(index, _) in &plan.targets {
+        let candidates =
+            targets::may_be_targets(self.pod, &pod.config.targets, &pod.profiles, self.sources);
+        for index in candidates {
             let container = &pod.spec.containers[index];
-            if has_command(container) || tools_container_collision(container).is_some() {
-                continue;
-            }
             let Some(image) = container.image.as_ref().filter(|i| !i.is_empty()) else {
                 continue;
             };
@@ -209,6 +196,45 @@ impl<'a> Plan<'a> {
             }
         }
         requests
+    }
+}
+
+impl PodPlan<'_> {
+    /// The targets, with why each is one, knowing the images' configs in `images`.
+    pub fn targets(
+        &self,
+        pod: &Pod,
+        sources: &EnvSources,
+        images: &ResolvedImages,
+        warnings: &mut Warnings,
+    ) -> Vec<(usize, targets::Why)> {
+        let image = |c: &Container| self.image_of(c, images);
+        let profiles = &self.facts.profiles;
+        targets::select(
+            pod,
+            &self.facts.config.targets,
+            profiles,
+            sources,
+            &image,
+            warnings,
+        )
+    }
+
+    /// What the registry said of `container`'s image, when it was looked up.
+    pub fn lookup<'i>(
+        &self,
+        container: &Container,
+        images: &'i ResolvedImages,
+    ) -> Option<Result<&'i ImageConfig, &'i str>> {
+        let image = container.image.as_ref()?;
+        images.get(&ImageRequest {
+            image: image.clone(),
+            platform: self.platform.clone(),
+        })
+    }
+
+    fn image_of<'i>(&self, c: &Container, images: &'i ResolvedImages) -> Option<&'i ImageConfig> {
+        self.lookup(c, images).and_then(Result::ok)
     }
 }
 
@@ -303,6 +329,7 @@ mod tests {
         #[case] tools: Result<(), &str>,
     ) {
         let pod = json!({"metadata": {}, "spec": {"containers": app(), "volumes": volumes, "initContainers": init}});
+        let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
         plan_of("shop", pod, |verdict| {
             let Verdict::Mutate(plan) = verdict else {
                 panic!("mutated");
@@ -321,7 +348,11 @@ mod tests {
                 .err()
                 .map(|r| format!("jvm-guard: {r}; heap-dump skipped"));
             assert_eq!(warned, dump_warning.into_iter().collect::<Vec<_>>());
-            assert_eq!(plan.targets, [(0, targets::Why::Seen)]);
+            let mut warnings = Warnings::default();
+            let images = ResolvedImages::default();
+            let sources = EnvSources::default();
+            let targets = plan.targets(&typed, &sources, &images, &mut warnings);
+            assert_eq!(targets, [(0, targets::Why::Seen)]);
         });
     }
 

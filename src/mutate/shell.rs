@@ -8,7 +8,14 @@ const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
 
 /// Programs that run the rest of their arguments as a program, past their flags (and `env`'s
 /// assignments).
-const WRAPPERS: &[&str] = &["tini", "dumb-init", "env"];
+const WRAPPERS: &[&str] = &["tini", "dumb-init", "env", "nohup", "setsid"];
+/// Wrappers whose first operand is not the program: `timeout 60 cmd`, `gosu user cmd`.
+const WRAPPERS_WITH_AN_OPERAND: &[&str] = &["timeout", "gosu", "su-exec", "chroot"];
+
+/// Whether `program` is a POSIX shell (`sh`, `/bin/bash`, ...).
+pub fn is_shell(program: &str) -> bool {
+    SHELLS.contains(&base(program))
+}
 
 /// The last segment of a path: `/opt/java/bin/java` → `java`.
 pub fn base(path: &str) -> &str {
@@ -50,13 +57,15 @@ fn wrapped<'w>(program: &str, args: &'w [&'w str]) -> Option<&'w [&'w str]> {
         let end = args.iter().position(|w| *w == "--")?;
         return Some(&args[end + 1..]);
     }
-    if !WRAPPERS.contains(&base(program)) {
+    let operand = WRAPPERS_WITH_AN_OPERAND.contains(&base(program));
+    if !WRAPPERS.contains(&base(program)) && !operand {
         return None;
     }
     let start = args
         .iter()
         .position(|w| !w.starts_with('-') && !w.contains('='));
-    Some(&args[start.unwrap_or(args.len())..])
+    let start = start.unwrap_or(args.len()) + usize::from(operand);
+    Some(&args[start.min(args.len())..])
 }
 
 /// The programs `argv` (a container's `command` then `args`) runs: its first word, what a
@@ -109,6 +118,11 @@ mod tests {
         &[TOOLS_BINARY, "java"]
     )]
     #[case::not_a_wrapper(&["/app/server", "--", "java"], &["/app/server"])]
+    #[case::through_timeout(
+        &["timeout", "60", "sh", "-c", "bin/pulsar initialize-cluster-metadata"],
+        &["timeout", "sh", "bin/pulsar"]
+    )]
+    #[case::through_gosu(&["gosu", "app", "java", "-jar", "x.jar"], &["gosu", "java"])]
     #[case::empty(&[], &[])]
     fn first_words(#[case] argv: &[&str], #[case] expected: &[&str]) {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();

@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::env::{EnvSources, EnvView};
+use super::image::ImageConfig;
 use super::shell::{self, base};
 use super::{image, launcher};
 use crate::config::{Key, ProfileChoice, Profiles, Targets, Warnings};
@@ -88,6 +89,10 @@ const NOT_JVM_IMAGES: &[&str] = &[
     "pause",
 ];
 
+/// Of [`NOT_JVM_IMAGES`], the language runtimes, matched only as the whole image name (their
+/// names prefix other products': `node-chrome` is a Selenium node, a JVM).
+const RUNTIME_IMAGES: &[&str] = &["python", "node", "golang", "ruby", "php"];
+
 /// Programs that are not JVMs: a command, or a shell script, running only these is not one.
 const NOT_JVM_PROGRAMS: &[&str] = &[
     "sh",
@@ -135,8 +140,27 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "python",
     "python3",
     "node",
+    "npm",
+    "npx",
+    "yarn",
     "nginx",
+    "openresty",
     "envoy",
+    "gunicorn",
+    "uwsgi",
+    "uvicorn",
+    "celery",
+    "php-fpm",
+    "apache2-foreground",
+    "httpd",
+    "httpd-foreground",
+    "caddy",
+    "haproxy",
+    "ruby",
+    "bundle",
+    "rails",
+    "puma",
+    "dotnet",
     "true",
     "false",
     "test",
@@ -195,6 +219,15 @@ const NOT_JVM_PROGRAMS: &[&str] = &[
     "IFS",
 ];
 
+/// Scripts of other languages, by their extension: their interpreter is not a JVM.
+const NOT_JVM_SCRIPTS: &[&str] = &[".py", ".rb", ".js", ".mjs", ".pl", ".php"];
+
+/// Whether `program` is known not to be a JVM: by name, or a script of another language.
+fn not_a_jvm(program: &str) -> bool {
+    let name = base(program);
+    NOT_JVM_PROGRAMS.contains(&name) || NOT_JVM_SCRIPTS.iter().any(|ext| name.ends_with(ext))
+}
+
 /// Env variables that only a JVM reads.
 const JVM_VARS: &[&str] = &[
     "JAVA_TOOL_OPTIONS",
@@ -205,7 +238,36 @@ const JVM_VARS: &[&str] = &[
     "_JAVA_OPTIONS",
 ];
 
-/// What the pod spec says about a container being a JVM.
+/// Variables the official images of other runtimes and servers set (their Dockerfiles'
+/// `ENV`): a container whose environment has one and no JVM variable is not a JVM.
+const NOT_JVM_VARS: &[&str] = &[
+    "PYTHON_VERSION",
+    "NODE_VERSION",
+    "NGINX_VERSION",
+    "GOLANG_VERSION",
+    "RUBY_VERSION",
+    "PHP_VERSION",
+    "HTTPD_VERSION",
+    "CADDY_VERSION",
+    "HAPROXY_VERSION",
+    "DOTNET_VERSION",
+    "ASPNET_VERSION",
+    "RUST_VERSION",
+    "PERL_VERSION",
+    "REDIS_VERSION",
+    "PG_VERSION",
+    "MYSQL_VERSION",
+    "MARIADB_VERSION",
+    "MONGO_VERSION",
+    "COUCHDB_VERSION",
+    "OPENRESTY_VERSION",
+    // A Python virtual environment, whatever installed the interpreter.
+    "VIRTUAL_ENV",
+    "GOPATH",
+];
+
+/// What the pod spec (and the image config, when looked up) says about a container being a
+/// JVM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
     /// Seen: the reason.
@@ -255,41 +317,81 @@ fn is_sidecar(container: &Container) -> bool {
 
 /// The evidence a container gives of being a JVM.
 pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -> Evidence {
-    let argv = container.command.iter().flatten();
-    let programs = shell::programs(argv.chain(container.args.iter().flatten()));
-    if let Some(java) = programs
-        .iter()
-        .find(|p| *p == "java" || p.ends_with("/java"))
-    {
+    let argv = env.argv();
+    let programs = shell::programs(argv.iter().copied());
+    if launcher::runs_java(&argv) {
+        let java = argv
+            .iter()
+            .map(|a| a.as_str())
+            .chain(programs.iter().map(String::as_str))
+            .find(|p| *p == "java" || p.ends_with("/java"))
+            .unwrap_or("java");
         return Evidence::Jvm(format!("runs {java}"));
     }
     if let Some(p) = launcher::select(container, env, &ProfileChoice::Auto, profiles) {
         return Evidence::Jvm(format!("the {} launcher", p.name));
     }
+    // What the command runs outweighs what the environment is ready for: a toolbox in a JVM
+    // image (JAVA_HOME set) that runs only Python scripts and `sleep` is not a JVM.
+    if !programs.is_empty() && programs.iter().all(|c| not_a_jvm(c)) {
+        return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
+    }
     let names = env.names();
-    if let Some(var) = JVM_VARS.iter().find(|v| names.iter().any(|n| n == *v)) {
+    let set = |v: &str| names.iter().any(|n| n == v);
+    if let Some(var) = JVM_VARS.iter().find(|v| set(v)) {
         return Evidence::Jvm(format!("sets {var}"));
     }
-    if !programs.is_empty() && programs.iter().all(|c| NOT_JVM_PROGRAMS.contains(&base(c))) {
-        return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
+    if let Some(var) = NOT_JVM_VARS.iter().find(|v| set(v)) {
+        return Evidence::NotJvm(format!("sets {var}"));
     }
     let name = image::name(container.image.as_deref().unwrap_or_default());
     // An image known not to be a JVM stays one whatever script it runs (java was looked for).
-    if NOT_JVM_IMAGES
-        .iter()
-        .any(|n| name == *n || name.starts_with(&format!("{n}-")))
-    {
+    // A language runtime's name only as the whole name: `selenium/node-chrome` is a JVM.
+    let known = |n: &&str| {
+        name == *n || (!RUNTIME_IMAGES.contains(n) && name.starts_with(&format!("{n}-")))
+    };
+    if NOT_JVM_IMAGES.iter().any(known) {
         return Evidence::NotJvm(format!("image {name}"));
     }
     Evidence::Unknown
 }
 
-/// The targets, in the pod's order, each at most once, with why.
-pub fn select(
+/// The containers that may turn out to be targets once their image's config is known: those
+/// named in `containers`, and every other that is neither a known sidecar nor, by the pod
+/// spec alone, not a JVM. Their images are the ones worth looking up.
+pub fn may_be_targets(
     pod: &Pod,
     targets: &Targets,
     profiles: &Profiles,
     sources: &EnvSources,
+) -> Vec<usize> {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let named = |c: &Container| match targets {
+        Targets::Named(names) => names.contains(&c.name),
+        _ => false,
+    };
+    (0..containers.len())
+        .filter(|&i| {
+            let c = &containers[i];
+            let env = EnvView::new(c, sources);
+            named(c)
+                || !(is_sidecar(c) || matches!(evidence(c, &env, profiles), Evidence::NotJvm(_)))
+        })
+        .collect()
+}
+
+/// The targets, in the pod's order, each at most once, with why. `image` gives a container's
+/// image config, when it was looked up.
+pub fn select<'a>(
+    pod: &'a Pod,
+    targets: &Targets,
+    profiles: &Profiles,
+    sources: &EnvSources,
+    image: &dyn Fn(&Container) -> Option<&'a ImageConfig>,
     warnings: &mut Warnings,
 ) -> Vec<(usize, Why)> {
     let containers = pod
@@ -299,7 +401,7 @@ pub fn select(
         .unwrap_or_default();
     let evidence: Vec<Evidence> = containers
         .iter()
-        .map(|c| evidence(c, &EnvView::new(c, sources), profiles))
+        .map(|c| evidence(c, &EnvView::with_image(c, sources, image(c)), profiles))
         .collect();
     let why = |i: usize| match evidence[i] {
         Evidence::Jvm(_) => Why::Seen,
@@ -409,6 +511,21 @@ mod tests {
     #[case::nginx(json!({"name": "a", "image": "nginx:1.27"}), "not")]
     #[case::plain(json!({"name": "a", "image": "corp/orders:1"}), "unknown")]
     #[case::script(json!({"name": "a", "image": "corp/orders:1", "command": ["/opt/start.sh"]}), "unknown")]
+    #[case::a_toolbox_that_sleeps(
+        json!({"name": "a", "image": "corp/toolset:1", "command": ["sh", "-c"], "args": ["bin/apply-config.py conf/client.conf;\nsleep 100000"]}),
+        "not"
+    )]
+    #[case::gunicorn(json!({"name": "a", "image": "corp/frontend:1", "command": ["gunicorn", "app:app"]}), "not")]
+    #[case::selenium_node(json!({"name": "a", "image": "selenium/node-chrome:4.27"}), "unknown")]
+    #[case::a_launcher_under_timeout(
+        json!({"name": "a", "image": "corp/broker:1", "command": ["timeout", "60", "sh", "-c"], "args": ["bin/broker init"]}),
+        "unknown"
+    )]
+    #[case::a_toolbox_in_a_jvm_image(
+        json!({"name": "a", "image": "corp/broker:1", "command": ["sh", "-c", "bin/apply.py conf/x.conf; sleep 1000"], "env": [{"name": "JAVA_HOME", "value": "/opt/jvm"}]}),
+        "not"
+    )]
+    #[case::python_by_its_image_env(json!({"name": "a", "image": "corp/frontend:1", "env": [{"name": "PYTHON_VERSION", "value": "3.12.1"}]}), "not")]
     fn classifies(#[case] c: serde_json::Value, #[case] expected: &str) {
         let c = container(c);
         let sources = EnvSources::default();

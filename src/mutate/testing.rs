@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::container::{self, Target};
 use super::env::EnvSources;
 use super::facts::Facts;
+use super::image::ImageConfig;
 use super::plan::{Plan, Verdict};
 use super::targets::Why;
 use crate::config::{Defaults, NamespaceConfig, ServerSettings};
@@ -34,16 +35,45 @@ pub fn with_namespace_facts<R>(
     tools: bool,
     f: impl FnOnce(&Facts<'_>) -> R,
 ) -> R {
-    let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
-    let annotations: BTreeMap<String, String> =
-        serde_json::from_value(annotations).expect("string annotations");
-    let ns = NamespaceConfig::new("shop", Some(&annotations), &Defaults::default());
     let settings = ServerSettings {
         tools_image: tools.then(|| "tools:1".to_string()),
         ..ServerSettings::default()
     };
+    with_settings_facts(&settings, annotations, pod, f)
+}
+
+/// [`with_namespace_facts`], with the server's `settings` (its profiles, tools image).
+pub fn with_settings_facts<R>(
+    settings: &ServerSettings,
+    annotations: Value,
+    pod: Value,
+    f: impl FnOnce(&Facts<'_>) -> R,
+) -> R {
+    facts_of(settings, annotations, pod, None, f)
+}
+
+/// [`with_facts`], the registry having answered `image` for the container's image.
+pub fn with_image_facts<R>(pod: Value, image: &ImageConfig, f: impl FnOnce(&Facts<'_>) -> R) -> R {
+    let settings = ServerSettings {
+        tools_image: Some("tools:1".to_string()),
+        ..ServerSettings::default()
+    };
+    facts_of(&settings, json!({}), pod, Some(image), f)
+}
+
+fn facts_of<R>(
+    settings: &ServerSettings,
+    annotations: Value,
+    pod: Value,
+    image: Option<&ImageConfig>,
+    f: impl FnOnce(&Facts<'_>) -> R,
+) -> R {
+    let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(annotations).expect("string annotations");
+    let ns = NamespaceConfig::new("shop", Some(&annotations), &Defaults::default());
     let sources = EnvSources::default();
-    let plan = Plan::with_sources(&pod, &ns, &settings, &sources);
+    let plan = Plan::with_sources(&pod, &ns, settings, &sources);
     let Verdict::Mutate(plan) = plan.verdict else {
         panic!("the pod is left alone");
     };
@@ -51,7 +81,7 @@ pub fn with_namespace_facts<R>(
         index: 0,
         container: &plan.facts.spec.containers[0],
         why: Why::Seen,
-        image: None,
+        image: image.map(Ok),
         pod: &plan.facts,
         sources: &sources,
     };

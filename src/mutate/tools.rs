@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::decision::{Command, Decision, EnvEdits};
 use super::facts::Facts;
-use super::image::ImageCommand;
+use super::image::ImageConfig;
 use super::parts::{tools_container_collision, TOOLS_VOLUME};
 use crate::config::rlimit::{Resource, Rlimit};
 use crate::config::{AgentMode, Feature, Switch};
@@ -111,7 +111,7 @@ pub fn reach(tools: &Result<String, String>, container: &Container) -> Result<()
 /// as the container runtime reads them.
 pub fn wrapped_command(
     container: &Container,
-    image: Option<&ImageCommand>,
+    image: Option<&ImageConfig>,
     mode: AgentMode,
     limits: &[Rlimit],
 ) -> Result<(Vec<String>, Option<Vec<String>>), String> {
@@ -185,14 +185,15 @@ pub fn escape_expansion(arg: &str) -> String {
 /// the tools cannot reach the container (`tools`, from [`reach`]).
 pub fn agent_command(
     container: &Container,
-    image: Option<Result<&ImageCommand, &str>>,
+    image: Option<Result<&ImageConfig, &str>>,
     tools: &Result<(), String>,
     mode: AgentMode,
     limits: &[Rlimit],
 ) -> Result<Command, String> {
     tools.clone()?;
+    let has_command = container.command.as_ref().is_some_and(|c| !c.is_empty());
     let (command, args) = match image {
-        Some(Err(why)) => {
+        Some(Err(why)) if !has_command => {
             return Err(format!(
                 "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
             ))
@@ -481,9 +482,10 @@ mod tests {
     fn wraps_following_kubernetes_semantics() {
         let limits = vec!["nofile=65536".parse().unwrap()];
         let prefix = [TOOLS_BINARY, "exec", "--rlimit", "nofile=65536:65536", "--"];
-        let image = ImageCommand {
+        let image = ImageConfig {
             entrypoint: vec!["java".into()],
             cmd: vec!["-jar".into(), "app.jar".into()],
+            ..ImageConfig::default()
         };
         let with = |c: &[&str]| {
             prefix
@@ -518,9 +520,10 @@ mod tests {
             "empty args are absent: the image CMD still runs"
         );
 
-        let cmd_only = ImageCommand {
+        let cmd_only = ImageConfig {
             entrypoint: vec![],
             cmd: vec!["java".into(), "-jar".into(), "app.jar".into()],
+            ..ImageConfig::default()
         };
         assert_eq!(
             wrapped_command(
@@ -547,9 +550,10 @@ mod tests {
             "args replace the CMD and, without ENTRYPOINT, run as the program"
         );
 
-        let entrypoint_only = ImageCommand {
+        let entrypoint_only = ImageConfig {
             entrypoint: vec!["java".into()],
             cmd: vec![],
+            ..ImageConfig::default()
         };
         assert_eq!(
             wrapped_command(
@@ -565,9 +569,10 @@ mod tests {
 
         // The image's words reach the process as the image wrote them: `$` is escaped for
         // the kubelet's expansion, the container's own command is already in its terms.
-        let shell = ImageCommand {
+        let shell = ImageConfig {
             entrypoint: vec!["sh".into(), "-c".into()],
             cmd: vec!["exec java $JAVA_OPTS -Dhome=$(HOME) -Dcost=$$5 -jar app.jar".into()],
+            ..ImageConfig::default()
         };
         assert_eq!(
             wrapped_command(
@@ -590,7 +595,7 @@ mod tests {
             (with(&["sh", "-c", "echo $(HOME)"]), None)
         );
 
-        let nothing = ImageCommand::default();
+        let nothing = ImageConfig::default();
         assert!(wrapped_command(
             &container(None, None),
             Some(&nothing),

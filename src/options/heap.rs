@@ -61,6 +61,10 @@ pub fn heap_flag(token: &str, limit: Option<u64>) -> Option<Option<u64>> {
 /// heap: who sets it (`KAFKA_HEAP_OPTS=-Xmx512M`) and the maximum it gives, when known.
 pub fn heap_in(places: &[(String, String)], limit: Option<u64>) -> Option<(String, Option<u64>)> {
     for (label, text) in places {
+        // Every heap option is a `-X` one: values without it are not split.
+        if !text.contains("-X") {
+            continue;
+        }
         let mut found: Option<Option<u64>> = None;
         let mut set: Vec<&str> = Vec::new();
         for token in tokens(text) {
@@ -79,6 +83,23 @@ pub fn heap_in(places: &[(String, String)], limit: Option<u64>) -> Option<(Strin
         }
     }
     None
+}
+
+/// The first of `places` that sets the `-XX:` option `name` (`HeapDumpPath`): who sets it, as
+/// [`heap_in`] says it (`JAVA_OPTS=-XX:HeapDumpPath=/data`).
+pub fn flag_in(places: &[(String, String)], name: &str) -> Option<String> {
+    places.iter().find_map(|(label, text)| {
+        if !text.contains("-XX:") {
+            return None;
+        }
+        let token = tokens(text)
+            .into_iter()
+            .find(|t| super::tokens::xx_name(t) == Some(name))?;
+        Some(match label.as_str() {
+            "the command" => format!("the command ({token})"),
+            var => format!("{var}={token}"),
+        })
+    })
 }
 
 /// Whether a launcher's heap variable set to `value` sets the heap: a bare number (MiB when the

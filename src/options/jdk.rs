@@ -8,6 +8,7 @@ use std::fmt;
 
 use super::heap::jvm_size;
 use super::tokens::tokens;
+pub use super::tokens::xx_name;
 
 const MIB: u64 = 1 << 20;
 
@@ -258,16 +259,6 @@ const OPTIONS: &[Known] = &[
 /// The names of every option in the table.
 pub fn known_options() -> impl Iterator<Item = &'static str> {
     OPTIONS.iter().map(|o| o.name)
-}
-
-/// The `-XX:` option a token sets (`-XX:+ExitOnOutOfMemoryError` sets `ExitOnOutOfMemoryError`).
-pub fn xx_name(token: &str) -> Option<&str> {
-    let xx = token
-        .trim_matches(|c| c == '"' || c == '\'')
-        .strip_prefix("-XX:")?;
-    let name = xx.trim_start_matches(['+', '-']);
-    let name = name.split('=').next().unwrap_or(name);
-    (!name.is_empty()).then_some(name)
 }
 
 /// Our flags as a JDK takes them, and what was changed.

@@ -9,7 +9,7 @@ pub mod jdk;
 mod tokens;
 
 pub use agent_env::{AgentEnv, Dumps};
-pub use heap::{heap_flag, heap_in, heap_var_sets, jvm_size};
+pub use heap::{flag_in, heap_flag, heap_in, heap_var_sets, jvm_size};
 pub use jdk::{for_jdk, ForJdk, JavaVersion, Jdk, Vm};
 pub use tokens::{flag_key, merge, tokens, UserFlags};
 

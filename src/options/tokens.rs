@@ -53,6 +53,16 @@ pub fn tokens(text: &str) -> Vec<&str> {
     out
 }
 
+/// The `-XX:` option a token sets (`-XX:+ExitOnOutOfMemoryError` sets `ExitOnOutOfMemoryError`).
+pub fn xx_name(token: &str) -> Option<&str> {
+    let xx = token
+        .trim_matches(|c| c == '"' || c == '\'')
+        .strip_prefix("-XX:")?;
+    let name = xx.trim_start_matches(['+', '-']);
+    let name = name.split('=').next().unwrap_or(name);
+    (!name.is_empty()).then_some(name)
+}
+
 /// The setting a JVM token controls, so that different spellings of one setting compare
 /// equal: `-Xmx1g` and `-XX:MaxHeapSize=1g` both "set the RAM percentage", and two GC
 /// selectors conflict (the JVM refuses to start with both).
@@ -102,6 +112,9 @@ impl UserFlags {
         UserFlags(
             texts
                 .into_iter()
+                // Every flag has a `-`: most values (names, URLs, numbers) are passed over
+                // without being split.
+                .filter(|t| t.contains('-'))
                 .flat_map(tokens)
                 .filter_map(flag_key)
                 .collect(),

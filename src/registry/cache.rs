@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use super::error::LookupError;
 use super::{FAILURE_TTL, TAG_TTL};
-use crate::mutate::{ImageCommand, Platform};
+use crate::mutate::{ImageConfig, Platform};
 
-pub(super) type Lookup = Result<ImageCommand, LookupError>;
+pub(super) type Lookup = Result<ImageConfig, LookupError>;
 
 /// A finished lookup and when it finished.
 #[derive(Clone)]
@@ -146,7 +146,7 @@ mod tests {
                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(async {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(ImageCommand::default())
+                    Ok(ImageConfig::default())
                 }
                 .boxed())
             }
@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(cache.len(), 2, "bounded: the least recently used went");
         tokio::time::advance(FAILURE_TTL).await;
         let again = cache
-            .get(key("f:1"), false, || answer(Ok(ImageCommand::default())))
+            .get(key("f:1"), false, || answer(Ok(ImageConfig::default())))
             .unwrap()
             .await;
         assert!(again.outcome.is_ok(), "a failure is retried after its TTL");
@@ -215,7 +215,7 @@ mod tests {
             capacity: 1,
         };
         cache
-            .get(key("a:1"), false, || answer(Ok(ImageCommand::default())))
+            .get(key("a:1"), false, || answer(Ok(ImageConfig::default())))
             .unwrap()
             .await;
         let refused = cache.get(key("b:1"), false, || Err(LookupError::Busy(1)));

@@ -31,6 +31,8 @@ pub enum BadResponse {
     EmptyManifest,
     #[error("the image config is not JSON: {0}")]
     ConfigJson(String),
+    #[error("the image config's {0} is larger than a command line jvm-guard keeps ({1} strings, {2} bytes at most)")]
+    ConfigCommandTooLarge(&'static str, usize, usize),
     #[error("the token response is not JSON: {0}")]
     TokenJson(String),
     #[error("the token response has no token")]

@@ -17,7 +17,7 @@ use super::parse::{
     parse_challenge, parse_image_config, parse_manifest, parse_token, pick, verify_digest,
     Challenge, Descriptor, Manifest,
 };
-use crate::mutate::{ImageCommand, Platform};
+use crate::mutate::{ImageConfig, Platform};
 
 /// Manifests and indexes above this are refused: containerd's own limit is 4 MiB; real ones
 /// are a few KB (an index of every platform and attestation, ~10 KB).
@@ -198,7 +198,7 @@ impl Session<'_> {
         Ok(parse_manifest(&body.bytes)?)
     }
 
-    async fn config(&mut self, descriptor: &Descriptor) -> Result<ImageCommand, LookupError> {
+    async fn config(&mut self, descriptor: &Descriptor) -> Result<ImageConfig, LookupError> {
         if descriptor.size > MAX_CONFIG_BYTES as i64 {
             return Err(LookupError::TooLarge {
                 what: "config",
@@ -229,7 +229,7 @@ fn basic(credentials: &Credentials) -> Result<HeaderValue, LookupError> {
 pub(super) async fn fetch(
     session: &mut Session<'_>,
     platform: &Platform,
-) -> Result<ImageCommand, LookupError> {
+) -> Result<ImageConfig, LookupError> {
     let reference = session.reference;
     let first = reference
         .digest()

@@ -31,7 +31,7 @@ pub use parse::{
 pub use reqwest::Url;
 
 use crate::escape::Escaped;
-use crate::mutate::{ImageCommand, ImageRequest, ResolvedImages};
+use crate::mutate::{ImageConfig, ImageRequest, ResolvedImages};
 use cache::{Cache, Key};
 use fetch::{fetch, Session};
 use net::Clients;
@@ -271,7 +271,7 @@ impl Resolver {
         &self,
         request: &ImageRequest,
         configs: &[DockerConfig],
-    ) -> Result<ImageCommand, String> {
+    ) -> Result<ImageConfig, String> {
         let deadline = Instant::now() + self.config.budget;
         self.lookup_within(request, configs, deadline).await
     }
@@ -281,7 +281,7 @@ impl Resolver {
         request: &ImageRequest,
         configs: &[DockerConfig],
         deadline: Instant,
-    ) -> Result<ImageCommand, String> {
+    ) -> Result<ImageConfig, String> {
         self.lookup_typed(request, configs, deadline)
             .await
             .map_err(|e| truncate_error(&e.to_string()))
@@ -303,7 +303,7 @@ impl Resolver {
         request: &ImageRequest,
         configs: &[DockerConfig],
         deadline: Instant,
-    ) -> Result<ImageCommand, LookupError> {
+    ) -> Result<ImageConfig, LookupError> {
         let reference = parse_reference(&request.image)?;
         let credentials = configs
             .iter()

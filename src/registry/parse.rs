@@ -6,7 +6,8 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::error::{BadResponse, LookupError};
-use crate::mutate::{ImageCommand, Platform};
+use crate::mutate::image::{strings_cost, MAX_COMMAND_BYTES, MAX_COMMAND_STRINGS, MAX_FIELD_BYTES};
+use crate::mutate::{ImageConfig, Platform};
 
 /// Parses an image reference as the container runtime does: no registry host means Docker
 /// Hub (`docker.io`, `library/` for single names), no tag means `latest`.
@@ -88,10 +89,19 @@ struct ImageConfigFields {
     entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default)]
     cmd: Option<Vec<String>>,
+    #[serde(rename = "Env", default)]
+    env: Option<Vec<String>>,
+    #[serde(rename = "User", default)]
+    user: Option<String>,
+    #[serde(rename = "WorkingDir", default)]
+    working_dir: Option<String>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// ENTRYPOINT and CMD from an image config blob.
-pub fn parse_image_config(bytes: &[u8]) -> Result<ImageCommand, BadResponse> {
+/// ENTRYPOINT, CMD, Env, User, WorkingDir and Labels from an image config blob, Env and Labels
+/// within their bounds.
+pub fn parse_image_config(bytes: &[u8]) -> Result<ImageConfig, BadResponse> {
     let blob: ImageConfigBlob =
         serde_json::from_slice(bytes).map_err(|e| BadResponse::ConfigJson(e.to_string()))?;
     let fields = blob.config;
@@ -103,8 +113,36 @@ pub fn parse_image_config(bytes: &[u8]) -> Result<ImageCommand, BadResponse> {
     if entrypoint == [""] {
         entrypoint.clear();
     }
-    let cmd = fields.and_then(|f| f.cmd).unwrap_or_default();
-    Ok(ImageCommand { entrypoint, cmd })
+    let Some(fields) = fields else {
+        return Ok(ImageConfig {
+            entrypoint,
+            ..ImageConfig::default()
+        });
+    };
+    let (env, labels) = ImageConfig::bounded_env(
+        fields.env.unwrap_or_default(),
+        fields.labels.unwrap_or_default(),
+    );
+    let some = |s: Option<String>| s.filter(|s| !s.is_empty() && s.len() <= MAX_FIELD_BYTES);
+    let cmd = fields.cmd.unwrap_or_default();
+    let count = entrypoint.len() + cmd.len();
+    if count > MAX_COMMAND_STRINGS
+        || strings_cost(entrypoint.iter().chain(&cmd)) > MAX_COMMAND_BYTES
+    {
+        return Err(BadResponse::ConfigCommandTooLarge(
+            "ENTRYPOINT and CMD",
+            MAX_COMMAND_STRINGS,
+            MAX_COMMAND_BYTES,
+        ));
+    }
+    Ok(ImageConfig {
+        entrypoint,
+        cmd,
+        env,
+        user: some(fields.user),
+        working_dir: some(fields.working_dir),
+        labels,
+    })
 }
 
 /// A `WWW-Authenticate` challenge of a registry.
@@ -375,5 +413,38 @@ mod tests {
         let parsed = parse_image_config(blob.as_bytes()).unwrap();
         assert_eq!(parsed.entrypoint, entrypoint);
         assert_eq!(parsed.cmd, cmd);
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+    use crate::mutate::image::{MAX_ENV_BYTES, STRING_COST};
+
+    /// What a cached config holds stays within its bounds whatever the registry sends: many
+    /// small Env entries (each a `String` pair, not only its text), a huge command.
+    #[test]
+    fn a_config_is_kept_within_its_memory_bounds() {
+        let env: Vec<String> = (0..8192).map(|i| format!("A{i}=")).collect();
+        let blob = serde_json::json!({"config": {"Env": env, "Entrypoint": ["java"]}});
+        let config = parse_image_config(blob.to_string().as_bytes()).unwrap();
+        let kept: usize = config
+            .env
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 1 + 2 * STRING_COST)
+            .sum();
+        assert!(kept <= MAX_ENV_BYTES, "{kept}");
+        assert!(config.env.len() < 300, "{} entries kept", config.env.len());
+
+        let entrypoint: Vec<String> = (0..258_000).map(|_| "a".to_string()).collect();
+        let blob = serde_json::json!({"config": {"Entrypoint": entrypoint}});
+        let error = parse_image_config(blob.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("ENTRYPOINT and CMD"), "{error}");
+
+        let long = "x".repeat(4096);
+        let blob = serde_json::json!({"config": {"User": long, "WorkingDir": "/app"}});
+        let config = parse_image_config(blob.to_string().as_bytes()).unwrap();
+        assert_eq!(config.user, None);
+        assert_eq!(config.working_dir.as_deref(), Some("/app"));
     }
 }

@@ -303,11 +303,18 @@ pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, se
         return serde_json::to_vec(&review);
     };
     let patch = std::mem::take(patch);
-    let mut value = serde_json::to_value(&review)?;
-    if let Some(slot) = value.pointer_mut("/response/patch") {
-        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-    }
-    serde_json::to_vec(&value)
+    // The review with an empty patch (`"patch":[]`), then the base64 written in its place:
+    // the alphabet needs no JSON escaping, and no value tree is built. The sequence cannot
+    // occur inside a string (its quotes would be escaped there): it is the field.
+    let mut out = serde_json::to_vec(&review)?;
+    const EMPTY: &[u8] = b"\"patch\":[]";
+    let Some(at) = out.windows(EMPTY.len()).position(|w| w == EMPTY) else {
+        return Err(serde::ser::Error::custom("the review has no patch field"));
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+    let field = format!("\"patch\":\"{encoded}\"");
+    out.splice(at..at + EMPTY.len(), field.into_bytes());
+    Ok(out)
 }
 
 #[cfg(test)]

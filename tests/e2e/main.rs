@@ -148,6 +148,9 @@ async fn opted_in_pod_is_stored_with_every_feature() {
     .await;
     let mut pod = jvm_pod("shop");
     pod["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    // Spring Boot evidence, without which the preset would give tcpSocket probes.
+    pod["spec"]["containers"][0]["env"] =
+        json!([{"name": "SPRING_PROFILES_ACTIVE", "value": "prod"}]);
     create(&client, ns, pod).await;
     let pod = stored(&client, ns, "shop").await;
 
@@ -875,6 +878,84 @@ async fn pod_without_command_is_wrapped_with_the_image_entrypoint() {
         serde_json::from_str(pod["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
     let applied = status["containers"]["app"]["applied"].as_array().unwrap();
     assert!(applied.contains(&json!("ulimits")), "{status}");
+}
+
+/// Issue 21: the image's own config is evidence. An image whose `Env` sets a heap in
+/// `JAVA_TOOL_OPTIONS` is stored with `memory` not applied (skipped, naming the variable),
+/// through the real apiserver and `serve`'s lookup in the cluster's registry; an image whose
+/// `Env` names another server is not guarded at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_sets_its_heap_is_stored_with_memory_not_applied() {
+    let (cluster, client, _shared) = setup().await;
+    let ns = "e2e-image-config";
+    let heap = [
+        "JAVA_HOME=/opt/java/openjdk",
+        "JAVA_TOOL_OPTIONS=-Xmx300m -Dapp.mode=prod",
+    ];
+    within(
+        30,
+        "push images",
+        cluster.registry.push_image_with_env(
+            "shop/heap",
+            "1.0",
+            &["java", "-jar", "/app/app.jar"],
+            &heap,
+        ),
+    )
+    .await;
+    let web = ["NGINX_VERSION=1.27.3"];
+    within(
+        30,
+        "push images",
+        cluster.registry.push_image_with_env(
+            "shop/web",
+            "1.0",
+            &["/docker-entrypoint.sh", "nginx"],
+            &web,
+        ),
+    )
+    .await;
+    create_namespace(&client, ns, &[(INJECT, "enabled")], &[]).await;
+    let host = cluster.registry.host();
+    let with_image = |name: &str, image: &str| {
+        let mut pod = jvm_pod(name);
+        let app = &mut pod["spec"]["containers"][0];
+        app["image"] = json!(format!("{host}/{image}"));
+        app.as_object_mut().unwrap().remove("command");
+        pod
+    };
+
+    create(&client, ns, with_image("heap", "shop/heap:1.0")).await;
+    let pod = stored(&client, ns, "heap").await;
+    let status: Value =
+        serde_json::from_str(pod["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
+    let app = &status["containers"]["app"];
+    assert_eq!(
+        app["skipped"]["memory"], "heap set by JAVA_TOOL_OPTIONS=-Xmx300m",
+        "{status}"
+    );
+    assert!(
+        !app["applied"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("memory")),
+        "{status}"
+    );
+    assert_eq!(app["jvm"], "seen", "{status}");
+    // The agent still merges the other flags, into the image's value at start.
+    let env = container(&pod, "app")["env"].to_string();
+    assert!(!env.contains("MaxRAMPercentage"), "{env}");
+
+    create(&client, ns, with_image("web", "shop/web:1.0")).await;
+    let pod = stored(&client, ns, "web").await;
+    let status = pod["metadata"]["annotations"][STATUS]
+        .as_str()
+        .unwrap_or("{}");
+    assert!(
+        !status.contains("\"app\""),
+        "a server image is not a target: {status}"
+    );
+    assert!(pod["spec"]["initContainers"].is_null(), "{pod:#}");
 }
 
 /// Acceptance 9: the chart itself, installed by real helm (certificates by the chart). An

@@ -219,6 +219,32 @@ impl Registry {
         docker_media_types: bool,
         arch: &str,
     ) -> Value {
+        let fields = json!({"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/usr/bin"]});
+        self.push_config(repo, tag, fields, docker_media_types, arch)
+            .await
+    }
+
+    /// An OCI image (amd64) whose config has this ENTRYPOINT and `Env` (`NAME=value`).
+    pub async fn push_image_with_env(
+        &self,
+        repo: &str,
+        tag: &str,
+        entrypoint: &[&str],
+        env: &[&str],
+    ) -> Value {
+        let fields = json!({"Entrypoint": entrypoint, "Env": env});
+        self.push_config(repo, tag, fields, false, "amd64").await
+    }
+
+    /// An image whose config's `config` object is `fields`, one layer.
+    pub async fn push_config(
+        &self,
+        repo: &str,
+        tag: &str,
+        fields: Value,
+        docker_media_types: bool,
+        arch: &str,
+    ) -> Value {
         let (manifest_type, config_type, layer_type) = if docker_media_types {
             (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
         } else {
@@ -227,7 +253,7 @@ impl Registry {
         let config = json!({
             "architecture": arch,
             "os": "linux",
-            "config": {"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/usr/bin"]},
+            "config": fields,
             "rootfs": {"type": "layers", "diff_ids": [sha256(repo.as_bytes())]},
         });
         let config = self

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use super::*;
 use crate::config::{Defaults, RESOLVED};
-use crate::mutate::ImageCommand;
+use crate::mutate::ImageConfig;
 use crate::webhook::namespaces::StaticNamespaces;
 
 const UID: &str = "0c9a8d74-9cb7-44dd-b98e-09fd62def2f4";
@@ -19,6 +19,7 @@ fn pod() -> Value {
         "spec": {"containers": [{
             "name": "app",
             "image": "eclipse-temurin:21-jre",
+            "command": ["java", "-jar", "/app/app.jar"],
             "resources": {"limits": {"memory": "1Gi"}},
         }]},
     })
@@ -238,9 +239,10 @@ fn the_configuration_is_resolved_once_per_admission() {
         .images()
         .expect("the image has no command: it is looked up");
     let mut images = ResolvedImages::default();
-    let command = ImageCommand {
+    let command = ImageConfig {
         entrypoint: vec!["java".into()],
         cmd: vec![],
+        ..ImageConfig::default()
     };
     images.insert(lookup.requests[0].clone(), Ok(command));
     let reviewed = planned.answer(&images);
