@@ -125,7 +125,16 @@ async fn admit_pod(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, V
 }
 
 fn wrapped(tail: &[&str]) -> Value {
-    let mut command = vec![TOOLS_BINARY, "exec", "--rlimit", "nofile=65536:65536", "--"];
+    let mut command = vec![
+        TOOLS_BINARY,
+        "exec",
+        "--supervise",
+        "--termination-log",
+        "/dev/termination-log",
+        "--rlimit",
+        "nofile=65536:65536",
+        "--",
+    ];
     command.extend(tail);
     json!(command)
 }

@@ -1,7 +1,8 @@
-//! `jvm-guard exec`, the agent's entry (SPEC §4.4): rotates the dumps, merges the JVM options
-//! ([`super::start`]), sets resource limits, prints one line, then replaces itself with the
-//! application (execvp: no fork, no shell), so the application keeps the pid and receives
-//! signals directly.
+//! `jvm-guard exec`, the agent's entry (docs/agent.md#the-agent-jvm-guard-exec): rotates the
+//! dumps, merges the JVM options ([`super::start`]), sets resource limits, prints one line,
+//! then either replaces itself with the application (execvp: no fork, no shell), so the
+//! application keeps the pid and receives signals directly, or, supervising, starts it as its
+//! child ([`super::supervise`]).
 
 use std::ffi::OsString;
 use std::io;
@@ -12,7 +13,7 @@ use std::time::SystemTime;
 use super::cgroup::{self, Roots};
 use super::{jdk, start};
 use crate::config::rlimit::{Limit, Resource, Rlimit};
-use crate::options::{agent_env, AgentEnv};
+use crate::options::{agent_env, AgentEnv, Dumps};
 
 fn raw(limit: Limit) -> libc::rlim_t {
     match limit {
@@ -111,20 +112,37 @@ pub fn apply(limit: &Rlimit) -> Result<String, String> {
     })
 }
 
-/// Does what the webhook asked for in the environment, applies every limit, reports in one
-/// stderr line, then executes `command`; returns only if the exec failed.
-pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
+/// The application's command, ready to run, and what the agent knows of it.
+#[derive(Debug)]
+pub struct Prepared {
+    pub command: Command,
+    /// The variables the agent set for it (merged JVM options).
+    pub set: Vec<(String, String)>,
+    /// The container's dump directory, when the webhook gave one.
+    pub dumps: Option<Dumps>,
+    /// Whether HotSpot can run the OutOfMemoryError hook (`/bin/sh` exists).
+    pub shell: bool,
+}
+
+/// Does what the webhook asked for in the environment, applies every limit and reports in one
+/// stderr line; the command is left to run (`Err` when there is none).
+pub fn prepare(limits: &[Rlimit], command: &[OsString]) -> io::Result<Prepared> {
     let Some((program, args)) = command.split_first() else {
-        return io::Error::new(io::ErrorKind::InvalidInput, "no command to run");
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command to run",
+        ));
     };
     let mut notes: Vec<String> = Vec::new();
     let mut cmd = Command::new(program);
     cmd.args(args);
     let var = |name: &str| std::env::var(name).ok();
+    let shell = start::has_shell();
+    let mut prepared_dumps = None;
+    let mut set = Vec::new();
     match AgentEnv::from_env(var) {
         Err(e) => notes.push(format!("{e}; JVM options not merged")),
         Ok(plan) => {
-            let shell = start::has_shell();
             if let Some(dumps) = &plan.dumps {
                 // Where the directory is on the volume: `<namespace>/<pod>` on a shared one.
                 let pod = match (var(agent_env::POD_NAMESPACE), var(agent_env::POD_NAME)) {
@@ -145,10 +163,12 @@ pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
                     .and_then(|l| l.limit_bytes),
             };
             let merged = start::merge(&plan, &jvm, &var, &argv, shell);
-            for (name, value) in merged.set {
+            for (name, value) in &merged.set {
                 cmd.env(name, value);
             }
+            set = merged.set;
             notes.splice(0..0, merged.notes);
+            prepared_dumps = plan.dumps;
         }
     }
     for limit in limits {
@@ -161,5 +181,18 @@ pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
         notes.push("nothing to do".to_string());
     }
     eprintln!("jvm-guard: {}", notes.join("; "));
-    cmd.exec()
+    Ok(Prepared {
+        command: cmd,
+        set,
+        dumps: prepared_dumps,
+        shell,
+    })
+}
+
+/// [`prepare`]s, then executes the command in this process; returns only if that failed.
+pub fn run(limits: &[Rlimit], command: &[OsString]) -> io::Error {
+    match prepare(limits, command) {
+        Ok(mut prepared) => prepared.command.exec(),
+        Err(e) => e,
+    }
 }

@@ -8,3 +8,4 @@ pub mod install;
 pub mod jdk;
 pub mod rotate;
 pub mod start;
+pub mod supervise;

@@ -11,6 +11,15 @@ pub struct ExecArgs {
     /// `unlimited` allowed. Repeatable.
     #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit)]
     pub rlimits: Vec<Rlimit>,
+    /// Stay as the container's init: start the command as a child, forward signals to it,
+    /// reap orphans, sample the JVM and the cgroup, write the verdict when it exits, and exit
+    /// with its status (128 + n for signal n).
+    #[arg(long)]
+    pub supervise: bool,
+    /// The termination-message file to keep the latest sample and the verdict in (the
+    /// kubelet's /dev/termination-log); left alone once something else writes to it.
+    #[arg(long, value_name = "PATH", requires = "supervise")]
+    pub termination_log: Option<PathBuf>,
     /// The program and its arguments, after `--`; found on PATH like a shell does.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -97,6 +97,14 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Exec(args) if args.supervise => {
+            let code = crate::agent::supervise::run(
+                &args.rlimits,
+                &args.command,
+                args.termination_log.as_deref(),
+            );
+            ExitCode::from(code)
+        }
         Command::Exec(args) => {
             let err = crate::agent::exec::run(&args.rlimits, &args.command);
             eprintln!(

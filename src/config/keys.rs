@@ -209,6 +209,12 @@ keys! {
         example: "none",
         doc: "The launcher profile: matched on evidence, named, or none.",
     }
+    Agent {
+        name: "agent", pod: true, disables: "the agent mode (supervise used)",
+        value: AgentMode = |v, _| parse_agent_mode(v),
+        example: "exec",
+        doc: "How the agent runs the command: `supervise` stays as the container's init and writes the verdict of each exit to the termination message; `exec` becomes the command.",
+    }
     PodOverrides {
         name: "pod-overrides", pod: false, disables: "pod overrides",
         value: bool = |v, _| parse_bool(v),

@@ -20,8 +20,8 @@ pub use profiles::{Profile, Profiles};
 pub(crate) use resolve::RESOLVED;
 pub use resolve::{NamespaceConfig, Source};
 pub use values::{
-    DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig, ProbeMode,
-    ProfileChoice, Targets,
+    AgentMode, DumpConfig, DumpVolume, MaxRam, MemoryConfig, Percent, PortRef, ProbeConfig,
+    ProbeMode, ProfileChoice, Targets,
 };
 pub use warnings::{Warnings, MAX_WARNINGS, WARNING_PREFIX};
 
@@ -75,6 +75,8 @@ pub struct Config {
     /// Inject the tools init container (rlimit wrapper, dump rotation).
     pub tools: bool,
     pub profile: ProfileChoice,
+    /// How the agent runs the command, when it starts the container.
+    pub agent: AgentMode,
 }
 
 impl Config {

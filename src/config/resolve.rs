@@ -230,6 +230,7 @@ impl Config {
                 Ok(choice) => choice.unwrap_or(ProfileChoice::Auto),
                 Err(()) => ProfileChoice::Auto,
             },
+            agent: p.get::<typed::Agent>().ok().flatten().unwrap_or_default(),
         }
     }
 }

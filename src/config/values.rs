@@ -267,6 +267,34 @@ pub enum ProfileChoice {
     Named(String),
 }
 
+/// How the agent runs the container's command (docs/agent.md#the-agent-jvm-guard-exec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentMode {
+    /// The agent stays as the container's init: the command is its child, whose signals it
+    /// forwards and whose exit it reports in the termination message.
+    #[default]
+    Supervise,
+    /// The agent replaces itself with the command (it keeps pid 1).
+    Exec,
+}
+
+impl AgentMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentMode::Supervise => "supervise",
+            AgentMode::Exec => "exec",
+        }
+    }
+}
+
+pub(super) fn parse_agent_mode(v: &str) -> Result<AgentMode, String> {
+    match v {
+        "supervise" => Ok(AgentMode::Supervise),
+        "exec" => Ok(AgentMode::Exec),
+        _ => Err("expected supervise or exec".into()),
+    }
+}
+
 pub(super) fn parse_profile(v: &str) -> Result<ProfileChoice, String> {
     match v {
         "auto" => Ok(ProfileChoice::Auto),

@@ -13,6 +13,7 @@ use super::status::ContainerStatus;
 use super::targets::Why;
 use super::{dumps, jdk, jvm, launcher, memory, probes, tools};
 use crate::config::profiles::Profile;
+use crate::config::AgentMode;
 use crate::config::Warnings;
 use crate::options::{self, agent_env, UserFlags, USER_OPTION_VARS};
 
@@ -59,6 +60,16 @@ pub(super) fn run(
     if let Some((var, _)) = &jvm.env.memory {
         status.memory_via = Some(var.clone()).filter(|v| status.via.as_ref() != Some(v));
     }
+    if started {
+        let mode = facts.config().agent;
+        status.agent = Some(mode.name().to_string());
+        if mode == AgentMode::Supervise {
+            status.verdict = Some(match tools::termination_log(facts.container) {
+                Ok(path) => path,
+                Err(why) => format!("none: {why}"),
+            });
+        }
+    }
     if jvm.env.has_flags() || jvm.uses.dump {
         let merge = if started { "agent" } else { "admission" };
         status.merge = Some(merge.to_string());
@@ -92,7 +103,13 @@ pub(super) fn facts<'a>(target: &Target<'a>) -> Facts<'a> {
     let profile = launcher::select(container, &env, &config.profile, &pod.profiles);
     let options_var = launcher::options_var(profile);
     let tools = tools::reach(&pod.tools, container);
-    let command = tools::agent_command(container, target.image, &tools, config.limits());
+    let command = tools::agent_command(
+        container,
+        target.image,
+        &tools,
+        config.agent,
+        config.limits(),
+    );
     let jvm_wanted = options_var.is_ok() && config.jvm_flags_on();
     let agent = command.is_ok() && (jvm_wanted || config.ulimits.is_on());
     let options = options_var.clone().map(|v| env.var(v));

@@ -42,6 +42,14 @@ pub struct ContainerStatus {
     /// really has, SPEC §4.4) or `admission` (into a literal value of the pod spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<String>,
+    /// How the agent runs the container, when it starts it: `supervise` or `exec`
+    /// (docs/agent.md#the-agent-jvm-guard-exec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Where the supervising agent writes its samples and the verdict of each exit (the
+    /// termination-message file), or `none: <why>` when it leaves the file alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
 }
 
 impl ContainerStatus {

@@ -14,7 +14,7 @@ use super::facts::Facts;
 use super::image::ImageConfig;
 use super::parts::{tools_container_collision, TOOLS_VOLUME};
 use crate::config::rlimit::{Resource, Rlimit};
-use crate::config::{Feature, Switch};
+use crate::config::{AgentMode, Feature, Switch};
 use crate::options::{AgentEnv, Dumps};
 
 pub use super::parts::{IMAGE_BINARY, INIT_CONTAINER, TOKEN_DIR, TOOLS_BINARY, TOOLS_DIR};
@@ -112,9 +112,17 @@ pub fn reach(tools: &Result<String, String>, container: &Container) -> Result<()
 pub fn wrapped_command(
     container: &Container,
     image: Option<&ImageConfig>,
+    mode: AgentMode,
     limits: &[Rlimit],
 ) -> Result<(Vec<String>, Option<Vec<String>>), String> {
     let mut command = vec![TOOLS_BINARY.to_string(), "exec".to_string()];
+    if mode == AgentMode::Supervise {
+        command.push("--supervise".to_string());
+        if let Ok(path) = termination_log(container) {
+            command.push("--termination-log".to_string());
+            command.push(path);
+        }
+    }
     for limit in limits {
         command.push("--rlimit".to_string());
         command.push(limit.to_string());
@@ -145,19 +153,41 @@ pub fn wrapped_command(
     }
 }
 
+/// The kubelet's default `terminationMessagePath`.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The termination-message file the supervising agent keeps its sample and verdict in, or why
+/// it leaves it alone: only the default file read with the default policy `File` (the apiserver
+/// fills both in before admission). A path of its own, or `FallbackToLogsOnError`, says the
+/// application has a use for the message.
+pub fn termination_log(container: &Container) -> Result<String, String> {
+    match container.termination_message_policy.as_deref() {
+        None | Some("File") => {}
+        Some(policy) => return Err(format!("terminationMessagePolicy is {policy}")),
+    }
+    match container.termination_message_path.as_deref() {
+        None | Some(DEFAULT_TERMINATION_LOG) => Ok(DEFAULT_TERMINATION_LOG.to_string()),
+        Some(path) => Err(format!(
+            "terminationMessagePath is the application's {path}"
+        )),
+    }
+}
+
 /// `arg` as the kubelet must read it to pass `arg` on: in `command` and `args` it expands
 /// `$(VAR)` and turns `$$` into `$`, which the image's ENTRYPOINT and CMD never went through.
 pub fn escape_expansion(arg: &str) -> String {
     arg.replace('$', "$$")
 }
 
-/// The agent's command for a container: its entrypoint under `jvm-guard exec`, with `limits`;
+/// The agent's command for a container: its entrypoint under `jvm-guard exec` in `mode`, with
+/// `limits`;
 /// `Err` says why the entrypoint is unknown (`image` is the registry's answer, when asked) or
 /// the tools cannot reach the container (`tools`, from [`reach`]).
 pub fn agent_command(
     container: &Container,
     image: Option<Result<&ImageConfig, &str>>,
     tools: &Result<(), String>,
+    mode: AgentMode,
     limits: &[Rlimit],
 ) -> Result<Command, String> {
     tools.clone()?;
@@ -168,7 +198,7 @@ pub fn agent_command(
                 "no command, and the image ENTRYPOINT is unknown ({why}); set command to wrap it"
             ))
         }
-        image => wrapped_command(container, image.and_then(Result::ok), limits)?,
+        image => wrapped_command(container, image.and_then(Result::ok), mode, limits)?,
     };
     Ok(Command { command, args })
 }
@@ -285,17 +315,25 @@ mod tests {
     #[rstest]
     #[case::started_with_limits(
         json!({ULIMITS: "nofile=1024"}), json!({"name": "a", "command": ["java"]}), true, false,
-        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nofile=1024:1024", "--", "java"]),
+        Some(vec![TOOLS_BINARY, "exec", "--supervise", "--termination-log", "/dev/termination-log", "--rlimit", "nofile=1024:1024", "--", "java"]),
         vec![(Feature::Ulimits, Outcome::Applied)], 0
     )]
     #[case::nproc_is_per_uid(
         json!({ULIMITS: "nproc=100"}), json!({"name": "a", "command": ["java"]}), true, false,
-        Some(vec![TOOLS_BINARY, "exec", "--rlimit", "nproc=100:100", "--", "java"]),
+        Some(vec![TOOLS_BINARY, "exec", "--supervise", "--termination-log", "/dev/termination-log", "--rlimit", "nproc=100:100", "--", "java"]),
         vec![(Feature::Ulimits, Outcome::Applied)], 1
     )]
     #[case::started_for_the_flags(
         json!({}), json!({"name": "a", "command": ["java"]}), true, true,
+        Some(vec![TOOLS_BINARY, "exec", "--supervise", "--termination-log", "/dev/termination-log", "--", "java"]), vec![], 0
+    )]
+    #[case::exec_mode(
+        json!({"jvm-guard.io/agent": "exec"}), json!({"name": "a", "command": ["java"]}), true, true,
         Some(vec![TOOLS_BINARY, "exec", "--", "java"]), vec![], 0
+    )]
+    #[case::the_application_s_message(
+        json!({}), json!({"name": "a", "command": ["java"], "terminationMessagePolicy": "FallbackToLogsOnError"}), true, true,
+        Some(vec![TOOLS_BINARY, "exec", "--supervise", "--", "java"]), vec![], 0
     )]
     #[case::nothing_to_do(json!({}), json!({"name": "a", "command": ["java"]}), true, false, None, vec![], 0)]
     #[case::entrypoint_unknown(
@@ -399,6 +437,37 @@ mod tests {
         );
     }
 
+    #[rstest]
+    #[case::defaults(None, None, Ok("/dev/termination-log"))]
+    #[case::as_the_apiserver_fills_in(
+        Some("File"),
+        Some("/dev/termination-log"),
+        Ok("/dev/termination-log")
+    )]
+    #[case::fallback(
+        Some("FallbackToLogsOnError"),
+        None,
+        Err("terminationMessagePolicy is FallbackToLogsOnError")
+    )]
+    #[case::own_path(
+        Some("File"),
+        Some("/tmp/done"),
+        Err("terminationMessagePath is the application's /tmp/done")
+    )]
+    fn the_termination_log_is_ours_only_by_default(
+        #[case] policy: Option<&str>,
+        #[case] path: Option<&str>,
+        #[case] want: Result<&str, &str>,
+    ) {
+        let c = Container {
+            termination_message_policy: policy.map(str::to_string),
+            termination_message_path: path.map(str::to_string),
+            ..Container::default()
+        };
+        let got = termination_log(&c);
+        assert_eq!(got.as_deref().map_err(String::as_str), want);
+    }
+
     fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         Container {
@@ -428,25 +497,25 @@ mod tests {
 
         let c = container(Some(&["java", "-jar", "x.jar"]), Some(&["--port=1"]));
         assert_eq!(
-            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            wrapped_command(&c, Some(&image), AgentMode::Exec, &limits).unwrap(),
             (with(&["java", "-jar", "x.jar"]), None)
         );
 
         let c = container(None, None);
         assert_eq!(
-            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            wrapped_command(&c, Some(&image), AgentMode::Exec, &limits).unwrap(),
             (with(&["java"]), Some(vec!["-jar".into(), "app.jar".into()]))
         );
 
         let c = container(None, Some(&["-jar", "other.jar"]));
         assert_eq!(
-            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            wrapped_command(&c, Some(&image), AgentMode::Exec, &limits).unwrap(),
             (with(&["java"]), None)
         );
 
         let c = container(None, Some(&[]));
         assert_eq!(
-            wrapped_command(&c, Some(&image), &limits).unwrap(),
+            wrapped_command(&c, Some(&image), AgentMode::Exec, &limits).unwrap(),
             (with(&["java"]), Some(vec!["-jar".into(), "app.jar".into()])),
             "empty args are absent: the image CMD still runs"
         );
@@ -457,7 +526,13 @@ mod tests {
             ..ImageConfig::default()
         };
         assert_eq!(
-            wrapped_command(&container(None, None), Some(&cmd_only), &limits).unwrap(),
+            wrapped_command(
+                &container(None, None),
+                Some(&cmd_only),
+                AgentMode::Exec,
+                &limits
+            )
+            .unwrap(),
             (
                 with(&[]),
                 Some(vec!["java".into(), "-jar".into(), "app.jar".into()])
@@ -467,6 +542,7 @@ mod tests {
             wrapped_command(
                 &container(None, Some(&["run.sh"])),
                 Some(&cmd_only),
+                AgentMode::Exec,
                 &limits
             )
             .unwrap(),
@@ -480,7 +556,13 @@ mod tests {
             ..ImageConfig::default()
         };
         assert_eq!(
-            wrapped_command(&container(None, None), Some(&entrypoint_only), &limits).unwrap(),
+            wrapped_command(
+                &container(None, None),
+                Some(&entrypoint_only),
+                AgentMode::Exec,
+                &limits
+            )
+            .unwrap(),
             (with(&["java"]), None),
             "no CMD, no args to set"
         );
@@ -493,7 +575,13 @@ mod tests {
             ..ImageConfig::default()
         };
         assert_eq!(
-            wrapped_command(&container(None, None), Some(&shell), &limits).unwrap(),
+            wrapped_command(
+                &container(None, None),
+                Some(&shell),
+                AgentMode::Exec,
+                &limits
+            )
+            .unwrap(),
             (
                 with(&["sh", "-c"]),
                 Some(vec![
@@ -503,12 +591,34 @@ mod tests {
         );
         let own = container(Some(&["sh", "-c", "echo $(HOME)"]), None);
         assert_eq!(
-            wrapped_command(&own, Some(&shell), &limits).unwrap(),
+            wrapped_command(&own, Some(&shell), AgentMode::Exec, &limits).unwrap(),
             (with(&["sh", "-c", "echo $(HOME)"]), None)
         );
 
         let nothing = ImageConfig::default();
-        assert!(wrapped_command(&container(None, None), Some(&nothing), &limits).is_err());
-        assert!(wrapped_command(&container(None, None), None, &limits).is_err());
+        assert!(wrapped_command(
+            &container(None, None),
+            Some(&nothing),
+            AgentMode::Exec,
+            &limits
+        )
+        .is_err());
+        assert!(wrapped_command(&container(None, None), None, AgentMode::Exec, &limits).is_err());
+        // Supervised: the flags of the mode come first.
+        let c = container(Some(&["java"]), None);
+        assert_eq!(
+            wrapped_command(&c, None, AgentMode::Supervise, &[])
+                .unwrap()
+                .0,
+            [
+                TOOLS_BINARY,
+                "exec",
+                "--supervise",
+                "--termination-log",
+                "/dev/termination-log",
+                "--",
+                "java"
+            ]
+        );
     }
 }

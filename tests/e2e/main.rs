@@ -240,6 +240,9 @@ async fn opted_in_pod_is_stored_with_every_feature() {
         json!([
             "/jvm-guard/bin/jvm-guard",
             "exec",
+            "--supervise",
+            "--termination-log",
+            "/dev/termination-log",
             "--rlimit",
             "nofile=65536:65536",
             "--rlimit",
@@ -827,6 +830,9 @@ async fn pod_without_command_is_wrapped_with_the_image_entrypoint() {
     let wrapped = json!([
         "/jvm-guard/bin/jvm-guard",
         "exec",
+        "--supervise",
+        "--termination-log",
+        "/dev/termination-log",
         "--rlimit",
         "nofile=65536:65536",
         "--",

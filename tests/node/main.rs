@@ -723,6 +723,15 @@ async fn oom_twice(ns: &str, image: &str) {
     get_ok(&ip, "/health", 180).await;
     let dir = dump_dir_on_node(&pod, "app");
     assert_eq!(hprofs(&dir), Vec::<String>::new(), "no dump before the OOM");
+    let status = status_annotation(&pod);
+    assert_eq!(
+        status["containers"]["app"]["agent"], "supervise",
+        "{status}"
+    );
+    assert_eq!(
+        status["containers"]["app"]["verdict"], "/dev/termination-log",
+        "{status}"
+    );
 
     for round in 1..=2 {
         // The request never gets an answer: the JVM dumps and exits.
@@ -752,6 +761,23 @@ async fn oom_twice(ns: &str, image: &str) {
         assert_eq!(last.exit_code, 3, "ExitOnOutOfMemoryError: {last:?}");
         get_ok(&ip, "/health", 180).await;
         let dumps = hprofs(&dir);
+        // The supervising agent's verdict, in the pod's own status: the dump it names is on
+        // the node's disk.
+        let message = last.message.clone().unwrap_or_default();
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(
+                "jvm-guard: heap OutOfMemoryError: the JVM exited 3 (-XX:+ExitOnOutOfMemoryError)"
+            ),
+            "{message}"
+        );
+        let named = lines[1].strip_prefix("dump: /dumps/").unwrap_or_default();
+        assert!(
+            dumps.iter().any(|d| d == named),
+            "{message}\ndumps: {dumps:?}"
+        );
+        assert!(lines[2].starts_with("at the end: heap "), "{message}");
         assert_eq!(
             dumps.len(),
             round as usize,
@@ -765,6 +791,131 @@ async fn oom_twice(ns: &str, image: &str) {
             assert!(listed.lines().any(|l| l == dump), "{listed}");
         }
     }
+}
+
+/// The kernel's OOM killer at the container's memory limit, with the heap far from full: the
+/// JVM allocates native memory until it is killed. The supervising agent survives its child
+/// (on cgroup v1 the kernel kills the biggest process) and leaves its verdict in the pod's
+/// status, with the heap and the rest at its last sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_oom_kill_leaves_its_verdict_in_the_pod_status() {
+    let _shared = FAULTS.read().await;
+    let ns = "node-kernel-oom";
+    let cluster = cluster();
+    let client = cluster.client().await;
+    injected_namespace(&client, ns).await;
+    deploy(&client, ns, app("native", SHELL_IMAGE, "512Mi")).await;
+    let pod = wait_pod(&client, ns, "native", 300, "running", running).await;
+    let ip = pod_ip(&pod);
+    get_ok(&ip, "/health", 180).await;
+    // Past the first samples of a JVM at rest.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ip2 = ip.clone();
+    let _ = tokio::task::spawn_blocking(move || http_get(&ip2, "/native")).await;
+    let pod = wait_pod(&client, ns, "native", 300, "restarted", |p| {
+        restarts(p) >= 1
+    })
+    .await;
+    let last = app_status(&pod)
+        .unwrap()
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("lastState.terminated")
+        .clone();
+    let message = last.message.clone().unwrap_or_default();
+    let log = app_log(&client, &pod, true).await;
+    assert_eq!(last.exit_code, 137, "{last:?}\n{log}");
+    let lines: Vec<&str> = message.lines().collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with(
+            "jvm-guard: killed by the kernel at the container's memory limit (SIGKILL, exit code 137; OOM kills 0 -> 1)"
+        )),
+        "{last:?}\n{log}"
+    );
+    // Heap and the rest at the last sample: the heap is small, the rest is what grew.
+    assert!(
+        lines[1].starts_with("at the last sample: heap ")
+            && lines[1].contains("of a 512 MiB limit"),
+        "{message}"
+    );
+    assert!(
+        message.contains("raise jvm-guard.io/non-heap-reserve"),
+        "{message}"
+    );
+    assert!(message.len() <= 4096);
+    println!(
+        "kernel OOM kill: reason {:?}, message:\n{message}",
+        last.reason
+    );
+}
+
+/// Deleting the pod sends SIGTERM to the agent (pid 1), which passes it to the JVM: the
+/// JVM's shutdown hook runs and its exit code is the container's, well within the grace period
+/// (a signal lost would wait out the 30 s and end in SIGKILL, 137).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reaches_the_jvm_and_the_pod_ends_with_its_exit_code() {
+    use futures_util::StreamExt as _;
+    use kube::api::{DeleteParams, WatchEvent, WatchParams};
+    let _shared = FAULTS.read().await;
+    let ns = "node-sigterm";
+    let cluster = cluster();
+    let client = cluster.client().await;
+    injected_namespace(&client, ns).await;
+    let mut deployment = app("term", DISTROLESS_IMAGE, "512Mi");
+    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(30);
+    env(&mut deployment, "TERM_EXIT_CODE", "42");
+    deploy(&client, ns, deployment).await;
+    let pod = wait_pod(&client, ns, "term", 300, "running", running).await;
+    get_ok(&pod_ip(&pod), "/health", 180).await;
+    let name = pod.metadata.name.clone().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let watch = WatchParams::default().fields(&format!("metadata.name={name}"));
+    let version = pod.metadata.resource_version.clone().unwrap();
+    let mut events = within(30, "watch the pod", pods.watch(&watch, &version))
+        .await
+        .unwrap()
+        .boxed();
+    let started = Instant::now();
+    within(
+        30,
+        "delete the pod",
+        pods.delete(&name, &DeleteParams::default()),
+    )
+    .await
+    .unwrap();
+    // The last state the kubelet reported before the pod went away.
+    let mut terminated = None;
+    let gone = within(60, "the pod gone", async {
+        while let Some(event) = events.next().await {
+            let (pod, deleted) = match event {
+                Ok(WatchEvent::Modified(pod)) => (pod, false),
+                Ok(WatchEvent::Deleted(pod)) => (pod, true),
+                _ => continue,
+            };
+            let state = app_status(&pod).and_then(|s| s.state.as_ref());
+            if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+                terminated.get_or_insert((t.clone(), started.elapsed()));
+            }
+            if deleted {
+                return started.elapsed();
+            }
+        }
+        panic!("the watch ended before the pod was deleted");
+    })
+    .await;
+    let (terminated, at) = terminated.expect("the kubelet reported the container terminated");
+    assert_eq!(terminated.exit_code, 42, "{terminated:?}");
+    assert!(
+        at < Duration::from_secs(15),
+        "terminated {at:?} after the delete, gone after {gone:?}: the grace period ran out"
+    );
+    let message = terminated.message.unwrap_or_default();
+    assert!(
+        message.starts_with("jvm-guard: the command exited with code 42\n"),
+        "{message}"
+    );
+    println!("SIGTERM: exit code 42 {at:?} after the delete, pod gone after {gone:?}");
 }
 
 /// (3) `jvm-guard.io/ulimits` reaches the JVM: /proc/self/limits of the java process (values
@@ -805,14 +956,17 @@ async fn ulimits_are_what_the_jvm_sees() {
             .map(str::to_string)
             .collect()
     };
-    // The agent sets them before it execs the JVM.
+    // The agent sets them before it starts the JVM (its child inherits them).
     let command = pod.spec.as_ref().unwrap().containers[0]
         .command
         .clone()
         .unwrap_or_default()
         .join(" ");
     assert!(
-        command.starts_with("/jvm-guard/bin/jvm-guard exec --rlimit nofile=2048:4096"),
+        command.starts_with(
+            "/jvm-guard/bin/jvm-guard exec --supervise --termination-log /dev/termination-log \
+             --rlimit nofile=2048:4096"
+        ),
         "{command}"
     );
     // The hard limit is jvm-guard's (below the node's); HotSpot itself raises its soft limit

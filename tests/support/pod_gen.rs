@@ -41,6 +41,7 @@ fn key_values(key: Key) -> &'static [&'static str] {
         Key::Ulimits => &["nofile=65536", "nofile=1:2,core=0", "nofile=x"],
         Key::Tools => &["true", "false"],
         Key::Profile => &["auto", "none", "tomcat", "kafka", "no-such-profile", "Bad"],
+        Key::Agent => &["supervise", "exec", "init"],
         Key::PodOverrides => &["true", "false", "no"],
     }
 }

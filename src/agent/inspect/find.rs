@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::perfdata::PerfData;
 use super::{jvm, perfdata, Jvm, JvmError, JvmErrorKind, Options};
 
 /// How long a file HotSpot has not yet marked accessible is waited for (jstat waits 5 s).
@@ -15,7 +16,8 @@ const WHY_ABSENT: &str = "the JVM may run with -XX:-UsePerfData, have a temp dir
     cannot write (a read-only /tmp) or another than the one searched (--tmpdir), or run as \
     another user (the file is readable by its owner only)";
 
-pub(super) fn find_and_read(options: &Options) -> Result<Jvm, JvmError> {
+/// The chosen JVM's pid, its file and what the file holds now.
+pub(super) fn read(options: &Options) -> Result<(u32, PathBuf, PerfData), JvmError> {
     let (pid, file) = choose(options)?;
     let unreadable = |message: String| JvmError {
         kind: JvmErrorKind::Unreadable,
@@ -23,16 +25,20 @@ pub(super) fn find_and_read(options: &Options) -> Result<Jvm, JvmError> {
         message: format!("{}: {message}", file.display()),
     };
     let started = std::time::Instant::now();
-    let data = loop {
+    loop {
         let bytes = read_capped(&file).map_err(|e| unreadable(e.to_string()))?;
         match perfdata::parse(&bytes) {
             Err(perfdata::PerfDataError::NotAccessible) if started.elapsed() < ACCESSIBLE_WAIT => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(unreadable(e.to_string())),
-            Ok(data) => break data,
+            Ok(data) => return Ok((pid, file, data)),
         }
-    };
+    }
+}
+
+pub(super) fn find_and_read(options: &Options) -> Result<Jvm, JvmError> {
+    let (pid, file, data) = read(options)?;
     let proc_dir = options.proc.join(pid.to_string());
     let env = read_environ(&proc_dir.join("environ"));
     let string = |name: &str| data.string(name).map(str::to_string);

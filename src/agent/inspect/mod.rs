@@ -149,6 +149,12 @@ impl Report {
     }
 }
 
+/// The performance data of the JVM `options` choose, as it is now, and its pid: for callers
+/// that want the counters themselves (the supervising agent's samples).
+pub fn perf_data(options: &Options) -> Result<(u32, perfdata::PerfData), JvmError> {
+    find::read(options).map(|(pid, _, data)| (pid, data))
+}
+
 pub fn gather(options: &Options) -> Report {
     let (jvm, jvm_error) = match find::find_and_read(options) {
         Ok(jvm) => (Some(jvm), None),

@@ -7,9 +7,12 @@
 //   GET /limits          the text of /proc/self/limits
 //   GET /ls?dir=PATH     the names of the files in PATH, one a line
 //   GET /oom             allocates until OutOfMemoryError (the JVM's flags decide what follows)
+//   GET /native          allocates native memory (outside the heap, touched) until the kernel
+//                        kills the JVM at the container's memory limit
 //   GET /options         JSON: the JAVA_TOOL_OPTIONS the process has and the image.env property
 //
 // SLOW_START_SECONDS=N: sleeps N seconds before it listens (a slow-starting app).
+// TERM_EXIT_CODE=N: on SIGTERM (a shutdown), says so and exits with code N.
 import com.sun.management.HotSpotDiagnosticMXBean;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
@@ -33,6 +36,14 @@ public class App {
         if (slow != null && !slow.isEmpty()) {
             System.out.println("slow start: sleeping " + slow + " s");
             Thread.sleep(Long.parseLong(slow) * 1000L);
+        }
+        String term = System.getenv("TERM_EXIT_CODE");
+        if (term != null && !term.isEmpty()) {
+            int code = Integer.parseInt(term);
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                System.out.println("shutting down: exit code " + code);
+                Runtime.getRuntime().halt(code);
+            }));
         }
         String port = System.getenv().getOrDefault("PORT", "8080");
         HttpServer server = HttpServer.create(new InetSocketAddress(Integer.parseInt(port)), 16);
@@ -62,6 +73,24 @@ public class App {
             System.out.println("allocating until OutOfMemoryError");
             while (true) {
                 HOARD.add(new long[1 << 17]);
+            }
+        });
+        server.createContext("/native", ex -> {
+            System.out.println("allocating native memory until the kernel kills the JVM");
+            try {
+                java.lang.reflect.Field field = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+                field.setAccessible(true);
+                sun.misc.Unsafe unsafe = (sun.misc.Unsafe) field.get(null);
+                // 8 MiB every 100 ms, each byte written so that it is resident: slow enough
+                // for the agent to sample the JVM on the way.
+                while (true) {
+                    long chunk = 8L << 20;
+                    long address = unsafe.allocateMemory(chunk);
+                    unsafe.setMemory(address, chunk, (byte) 1);
+                    Thread.sleep(100);
+                }
+            } catch (ReflectiveOperationException | InterruptedException e) {
+                reply(ex, 500, e + "\n");
             }
         });
         server.start();
