@@ -39,6 +39,8 @@ fn pod() -> Value {
         "spec": {"containers": [{
             "name": "api",
             "image": "eclipse-temurin:21-jre",
+            // `java` as the command: memory is applied, not unverified (a launcher nobody knows).
+            "command": ["java", "-jar", "/app/api.jar"],
             "resources": {"limits": {"memory": "512Mi"}},
         }]},
     })
