@@ -374,6 +374,8 @@ fn pod() -> Value {
         "spec": {"containers": [{
             "name": "api",
             "image": "eclipse-temurin:21-jre",
+            // `java` as the command: memory is applied, not unverified (a launcher nobody knows).
+            "command": ["java", "-jar", "/app/api.jar"],
             "ports": [{"name": "http", "containerPort": 8080}],
             "resources": {"limits": {"memory": "1Gi"}},
         }]},
