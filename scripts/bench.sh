@@ -71,7 +71,7 @@ for arg in "$@"; do
     esac
 done
 
-if ! "$tools/bin/oha" --version 2>/dev/null | grep -q "$OHA_VERSION"; then
+if ! grep -q "$OHA_VERSION" <<<"$("$tools/bin/oha" --version 2>/dev/null)"; then
     echo "installing oha $OHA_VERSION into $tools (once, ~5 min)" >&2
     cargo install oha --version "$OHA_VERSION" --locked --root "$tools" >&2
 fi

@@ -26,7 +26,8 @@ HELM="${JVM_GUARD_HELM:-$CACHE/bin/helm-$HELM_VERSION}"
 KV_DIR="${JVM_GUARD_KUBERNETES_VALIDATE_DIR:-$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION}"
 
 helm_works() {
-    "$1" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"
+    local out
+    out="$("$1" version --template '{{.Version}}' 2>/dev/null)" && grep -qx "$HELM_VERSION" <<<"$out"
 }
 
 if helm_works "$HELM"; then

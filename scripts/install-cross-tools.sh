@@ -66,7 +66,9 @@ else
 fi
 
 zigbuild_works() {
-    "$1/bin/cargo-zigbuild" --version 2>/dev/null | grep -qx "cargo-zigbuild $CARGO_ZIGBUILD_VERSION"
+    local out
+    out="$("$1/bin/cargo-zigbuild" --version 2>/dev/null)" &&
+        grep -qx "cargo-zigbuild $CARGO_ZIGBUILD_VERSION" <<<"$out"
 }
 
 if zigbuild_works "$TOOLS"; then

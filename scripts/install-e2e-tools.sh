@@ -33,12 +33,17 @@ pinned() {
 pinned tests/e2e/etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 pinned tests/e2e/apiserver k8s.io/kubernetes "$KUBERNETES_VERSION"
 
+# The output is read whole, then matched: `grep -q` in a pipe exits at the first match, and a
+# binary that goes on writing (etcd prints four lines) dies of SIGPIPE, which pipefail reports
+# as a failure.
 apiserver_works() {
-    "$1" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"
+    local out
+    out="$("$1" --version 2>/dev/null)" && grep -qx "Kubernetes $KUBERNETES_VERSION" <<<"$out"
 }
 
 etcd_works() {
-    "$1" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}"
+    local out
+    out="$("$1" --version 2>/dev/null)" && grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$out"
 }
 
 # Prints a line every 30 s while a build runs: a cold kube-apiserver build is minutes of

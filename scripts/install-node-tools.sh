@@ -46,8 +46,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# Read whole, then matched (not `| grep -q`, whose early exit can SIGPIPE the binary).
 component_works() {
-    "$1" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"
+    local out
+    out="$("$1" --version 2>/dev/null)" && grep -qx "Kubernetes $KUBERNETES_VERSION" <<<"$out"
 }
 
 heartbeat() {

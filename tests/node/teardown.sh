@@ -162,13 +162,13 @@ fi
 
 # 7. Anything left is a teardown bug: say what, and fail.
 left=""
-iptables -w -S | grep -q -- "-N $CHAIN\|KUBE-" && left+=" iptables"
-iptables -w -t nat -S | grep -q -- "KUBE-" && left+=" iptables-nat"
+grep -q -- "-N $CHAIN\|KUBE-" <<<"$(iptables -w -S)" && left+=" iptables"
+grep -q -- "KUBE-" <<<"$(iptables -w -t nat -S)" && left+=" iptables-nat"
 grep -qE " ($STATE|$RUN)[/ ]" /proc/self/mountinfo && left+=" mounts"
 for h in /sys/fs/cgroup/*/kubepods; do [ -d "$h" ] && left+=" $h"; done
 [ -n "$(shim_pids)" ] && left+=" shims"
 [ -e "$STATE" ] && left+=" $STATE"
-ip addr show dev lo | grep -q " $NODE_IP/" && left+=" $NODE_IP"
+grep -q " $NODE_IP/" <<<"$(ip addr show dev lo)" && left+=" $NODE_IP"
 if [ -n "$left" ]; then
     echo "teardown: left over:$left" >&2
     exit 1
