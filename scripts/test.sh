@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 # The suites that need something installed (a JDK, root, helm, the cluster's binaries, the musl
 # builds, a registry): the full run only.
-NEEDS_INSTALL=" agent chart e2e jvm musl node registry supervise "
+NEEDS_INSTALL=" agent chart dumps e2e jvm musl node registry supervise "
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.
 log="$(mktemp)"

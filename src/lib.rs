@@ -3,7 +3,8 @@
 //!
 //! Two halves, kept apart: the admission half ([`config`] → [`mutate`], served by [`webhook`],
 //! with [`registry`] lookups and the [`manifest`] preview) decides and patches; the [`agent`]
-//! half runs inside app containers at start. `ARCHITECTURE.md` walks both paths.
+//! half runs inside app containers at start. [`remote`] is what users run from a workstation
+//! against guarded pods (through the exec API and the agent). `ARCHITECTURE.md` walks the paths.
 
 pub mod agent;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod manifest;
 pub mod mutate;
 pub mod options;
 pub mod registry;
+pub mod remote;
 pub mod webhook;
 
 pub use config::{Defaults, NamespaceConfig, ServerSettings};

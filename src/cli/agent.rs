@@ -86,8 +86,20 @@ pub struct InspectArgs {
 
 impl InspectArgs {
     pub fn options(&self) -> crate::agent::inspect::Options {
+        jvm_options(self.pid, self.tmpdir.as_ref(), self.dumps.as_ref())
+    }
+}
+
+/// How `inspect` (and `agent-dumps take`) find the JVM and the dump directory: the flags, else
+/// the defaults they document.
+pub fn jvm_options(
+    pid: Option<u32>,
+    tmpdir: Option<&PathBuf>,
+    dumps: Option<&PathBuf>,
+) -> crate::agent::inspect::Options {
+    {
         use crate::agent::inspect::{DumpDir, Options, DUMP_DIR_ENV, HOTSPOT_TMPDIR};
-        let tmpdirs = match &self.tmpdir {
+        let tmpdirs = match tmpdir {
             Some(dir) => vec![dir.clone()],
             None => {
                 let mut dirs = vec![PathBuf::from(HOTSPOT_TMPDIR)];
@@ -100,7 +112,7 @@ impl InspectArgs {
                 dirs
             }
         };
-        let dumps = match &self.dumps {
+        let dumps = match dumps {
             Some(dir) => Some(DumpDir {
                 dir: dir.clone(),
                 from: "--dumps".into(),
@@ -113,7 +125,7 @@ impl InspectArgs {
                 }),
         };
         Options {
-            pid: self.pid,
+            pid,
             tmpdirs,
             dumps,
             cgroup: crate::agent::inspect::Roots::default(),

@@ -3,6 +3,7 @@
 
 mod agent;
 mod certs;
+mod dumps;
 mod mutate;
 mod serve;
 
@@ -47,6 +48,12 @@ pub enum Command {
     /// Show the running JVM's version, heap maximum against the memory limit, arguments and
     /// dumps, from its performance data (run inside the container).
     Inspect(InspectArgs),
+    /// A pod's heap dumps and crash logs: list them, pull one to this machine, or take a heap
+    /// dump of the running JVM (through the exec API, with your kubeconfig).
+    Dumps(dumps::DumpsArgs),
+    /// The container's side of `dumps` (run through the exec API).
+    #[command(hide = true)]
+    AgentDumps(dumps::AgentDumpsArgs),
 }
 
 /// The image this version is published as; the chart passes the exact reference.
@@ -150,6 +157,8 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Inspect(args) => agent::run_inspect(&args),
+        Command::Dumps(args) => dumps::run_dumps(args),
+        Command::AgentDumps(args) => dumps::run_agent_dumps(args),
     }
 }
 

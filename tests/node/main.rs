@@ -5,6 +5,7 @@
 //! Binaries: scripts/install-e2e-tools.sh and scripts/install-node-tools.sh; needs root.
 
 mod cluster;
+mod dumps;
 // The e2e suite's harness uses the rest.
 #[allow(dead_code)]
 #[path = "../support/control_plane.rs"]

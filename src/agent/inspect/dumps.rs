@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use super::DumpFile;
+use super::{DumpFile, DumpKind};
 
 pub(super) fn list(dir: &Path) -> std::io::Result<Vec<DumpFile>> {
     let mut files = Vec::new();
@@ -11,9 +11,11 @@ pub(super) fn list(dir: &Path) -> std::io::Result<Vec<DumpFile>> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let kind = if name.ends_with(".hprof") {
-            "heap_dump"
-        } else if name.starts_with("hs_err_pid") && name.ends_with(".log") {
-            "error_log"
+            DumpKind::HeapDump
+        } else if (name.starts_with("hs_err_pid") && name.ends_with(".log"))
+            || name.ends_with(".hs_err.log")
+        {
+            DumpKind::ErrorLog
         } else {
             continue;
         };
@@ -28,11 +30,14 @@ pub(super) fn list(dir: &Path) -> std::io::Result<Vec<DumpFile>> {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
+        let complete = (kind == DumpKind::HeapDump)
+            .then(|| crate::agent::hprof::check_file(&entry.path()).is_ok_and(|s| s.complete));
         files.push(DumpFile {
             name,
             kind,
             bytes: meta.len(),
             modified,
+            complete,
         });
     }
     files.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));

@@ -132,14 +132,32 @@ pub struct Dumps {
     pub files: Vec<DumpFile>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DumpFile {
     pub name: String,
-    /// `heap_dump` (`*.hprof`) or `error_log` (`hs_err_pid*.log`).
-    pub kind: &'static str,
+    pub kind: DumpKind,
     pub bytes: u64,
     /// Seconds since the Unix epoch.
     pub modified: Option<u64>,
+    /// Heap dumps: whether the HPROF records end where the file does, closed (see
+    /// `agent::hprof`); `false` while the JVM still writes it or when a kill cut it short.
+    /// `null` for crash logs.
+    #[serde(default)]
+    pub complete: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpKind {
+    /// `*.hprof`
+    HeapDump,
+    /// `hs_err_pid*.log` (and rotated `*.hs_err.log`)
+    ErrorLog,
+}
+
+/// The heap dumps and crash logs of `dir`, newest first.
+pub fn dump_files(dir: &std::path::Path) -> std::io::Result<Vec<DumpFile>> {
+    dumps::list(dir)
 }
 
 impl Report {

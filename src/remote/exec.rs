@@ -1,0 +1,113 @@
+//! One command in one container, through the exec API (the user's kubeconfig and credentials):
+//! its stdout streamed to a sink, its stderr kept, and what ended it.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::AttachParams;
+use kube::Api;
+use tokio::io::AsyncReadExt;
+
+use super::RemoteError;
+
+/// A container of a pod.
+#[derive(Clone)]
+pub struct Target {
+    pub pods: Api<Pod>,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} container {}",
+            self.namespace, self.pod, self.container
+        )
+    }
+}
+
+/// How the remote command ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub stderr: String,
+    /// The exec API's verdict: `None` when the stream closed without one (the container or the
+    /// connection went away).
+    pub status: Option<Status>,
+}
+
+impl Ended {
+    pub fn succeeded(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.status.as_deref() == Some("Success"))
+    }
+
+    /// The remote stderr's last line, or the exec API's message.
+    pub fn why(&self) -> String {
+        // Not the JSON lines of the protocol (agent::dumps): the error is in the text.
+        let last =
+            (self.stderr.lines().rev()).find(|l| !l.trim().is_empty() && !l.starts_with('{'));
+        match (last, &self.status) {
+            (Some(line), _) => line.trim().to_string(),
+            (None, Some(status)) => status.message.clone().unwrap_or_default(),
+            (None, None) => "the stream closed without an exit status".into(),
+        }
+    }
+}
+
+/// Runs `command` in `target`; each chunk of its stdout goes to `sink` (an error there stops
+/// the command). Stderr is collected up to 1 MiB.
+pub async fn run(
+    target: &Target,
+    command: &[&str],
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<Ended, RemoteError> {
+    let params = AttachParams::default()
+        .container(target.container.clone())
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut attached = target
+        .pods
+        .exec(&target.pod, command.to_vec(), &params)
+        .await
+        .map_err(|e| RemoteError::Api {
+            what: format!("exec into {target}"),
+            source: e,
+        })?;
+    let mut stdout = attached.stdout().expect("stdout was asked for");
+    let mut stderr = attached.stderr().expect("stderr was asked for");
+    let status = attached.take_status().expect("the status is taken once");
+    let read_stdout = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = stdout
+                .read(&mut buf)
+                .await
+                .map_err(|e| RemoteError::Stream(e.to_string()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            sink(&buf[..n]).map_err(RemoteError::Sink)?;
+        }
+    };
+    let read_stderr = async {
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(1 << 20).read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).into_owned()
+    };
+    let (out, stderr) = tokio::join!(read_stdout, read_stderr);
+    if let Err(e) = out {
+        attached.abort();
+        return Err(e);
+    }
+    // The status comes with the end of the streams; a connection that closed has none.
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), status)
+        .await
+        .ok()
+        .flatten();
+    let _ = attached.join().await;
+    Ok(Ended { stderr, status })
+}
