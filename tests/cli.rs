@@ -324,3 +324,101 @@ fn the_preview_never_copies_a_secret_value_into_a_workload() {
         }
     }
 }
+
+/// Installed as `kubectl-jvm_guard` on PATH, the binary is `kubectl jvm-guard`: its help and
+/// its errors say so (the Krew manifest, `.krew.yaml`, installs it under that name).
+#[test]
+fn as_a_kubectl_plugin_it_names_itself_kubectl_jvm_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-jvm_guard");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_jvm-guard"), &plugin).unwrap();
+    let out = Command::new(&plugin)
+        .args(["dumps", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(help.contains("Usage: kubectl jvm-guard dumps"), "{help}");
+    let out = Command::new(&plugin)
+        .arg("no-such-command")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("kubectl jvm-guard"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Under its own name it is `jvm-guard`.
+    let out = jvm_guard(&["dumps", "--help"], None);
+    assert!(text(&out.stdout).contains("Usage: jvm-guard dumps"));
+}
+
+/// Without a cluster to talk to, `dumps` fails with the configuration it looked for.
+#[test]
+fn dumps_without_a_kubeconfig_says_what_it_looked_for() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jvm-guard"))
+        .args(["dumps", "list", "api-0"])
+        .env("HOME", home.path())
+        .env("KUBECONFIG", home.path().join("nothing"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no Kubernetes client configuration"),
+        "{stderr}"
+    );
+}
+
+/// The container's side refuses names outside its dump directory, whatever the caller sends.
+#[test]
+fn agent_dumps_send_refuses_a_path_outside_the_dump_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = jvm_guard(
+        &["agent-dumps", "--dir", d, "send", "../../etc/passwd"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("is not a file name in the dump directory"));
+    let out = Command::new(env!("CARGO_BIN_EXE_jvm-guard"))
+        .args(["agent-dumps", "list"])
+        .env_remove("JVM_GUARD_DUMP_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("JVM_GUARD_DUMP_DIR"));
+}
+
+/// The Krew manifest installs the binary under the plugin name the binary answers to, for
+/// each platform the static build has.
+#[test]
+fn the_krew_manifest_installs_the_plugin_name() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".krew.yaml")).unwrap();
+    // krew-release-bot's template lines (`{{addURIAndSha ...}}`) are not YAML until rendered.
+    let yaml: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("{{"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let manifest: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "jvm-guard");
+    let platforms = manifest["spec"]["platforms"].as_sequence().unwrap();
+    let arches: Vec<&str> = platforms
+        .iter()
+        .map(|p| p["selector"]["matchLabels"]["arch"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for p in platforms {
+        assert_eq!(p["bin"], jvm_guard::cli::KUBECTL_PLUGIN);
+        assert_eq!(p["files"][0]["to"], jvm_guard::cli::KUBECTL_PLUGIN);
+        assert_eq!(p["files"][0]["from"], "jvm-guard");
+    }
+    assert_eq!(text.matches("{{addURIAndSha").count(), platforms.len());
+}

@@ -146,13 +146,17 @@ fn updated(text: &str, file: &Path) -> (String, Vec<String>) {
         if !lines.any(|l| l.trim_end() == close) {
             panic!("{}: no {close}", file.display());
         }
-        let command = cli
-            .find_subcommand(name)
-            .unwrap_or_else(|| panic!("{}: no command `{name}`", file.display()));
+        // `dumps pull`: a subcommand's own table.
+        let mut command = &cli;
+        for word in name.split(' ') {
+            command = command
+                .find_subcommand(word)
+                .unwrap_or_else(|| panic!("{}: no command `{name}`", file.display()));
+        }
         out.push_str(&table(command));
         out.push_str(&close);
         out.push('\n');
-        commands.push(name.to_string());
+        commands.push(name.split(' ').next().unwrap_or(name).to_string());
     }
     (out, commands)
 }

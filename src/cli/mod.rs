@@ -60,8 +60,25 @@ pub enum Command {
 pub const DEFAULT_TOOLS_IMAGE: &str =
     concat!("ghcr.io/jvm-guard/jvm-guard:", env!("CARGO_PKG_VERSION"));
 
+/// The name kubectl runs this binary by as a plugin (`kubectl jvm-guard ...`): kubectl looks
+/// for `kubectl-jvm_guard` on PATH, a `-` in the command being `_` in the file name.
+pub const KUBECTL_PLUGIN: &str = "kubectl-jvm_guard";
+
+/// How to name the program in help and errors: `kubectl jvm-guard` when run as the plugin.
+pub fn bin_name(argv0: &std::ffi::OsStr) -> &'static str {
+    let file = std::path::Path::new(argv0).file_name();
+    if file.is_some_and(|f| f == KUBECTL_PLUGIN) {
+        "kubectl jvm-guard"
+    } else {
+        "jvm-guard"
+    }
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let matches = Cli::command().bin_name(bin_name(&argv0)).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => {
             let options = match args.options() {

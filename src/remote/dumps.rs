@@ -225,7 +225,7 @@ pub async fn pull(
         Err(RemoteError::Sink(e)) => {
             return Err(local("writing", &partial.path)(e));
         }
-        Err(e) => return Err(explain(target, before, dest, name, e.to_string()).await),
+        Err(e) => return Err(explain(target, before, dest, name, e.to_string(), true).await),
     };
     let sent = ended
         .stderr
@@ -240,7 +240,8 @@ pub async fn pull(
         sha256,
     }) = sent.filter(|_| ended.succeeded())
     else {
-        return Err(explain(target, before, dest, name, not_guarded_hint(ended.why())).await);
+        let why = not_guarded_hint(ended.why());
+        return Err(explain(target, before, dest, name, why, ended.killed()).await);
     };
     let mut hashing = gz
         .finish()
@@ -281,35 +282,51 @@ pub async fn pull(
     })
 }
 
-/// Why a transfer stopped: the pod went away, the container restarted, or what the stream said.
+/// How long a failed transfer waits for the kubelet to report a restart: the exec stream
+/// breaks as the container dies, the pod's status says so a moment later.
+const STATUS_LAG: Duration = Duration::from_secs(15);
+
+/// Why a transfer stopped: the pod went away, the container restarted (or stopped), or what the
+/// stream said.
 async fn explain(
     target: &Target,
     before: Option<(i32, Option<String>)>,
     dest: &Path,
     name: &str,
     why: String,
+    killed: bool,
 ) -> DumpsError {
     let dest = dest.to_path_buf();
-    match super::get(&target.pods, &target.namespace, &target.pod).await {
-        Err(RemoteError::PodGone(pod)) => DumpsError::PodGone { pod, dest },
-        Ok(pod) => match (before, container_state(&pod, &target.container)) {
-            (Some((b, bid)), Some((a, aid))) if a != b || aid != bid => DumpsError::Restarted {
-                container: target.container.clone(),
-                before: b,
-                after: a,
-                dest,
-            },
-            _ => DumpsError::Transfer {
+    // A command that ended by itself (say, no such file) has said why; one that was killed or
+    // lost its stream may have died with the container: give the status time to show it.
+    let deadline = Instant::now() + if killed { STATUS_LAG } else { Duration::ZERO };
+    loop {
+        match super::get(&target.pods, &target.namespace, &target.pod).await {
+            Err(RemoteError::PodGone(pod)) => return DumpsError::PodGone { pod, dest },
+            Ok(pod) => {
+                if let (Some((b, bid)), Some((a, aid))) =
+                    (&before, container_state(&pod, &target.container))
+                {
+                    if a != *b || aid != *bid {
+                        return DumpsError::Restarted {
+                            container: target.container.clone(),
+                            before: *b,
+                            after: a,
+                            dest,
+                        };
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return DumpsError::Transfer {
                 name: name.into(),
                 why,
                 dest,
-            },
-        },
-        Err(_) => DumpsError::Transfer {
-            name: name.into(),
-            why,
-            dest,
-        },
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -44,6 +44,25 @@ impl Ended {
             .is_some_and(|s| s.status.as_deref() == Some("Success"))
     }
 
+    /// The command's exit code, when the exec API gave one (`details.causes`, reason
+    /// `ExitCode`; 0 on success).
+    pub fn exit_code(&self) -> Option<i32> {
+        let status = self.status.as_ref()?;
+        if self.succeeded() {
+            return Some(0);
+        }
+        let causes = status.details.as_ref()?.causes.as_ref()?;
+        let cause = causes
+            .iter()
+            .find(|c| c.reason.as_deref() == Some("ExitCode"))?;
+        cause.message.as_deref()?.parse().ok()
+    }
+
+    /// Whether the command may have died with its container: no status, or killed by a signal.
+    pub fn killed(&self) -> bool {
+        self.status.is_none() || self.exit_code().is_none_or(|code| code >= 128)
+    }
+
     /// The remote stderr's last line, or the exec API's message.
     pub fn why(&self) -> String {
         // Not the JSON lines of the protocol (agent::dumps): the error is in the text.
@@ -110,4 +129,43 @@ pub async fn run(
         .flatten();
     let _ = attached.join().await;
     Ok(Ended { stderr, status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ended(status: Option<serde_json::Value>, stderr: &str) -> Ended {
+        Ended {
+            stderr: stderr.into(),
+            status: status.map(|s| serde_json::from_value(s).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_exit_code_says_whether_the_command_was_killed() {
+        let failure = |code: &str| {
+            json!({"status": "Failure", "message": format!("command terminated with exit code {code}"),
+                   "reason": "NonZeroExitCode",
+                   "details": {"causes": [{"reason": "ExitCode", "message": code}]}})
+        };
+        let e = ended(Some(json!({"status": "Success"})), "");
+        assert_eq!(
+            (e.succeeded(), e.exit_code(), e.killed()),
+            (true, Some(0), false)
+        );
+        let e = ended(
+            Some(failure("1")),
+            "{\"sending\":{}}\nerror: /dumps/x: No such file\n",
+        );
+        assert_eq!((e.exit_code(), e.killed()), (Some(1), false));
+        assert_eq!(e.why(), "error: /dumps/x: No such file");
+        let e = ended(Some(failure("137")), "");
+        assert_eq!((e.exit_code(), e.killed()), (Some(137), true));
+        assert_eq!(e.why(), "command terminated with exit code 137");
+        let e = ended(None, "");
+        assert!(e.killed());
+        assert_eq!(e.why(), "the stream closed without an exit status");
+    }
 }
