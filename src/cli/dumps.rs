@@ -1,4 +1,5 @@
-//! `jvm-guard dumps` (from a workstation) and `agent-dumps` (its side in the container).
+//! The workstation's commands, `jvm-guard dumps` and `jvm-guard report`, and `agent-dumps`
+//! (the container's side of `dumps`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -223,4 +224,76 @@ fn json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string(value).expect("plain data serializes")
     );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Wide,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The namespace [default: the kubeconfig's].
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Every namespace labelled `jvm-guard.io/inject=enabled`.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// `text`, `wide` (the features, and with --live the JVM's heap and dumps) or `json`.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+    /// Ask each guarded container's JVM (`inspect` through the exec API): its real heap
+    /// maximum and the dumps on disk.
+    #[arg(long)]
+    pub live: bool,
+}
+
+pub fn run_report(args: ReportArgs) -> ExitCode {
+    use crate::remote::report::{self, Scope};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rows = runtime.block_on(async {
+        let scope = if args.all_namespaces {
+            Scope::OptedIn
+        } else {
+            let ns = match &args.namespace {
+                Some(ns) => ns.clone(),
+                None => kube::Client::try_default()
+                    .await
+                    .map_err(|e| crate::remote::RemoteError::Config(e.to_string()))?
+                    .default_namespace()
+                    .to_string(),
+            };
+            Scope::Namespace(ns)
+        };
+        report::gather(scope, args.live).await
+    });
+    match rows {
+        Ok(rows) => {
+            match args.output {
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("plain data serializes")
+                ),
+                _ if rows.is_empty() => eprintln!("no guarded or unguarded JVM containers found"),
+                format => print!("{}", report::render(&rows, format == ReportFormat::Wide)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

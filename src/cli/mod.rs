@@ -51,6 +51,9 @@ pub enum Command {
     /// A pod's heap dumps and crash logs: list them, pull one to this machine, or take a heap
     /// dump of the running JVM (through the exec API, with your kubeconfig).
     Dumps(dumps::DumpsArgs),
+    /// One line per JVM container: what the webhook decided, heap against limit, restarts, the
+    /// verdict of the last exit; unguarded pods of opted-in namespaces too.
+    Report(dumps::ReportArgs),
     /// The container's side of `dumps` (run through the exec API).
     #[command(hide = true)]
     AgentDumps(dumps::AgentDumpsArgs),
@@ -176,6 +179,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => agent::run_inspect(&args),
         Command::Dumps(args) => dumps::run_dumps(args),
         Command::AgentDumps(args) => dumps::run_agent_dumps(args),
+        Command::Report(args) => dumps::run_report(args),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod dumps;
 pub mod exec;
+pub mod report;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;

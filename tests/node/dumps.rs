@@ -22,6 +22,16 @@ fn dumps_cli(args: &[&str], cwd: &Path) -> Command {
     command
 }
 
+fn report_cli(args: &[&str], cwd: &Path) -> Command {
+    let mut command = Command::new(cluster::musl_binary());
+    command
+        .arg("report")
+        .args(args)
+        .current_dir(cwd)
+        .env("KUBECONFIG", Path::new(cluster::STATE).join("kubeconfig"));
+    command
+}
+
 fn sha256(bytes: &[u8]) -> String {
     jvm_guard::agent::dumps::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
@@ -167,4 +177,74 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
     );
     assert!(!here.path().join("cut").exists());
     assert_eq!(partial_files(here.path()), Vec::<String>::new());
+
+    // report: the guarded container with its restart and the agent's verdict of it; a pod
+    // created before its namespace opted in, unguarded.
+    let late = "node-dumps-late";
+    namespace(&client, late, &[]).await;
+    let bare: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "before-opt-in"},
+        "spec": {"containers": [{"name": "app", "image": SHELL_IMAGE, "imagePullPolicy": "Never",
+            "command": ["java", "-cp", "/app", "App"],
+            "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "10m"}}}]},
+    }))
+    .unwrap();
+    let api: Api<Pod> = Api::namespaced(client.clone(), late);
+    within(30, "create pod", api.create(&PostParams::default(), &bare))
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let label = json!({"metadata": {"labels": {"jvm-guard.io/inject": "enabled"}}});
+    within(
+        30,
+        "label namespace",
+        namespaces.patch(
+            late,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&label),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_pod(&client, ns, "dumps", 300, "restarted once", |p| {
+        restarts(p) >= 1
+    })
+    .await;
+    let out = run_bounded(&mut report_cli(&["-A", "-o", "json"], here.path()), 120);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |ns: &str| rows.iter().find(|r| r["namespace"] == ns).cloned();
+    let guarded = row(ns).unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(guarded["state"], "guarded", "{guarded}");
+    assert_eq!(guarded["workload"], "Deployment/dumps", "{guarded}");
+    assert_eq!(guarded["restarts"], 1, "{guarded}");
+    assert!(
+        guarded["last_verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("heap OutOfMemoryError")),
+        "{guarded}"
+    );
+    assert!(
+        guarded["heap_max"].as_u64().is_some_and(|h| h > 0),
+        "{guarded}"
+    );
+    let unguarded = row(late).unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(unguarded["state"], "unguarded", "{unguarded}");
+    assert_eq!(unguarded["workload"], "Pod/before-opt-in");
+    // --live: the running JVM's heap maximum, through inspect.
+    let out = run_bounded(
+        &mut report_cli(&["-n", ns, "-o", "wide", "--live"], here.path()),
+        120,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("report -o wide --live:\n{text}");
+    assert!(out.status.success() && text.contains("LIVE HEAP"), "{text}");
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.contains("Mi")),
+        "{text}"
+    );
 }
