@@ -13,7 +13,7 @@ use clap::Parser as _;
 use jvm_guard::cli::{Cli, Command};
 use jvm_guard::config::quantity::Quantity;
 use jvm_guard::config::rlimit::{self, Rlimit};
-use jvm_guard::config::{Key, ServerSettings};
+use jvm_guard::config::{Key, ServerSettings, STATUS_ANNOTATION};
 use jvm_guard::webhook::admission;
 use jvm_guard::webhook::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
@@ -167,6 +167,12 @@ pub fn annotations(input: &Annotations) {
     let again = mutate(&mutated, &ns, &settings);
     assert!(again.patch.0.is_empty(), "mutated twice: {:?}", again.patch);
 
+    // A pod that came with a status annotation of its own was left alone (the early return for
+    // mutated pods): stripping that annotation gives back the unmutated pod, which a mutation
+    // rightly changes. The property is about pods the mutation wrote.
+    if (pod.metadata.annotations.as_ref()).is_some_and(|a| a.contains_key(STATUS_ANNOTATION)) {
+        return;
+    }
     let stripped = idempotence::without_status(&value);
     let stripped_pod: Pod = serde_json::from_value(stripped.clone()).expect("still a Pod");
     let again = mutate(&stripped_pod, &ns, &settings);
