@@ -15,6 +15,7 @@ pub mod mutate;
 pub mod options;
 pub mod registry;
 pub mod remote;
+pub mod watch;
 pub mod webhook;
 
 pub use config::{Defaults, NamespaceConfig, ServerSettings};

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PodSpec, Secret, SecurityContext, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -750,6 +750,16 @@ fn the_deployment_runs_serve_with_the_flags_the_chart_promises() {
         .and_then(|v| v.field_ref.as_ref())
         .expect("fieldRef");
     assert_eq!(field.field_path, "metadata.namespace");
+    // The pod watcher, named in its Lease and Events by the pod's name.
+    assert!(c.args.iter().flatten().any(|a| a == "--watch-pods"));
+    let identity = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "JVM_GUARD_WATCH_IDENTITY")
+        .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+        .expect("JVM_GUARD_WATCH_IDENTITY from a fieldRef");
+    assert_eq!(identity.field_path, "metadata.name");
 
     // The serving pair comes from the TLS Secret, mounted read-only.
     let tls_dir = mount_of(c, "tls");
@@ -830,18 +840,51 @@ fn the_deployment_runs_serve_with_the_flags_the_chart_promises() {
         ));
     }
 
-    // Least privilege: namespaces get/list/watch, bound to the pods' service account.
+    // Least privilege: namespaces get/list/watch; the pod watcher's pods get/list/watch,
+    // events create/patch, and its one Lease in the release namespace; bound to the pods'
+    // service account.
     let sa: ServiceAccount = one(&docs, "ServiceAccount");
     assert_eq!(spec.service_account_name, sa.metadata.name);
     let role: ClusterRole = one(&docs, "ClusterRole");
-    let rules = role.rules.expect("rules");
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].api_groups.as_deref(), Some(&[String::new()][..]));
+    let rules = |rules: Option<Vec<k8s_openapi::api::rbac::v1::PolicyRule>>| -> Vec<String> {
+        rules
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {:?} {:?}",
+                    r.api_groups.clone().unwrap_or_default(),
+                    r.resources.clone().unwrap_or_default(),
+                    r.resource_names.clone().unwrap_or_default(),
+                    r.verbs
+                )
+            })
+            .collect()
+    };
     assert_eq!(
-        rules[0].resources.as_deref(),
-        Some(&["namespaces".to_string()][..])
+        rules(role.rules.clone()),
+        [
+            r#"[""] ["namespaces"] [] ["get", "list", "watch"]"#,
+            r#"[""] ["pods"] [] ["get", "list", "watch"]"#,
+            r#"["events.k8s.io"] ["events"] [] ["create", "patch"]"#,
+        ]
     );
-    assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
+    let lease: Role = one(&docs, "Role");
+    assert_eq!(lease.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(
+        rules(lease.rules),
+        [
+            r#"["coordination.k8s.io"] ["leases"] [] ["create"]"#,
+            r#"["coordination.k8s.io"] ["leases"] ["jvm-guard-pod-watcher"] ["get", "patch", "update"]"#,
+        ]
+    );
+    assert_eq!(
+        jvm_guard::watch::LEASE_NAME,
+        "jvm-guard-pod-watcher",
+        "the Role names the Lease serve uses"
+    );
+    let lease_binding: RoleBinding = one(&docs, "RoleBinding");
+    assert_eq!(lease_binding.role_ref.name, lease.metadata.name.unwrap());
     let binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding");
     assert_eq!(Some(binding.role_ref.name), role.metadata.name);
     let subjects = binding.subjects.expect("subjects");

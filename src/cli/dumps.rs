@@ -62,19 +62,24 @@ pub struct TakeArgs {
 }
 
 pub fn run_dumps(args: DumpsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    finish(block_on(dumps(args)))
+}
+
+/// Runs `work` on a current-thread runtime with kube's TLS provider (rustls with ring, the one
+/// built in).
+fn block_on<T, E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // kube's TLS runs on rustls with ring, the one provider built in.
+        .map_err(|e| e.to_string())?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match runtime.block_on(dumps(args)) {
+    runtime.block_on(work).map_err(|e| e.to_string())
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -89,8 +94,14 @@ async fn dumps(args: DumpsArgs) -> Result<(), DumpsError> {
         DumpsOp::Pull(p) => &p.target,
         DumpsOp::Take(t) => &t.target,
     };
-    let target =
-        crate::remote::target(t.namespace.as_deref(), &t.pod, t.container.as_deref()).await?;
+    let client = crate::remote::client().await?;
+    let target = crate::remote::target(
+        client,
+        t.namespace.as_deref(),
+        &t.pod,
+        t.container.as_deref(),
+    )
+    .await?;
     match args.op {
         DumpsOp::List(_) => {
             let listing = remote::list(&target).await?;
@@ -210,13 +221,7 @@ pub fn run_agent_dumps(args: AgentDumpsArgs) -> ExitCode {
             dumps::take(&options, &dir, &container, all, Duration::from_secs(600)).map(|t| json(&t))
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(result.map_err(|e| e.to_string()))
 }
 
 fn json(value: &impl serde::Serialize) {
@@ -252,48 +257,21 @@ pub struct ReportArgs {
 
 pub fn run_report(args: ReportArgs) -> ExitCode {
     use crate::remote::report::{self, Scope};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rows = runtime.block_on(async {
-        let scope = if args.all_namespaces {
-            Scope::OptedIn
-        } else {
-            let ns = match &args.namespace {
-                Some(ns) => ns.clone(),
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| crate::remote::RemoteError::Config(e.to_string()))?
-                    .default_namespace()
-                    .to_string(),
-            };
-            Scope::Namespace(ns)
+    let rows = block_on(async {
+        let client = crate::remote::client().await?;
+        let scope = match (args.all_namespaces, &args.namespace) {
+            (true, _) => Scope::OptedIn,
+            (false, Some(ns)) => Scope::Namespace(ns.clone()),
+            (false, None) => Scope::Namespace(client.default_namespace().to_string()),
         };
-        report::gather(scope, args.live).await
+        report::gather(&client, scope, args.live).await
     });
-    match rows {
-        Ok(rows) => {
-            match args.output {
-                ReportFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("plain data serializes")
-                ),
-                _ if rows.is_empty() => eprintln!("no guarded or unguarded JVM containers found"),
-                format => print!("{}", report::render(&rows, format == ReportFormat::Wide)),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(rows.map(|rows| match args.output {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("plain data serializes")
+        ),
+        _ if rows.is_empty() => eprintln!("no guarded or unguarded JVM containers found"),
+        format => print!("{}", report::render(&rows, format == ReportFormat::Wide)),
+    }))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::DEFAULT_TOOLS_IMAGE;
 use crate::config::ServerSettings;
 use crate::registry::{RegistryConfig, SecretSource};
+use crate::watch::WatchOptions;
 use crate::webhook::tls::CertFiles;
 use crate::webhook::{LogFormat, NamespaceSource, ServeOptions, DEFAULT_MAX_CONNECTIONS};
 
@@ -91,6 +92,17 @@ pub struct ServeArgs {
     /// certificate it issued are refused in the TLS handshake.
     #[arg(long, env = "JVM_GUARD_CLIENT_CA", value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
+    /// Watch the pods of opted-in namespaces (one replica at a time, elected by the Lease
+    /// jvm-guard-pod-watcher in --webhook-namespace): an Event on the pod and its workload when
+    /// a guarded container terminates (JvmHeapOutOfMemory, JvmKilledByKernel, JvmExited) and
+    /// for pods the webhook missed (JvmGuardUnguarded), and their metrics. Needs pods
+    /// get/list/watch, events create/patch and the Lease (the chart grants them).
+    #[arg(long, env = "JVM_GUARD_WATCH_PODS")]
+    pub watch_pods: bool,
+    /// This replica's name in the Lease and in its Events [default: the host name, in a pod
+    /// the pod's name].
+    #[arg(long, env = "JVM_GUARD_WATCH_IDENTITY", value_name = "NAME")]
+    pub watch_identity: Option<String>,
 }
 
 /// How image configs (ENTRYPOINT, CMD, Env, labels) are looked up, for `serve` and `mutate`.
@@ -204,6 +216,7 @@ impl ServeArgs {
             (None, true) => NamespaceSource::Every,
             (None, false) => NamespaceSource::Cluster,
         };
+        let watch = self.watch_options(&namespaces)?;
         Ok(ServeOptions {
             addr: self.addr(),
             admin_addr: self.admin_addr(),
@@ -217,8 +230,40 @@ impl ServeArgs {
             registry: self.registry.config(None),
             image_pull_secrets,
             client_ca: self.client_ca.clone(),
+            watch,
             dev: self.dev,
         })
+    }
+
+    /// The pod watcher's options with `--watch-pods`, or why it cannot run.
+    fn watch_options(&self, namespaces: &NamespaceSource) -> Result<Option<WatchOptions>, String> {
+        if !self.watch_pods {
+            return Ok(None);
+        }
+        if *namespaces != NamespaceSource::Cluster {
+            return Err("--watch-pods watches the cluster: it cannot run with \
+                        --namespaces-file or --dev"
+                .into());
+        }
+        let Some(namespace) = self.webhook_namespace.clone() else {
+            return Err(
+                "--watch-pods needs --webhook-namespace (JVM_GUARD_WEBHOOK_NAMESPACE): \
+                        its Lease lives there"
+                    .into(),
+            );
+        };
+        let identity = match &self.watch_identity {
+            Some(identity) => identity.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .ok_or("--watch-pods: no host name to name this replica; give --watch-identity")?,
+        };
+        Ok(Some(WatchOptions {
+            namespace,
+            identity,
+        }))
     }
 
     /// The server-side settings every mutation gets.

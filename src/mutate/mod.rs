@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 pub use env::EnvSources;
 pub use image::{ImageConfig, ImageRequest, Platform, ResolvedImages};
-pub use plan::Plan;
+pub use plan::{left_alone_by_design, Plan};
 
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
 use container::Target;

@@ -51,11 +51,21 @@ fn excluded(pod: &Pod, ns: &NamespaceConfig, settings: &ServerSettings) -> Optio
     {
         return Some(format!("namespace {} is never mutated", ns.name));
     }
+    opted_out(pod)
+}
+
+fn opted_out(pod: &Pod) -> Option<String> {
     let labels = pod.metadata.labels.as_ref();
-    if labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("false") {
-        return Some(format!("pod opted out with label {INJECT_LABEL}=false"));
-    }
-    None
+    (labels.and_then(|l| l.get(INJECT_LABEL)).map(String::as_str) == Some("false"))
+        .then(|| format!("pod opted out with label {INJECT_LABEL}=false"))
+}
+
+/// Why the webhook leaves `pod` alone without its status annotation whatever its namespace
+/// says (the opt-out label, a Helm test hook, a Windows pod), if it does: such a pod of an
+/// opted-in namespace is not *unguarded* (missed by the webhook) for `report` and `serve`'s
+/// pod watcher.
+pub fn left_alone_by_design(pod: &Pod) -> Option<String> {
+    opted_out(pod).or_else(|| not_for_us(pod, pod.spec.as_ref()?))
 }
 
 /// Pods that are not workloads to guard (SPEC §2): Helm test hooks, and Windows pods (the tools

@@ -90,12 +90,7 @@ pub async fn take(target: &Target, all: bool) -> Result<Taken, DumpsError> {
 
 /// Runs an `agent-dumps` command whose stdout is small, and returns it when it succeeded.
 async fn collect(target: &Target, command: &[&str]) -> Result<Vec<u8>, DumpsError> {
-    let mut out = Vec::new();
-    let ended = exec::run(target, command, |chunk| {
-        out.extend_from_slice(chunk);
-        Ok(())
-    })
-    .await?;
+    let (out, ended) = exec::collect(target, command).await?;
     if ended.succeeded() {
         Ok(out)
     } else {

@@ -76,6 +76,17 @@ impl Ended {
     }
 }
 
+/// Runs `command` and keeps its whole stdout (small answers: listings, reports).
+pub async fn collect(target: &Target, command: &[&str]) -> Result<(Vec<u8>, Ended), RemoteError> {
+    let mut out = Vec::new();
+    let ended = run(target, command, |chunk| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
+    Ok((out, ended))
+}
+
 /// Runs `command` in `target`; each chunk of its stdout goes to `sink` (an error there stops
 /// the command). Stderr is collected up to 1 MiB.
 pub async fn run(

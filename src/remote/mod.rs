@@ -7,7 +7,7 @@ pub mod dumps;
 pub mod exec;
 pub mod report;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::Api;
 
 pub use exec::Target;
@@ -41,16 +41,21 @@ pub enum RemoteError {
     Failed(String),
 }
 
+/// A client from the user's kubeconfig (or the in-cluster configuration).
+pub async fn client() -> Result<kube::Client, RemoteError> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| RemoteError::Config(e.to_string()))
+}
+
 /// The container `container` (or the pod's default one) of `pod` in `namespace` (or the
 /// kubeconfig's namespace).
 pub async fn target(
+    client: kube::Client,
     namespace: Option<&str>,
     pod: &str,
     container: Option<&str>,
 ) -> Result<Target, RemoteError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| RemoteError::Config(e.to_string()))?;
     let namespace = namespace.unwrap_or(client.default_namespace()).to_string();
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     let found = get(&pods, &namespace, pod).await?;
@@ -113,10 +118,15 @@ fn choose_container(pod: &Pod, wanted: Option<&str>) -> Result<String, RemoteErr
     }
 }
 
+/// The status of the container named `name`, `None` while it has none.
+pub fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find(|s| s.name == name)
+}
+
 /// The container's restart count and id, `None` while it has no status.
 pub fn container_state(pod: &Pod, container: &str) -> Option<(i32, Option<String>)> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let s = statuses.iter().find(|s| s.name == container)?;
+    let s = container_status(pod, container)?;
     Some((s.restart_count, s.container_id.clone()))
 }
 

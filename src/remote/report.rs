@@ -15,10 +15,12 @@ use serde::Serialize;
 
 use crate::config::quantity::Quantity;
 use crate::config::{INJECT_LABEL, STATUS_ANNOTATION};
+use crate::mutate::left_alone_by_design;
 use crate::mutate::status::{ContainerStatus, Status};
 use crate::options::heap_in;
+use crate::watch::Workload;
 
-use super::RemoteError;
+use super::{container_status, RemoteError};
 
 /// Which pods: one namespace, or every opted-in namespace.
 #[derive(Debug, Clone)]
@@ -83,7 +85,7 @@ pub fn rows(pods: &[Pod], opted_in: &BTreeSet<String>) -> Vec<Row> {
                 namespace: namespace.clone(),
                 pod: pod.metadata.name.clone().unwrap_or_default(),
                 container: c.name.clone(),
-                workload: workload(pod),
+                workload: Workload::of(pod).to_string(),
                 state: state.into(),
                 jvm: None,
                 profile: None,
@@ -106,6 +108,8 @@ pub fn rows(pods: &[Pod], opted_in: &BTreeSet<String>) -> Vec<Row> {
                     }
                 }
                 None if opted_out => out.push(base("opted-out")),
+                // Helm test hooks and Windows pods: the webhook leaves them alone unmarked.
+                None if left_alone_by_design(pod).is_some() => {}
                 None if opted_in.contains(&namespace) => out.push(base("unguarded")),
                 None => {}
             }
@@ -147,40 +151,6 @@ fn limit(c: &Container) -> Option<u64> {
     q.0.parse::<Quantity>().ok().map(|q| q.bytes())
 }
 
-/// The owning workload: a ReplicaSet named by its Deployment (the `pod-template-hash` suffix
-/// dropped), else the owner itself, else the pod.
-fn workload(pod: &Pod) -> String {
-    let owner = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true));
-    let Some(owner) = owner else {
-        return format!("Pod/{}", pod.metadata.name.clone().unwrap_or_default());
-    };
-    let hash = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("pod-template-hash"));
-    match (owner.kind.as_str(), hash) {
-        ("ReplicaSet", Some(hash)) => match owner.name.strip_suffix(&format!("-{hash}")) {
-            Some(deployment) => format!("Deployment/{deployment}"),
-            None => format!("ReplicaSet/{}", owner.name),
-        },
-        (kind, _) => format!("{kind}/{}", owner.name),
-    }
-}
-
-fn container_status<'a>(
-    pod: &'a Pod,
-    name: &str,
-) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    statuses.iter().find(|s| s.name == name)
-}
-
 fn restarts(pod: &Pod, name: &str) -> i32 {
     container_status(pod, name).map_or(0, |s| s.restart_count)
 }
@@ -203,10 +173,11 @@ fn last_verdict(pod: &Pod, name: &str) -> Option<String> {
 }
 
 /// Reads the pods in scope, and with `live` asks each guarded container's JVM.
-pub async fn gather(scope: Scope, live: bool) -> Result<Vec<Row>, RemoteError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| RemoteError::Config(e.to_string()))?;
+pub async fn gather(
+    client: &kube::Client,
+    scope: Scope,
+    live: bool,
+) -> Result<Vec<Row>, RemoteError> {
     let api_error = |what: String| move |source| RemoteError::Api { what, source };
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let selector = format!("{INJECT_LABEL}=enabled");
@@ -234,7 +205,7 @@ pub async fn gather(scope: Scope, live: bool) -> Result<Vec<Row>, RemoteError> {
     let mut rows = rows(&pods, &opted_in);
     if live {
         for row in rows.iter_mut().filter(|r| r.state == "guarded") {
-            row.live = Some(ask(&client, row).await);
+            row.live = Some(ask(client, row).await);
         }
     }
     Ok(rows)
@@ -248,14 +219,14 @@ async fn ask(client: &kube::Client, row: &Row) -> Live {
         pod: row.pod.clone(),
         container: row.container.clone(),
     };
-    let mut out = Vec::new();
     let command = [super::TOOLS_BINARY, "inspect", "-o", "json"];
-    let ended = super::exec::run(&target, &command, |chunk| {
-        out.extend_from_slice(chunk);
-        Ok(())
-    })
-    .await;
-    let report: Option<serde_json::Value> = serde_json::from_slice(&out).ok();
+    let (ended, report) = match super::exec::collect(&target, &command).await {
+        Ok((out, ended)) => (
+            Ok(ended),
+            serde_json::from_slice::<serde_json::Value>(&out).ok(),
+        ),
+        Err(e) => (Err(e), None),
+    };
     match (ended, report) {
         (_, Some(r)) => Live {
             max_heap: r["jvm"]["max_heap_bytes"].as_u64(),

@@ -75,9 +75,18 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FeatureLabels {
     feature: &'static str,
 }
+
+/// The `reason` labels of `jvm_guard_container_terminations_total` (the pod watcher's
+/// `Reason::label`).
+pub const TERMINATION_REASONS: [&str; 3] = ["heap_oom", "kernel_oom", "exited"];
 
 /// Admission latency buckets, in seconds: a review takes well under a millisecond, and the
 /// apiserver gives up after the webhook's `timeoutSeconds`.
@@ -96,6 +105,9 @@ pub struct Metrics {
     tls_cert_expiry: Gauge,
     tls_reload_errors: Counter,
     namespace_cache_ready: Gauge,
+    terminations: Family<ReasonLabels, Counter>,
+    unguarded_pods: Gauge,
+    pod_watcher_leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -162,6 +174,29 @@ impl Metrics {
             "1 when the namespace configuration is known, else 0",
             namespace_cache_ready.clone(),
         );
+        let terminations = Family::<ReasonLabels, Counter>::default();
+        for reason in TERMINATION_REASONS {
+            drop(terminations.get_or_create(&ReasonLabels { reason }));
+        }
+        registry.register(
+            "container_terminations",
+            "Terminations of guarded containers seen by the pod watcher (--watch-pods), by \
+             reason: heap_oom, kernel_oom, exited",
+            terminations.clone(),
+        );
+        let unguarded_pods = Gauge::default();
+        registry.register(
+            "unguarded_pods",
+            "Pods of opted-in namespaces without jvm-guard's status annotation (the webhook did \
+             not see them), as the pod watcher's leader counts them",
+            unguarded_pods.clone(),
+        );
+        let pod_watcher_leader = Gauge::default();
+        registry.register(
+            "pod_watcher_leader",
+            "1 while this replica holds the pod watcher's Lease and watches, else 0",
+            pod_watcher_leader.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -171,6 +206,9 @@ impl Metrics {
             tls_cert_expiry,
             tls_reload_errors,
             namespace_cache_ready,
+            terminations,
+            unguarded_pods,
+            pod_watcher_leader,
         }
     }
 
@@ -211,6 +249,23 @@ impl Metrics {
 
     pub fn set_namespace_cache_ready(&self, ready: bool) {
         self.namespace_cache_ready.set(i64::from(ready));
+    }
+
+    /// One guarded container's termination, as the pod watcher saw it: `reason` is one of
+    /// [`TERMINATION_REASONS`].
+    pub fn terminated(&self, reason: &'static str) {
+        self.terminations
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn set_unguarded_pods(&self, pods: usize) {
+        self.unguarded_pods
+            .set(i64::try_from(pods).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_pod_watcher_leader(&self, leader: bool) {
+        self.pod_watcher_leader.set(i64::from(leader));
     }
 
     /// The OpenMetrics text exposition, as Prometheus scrapes it.
@@ -256,6 +311,11 @@ mod tests {
             "jvm_guard_tls_cert_expiry_timestamp_seconds",
             "jvm_guard_tls_reload_errors_total",
             "jvm_guard_namespace_cache_ready",
+            "jvm_guard_container_terminations_total{reason=\"heap_oom\"}",
+            "jvm_guard_container_terminations_total{reason=\"kernel_oom\"}",
+            "jvm_guard_container_terminations_total{reason=\"exited\"}",
+            "jvm_guard_unguarded_pods",
+            "jvm_guard_pod_watcher_leader",
         ] {
             assert_eq!(sample(&text, series), Some(0.0), "{series} in\n{text}");
         }
@@ -276,6 +336,10 @@ mod tests {
         m.set_tls_cert_expiry(1_900_000_000);
         m.tls_reload_error();
         m.set_namespace_cache_ready(true);
+        m.terminated("kernel_oom");
+        m.terminated("kernel_oom");
+        m.set_unguarded_pods(3);
+        m.set_pod_watcher_leader(true);
         let text = m.encode();
         let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series}"));
         assert_eq!(
@@ -303,5 +367,11 @@ mod tests {
         );
         assert_eq!(value("jvm_guard_tls_reload_errors_total"), 1.0);
         assert_eq!(value("jvm_guard_namespace_cache_ready"), 1.0);
+        assert_eq!(
+            value("jvm_guard_container_terminations_total{reason=\"kernel_oom\"}"),
+            2.0
+        );
+        assert_eq!(value("jvm_guard_unguarded_pods"), 3.0);
+        assert_eq!(value("jvm_guard_pod_watcher_leader"), 1.0);
     }
 }

@@ -78,6 +78,8 @@ pub struct ServeOptions {
     pub image_pull_secrets: bool,
     /// The CA of the clients the webhook port accepts (`--client-ca`); any client without it.
     pub client_ca: Option<PathBuf>,
+    /// The pod watcher (`--watch-pods`), `None` without it.
+    pub watch: Option<crate::watch::WatchOptions>,
     /// Logged at start-up only.
     pub dev: bool,
 }
@@ -234,6 +236,12 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
         );
     }
     let metrics = Arc::new(Metrics::new());
+    if let Some(watch) = &args.watch {
+        let client = kube::Client::try_default()
+            .await
+            .context("--watch-pods needs a Kubernetes client configuration")?;
+        crate::watch::spawn(client, namespaces.clone(), metrics.clone(), watch.clone());
+    }
     let cert = Arc::new(serving_cert(&args)?);
     metrics.set_tls_cert_expiry(cert.not_after());
     let clients = match &args.client_ca {
@@ -269,6 +277,7 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
         dev = args.dev,
         image_lookups = registry.is_some(),
         image_pull_secrets = registry.as_ref().is_some_and(|r| r.config().secrets.is_some()),
+        watch_pods = args.watch.is_some(),
         certificate_expires = %rfc3339(cert.not_after()),
         "listening"
     );

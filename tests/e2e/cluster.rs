@@ -31,8 +31,13 @@ pub const WEBHOOK_NAMESPACE: &str = "jvm-guard";
 /// Name of the shared webhook configuration, rendered from the chart.
 pub const WEBHOOK_CONFIG: &str = "jvm-guard-e2e";
 /// Namespaces of tests that register a webhook of their own: the shared one leaves them alone.
-pub const OWN_WEBHOOK_NAMESPACES: &[&str] =
-    &["e2e-down-ignore", "e2e-down-fail", "e2e-hardening-lookups"];
+pub const OWN_WEBHOOK_NAMESPACES: &[&str] = &[
+    "e2e-down-ignore",
+    "e2e-down-fail",
+    "e2e-hardening-lookups",
+    // Opted in and served by no webhook: the pod watcher's unguarded pods.
+    "e2e-watch-missed",
+];
 
 /// Processes of the shared cluster, killed (and the directory removed) at process exit.
 static TEARDOWN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -588,6 +593,11 @@ impl Serve {
 
 /// Status of a plain-HTTP GET on the admin port.
 fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
+    admin_get(admin, path).map(|(status, _)| status)
+}
+
+/// Status and body of a plain-HTTP GET on the admin port (`/metrics`).
+pub fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut tcp = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -597,5 +607,7 @@ fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
     .ok()?;
     let mut response = String::new();
     tcp.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
 }

@@ -18,6 +18,7 @@ mod property_pods;
 #[path = "../support/registry.rs"]
 mod registry_support;
 mod sidecar;
+mod watch;
 // kubernetes-validate is tests/chart.rs's.
 #[allow(dead_code)]
 #[path = "../support/versions.rs"]

@@ -12,20 +12,12 @@ use super::*;
 
 /// The release build the node's image holds (a static binary): the transfer is measured as
 /// users run it.
-fn dumps_cli(args: &[&str], cwd: &Path) -> Command {
+/// The release binary as a user runs it: `jvm-guard <subcommand> <args>` with the cluster's
+/// kubeconfig, in `cwd`.
+fn cli(subcommand: &str, args: &[&str], cwd: &Path) -> Command {
     let mut command = Command::new(cluster::musl_binary());
     command
-        .arg("dumps")
-        .args(args)
-        .current_dir(cwd)
-        .env("KUBECONFIG", Path::new(cluster::STATE).join("kubeconfig"));
-    command
-}
-
-fn report_cli(args: &[&str], cwd: &Path) -> Command {
-    let mut command = Command::new(cluster::musl_binary());
-    command
-        .arg("report")
+        .arg(subcommand)
         .args(args)
         .current_dir(cwd)
         .env("KUBECONFIG", Path::new(cluster::STATE).join("kubeconfig"));
@@ -78,7 +70,11 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
 
     // take, then pull: the file here is the file on the node's disk, and a complete HPROF.
     let out = run_bounded(
-        &mut dumps_cli(&["take", &name, "-n", ns, "-o", "live.hprof"], here.path()),
+        &mut cli(
+            "dumps",
+            &["take", &name, "-n", ns, "-o", "live.hprof"],
+            here.path(),
+        ),
         180,
     );
     let (stdout, stderr) = (
@@ -97,7 +93,10 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
     eprintln!("dumps take: {stderr}{stdout}hprof: {summary:?}");
 
     // list: the dump, complete.
-    let out = run_bounded(&mut dumps_cli(&["list", &name, "-n", ns], here.path()), 60);
+    let out = run_bounded(
+        &mut cli("dumps", &["list", &name, "-n", ns], here.path()),
+        60,
+    );
     let listed = String::from_utf8_lossy(&out.stdout);
     let row = listed.lines().find(|l| l.starts_with(&taken[0]));
     assert!(
@@ -107,7 +106,8 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
 
     // Never over an existing file.
     let out = run_bounded(
-        &mut dumps_cli(
+        &mut cli(
+            "dumps",
             &["pull", &name, &taken[0], "-n", ns, "-o", "live.hprof"],
             here.path(),
         ),
@@ -120,7 +120,8 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
     incompressible(&on_node.join("big.hprof"), 512 << 20);
     let start = Instant::now();
     let out = run_bounded(
-        &mut dumps_cli(
+        &mut cli(
+            "dumps",
             &["pull", &name, "big.hprof", "-n", ns, "-o", "big"],
             here.path(),
         ),
@@ -145,7 +146,8 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
     // A pull cut by a restart of the container (an OutOfMemoryError: the JVM exits 3): the
     // error says so, and neither the file nor the partial one is left.
     let restarts_before = restarts(&pod);
-    let pull = dumps_cli(
+    let pull = cli(
+        "dumps",
         &["pull", &name, "big.hprof", "-n", ns, "-o", "cut"],
         here.path(),
     )
@@ -210,7 +212,7 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
         restarts(p) >= 1
     })
     .await;
-    let out = run_bounded(&mut report_cli(&["-A", "-o", "json"], here.path()), 120);
+    let out = run_bounded(&mut cli("report", &["-A", "-o", "json"], here.path()), 120);
     assert!(
         out.status.success(),
         "{}",
@@ -237,7 +239,7 @@ async fn dumps_take_and_pull_bring_a_heap_dump_out_of_an_image_without_a_shell()
     assert_eq!(unguarded["workload"], "Pod/before-opt-in");
     // --live: the running JVM's heap maximum, through inspect.
     let out = run_bounded(
-        &mut report_cli(&["-n", ns, "-o", "wide", "--live"], here.path()),
+        &mut cli("report", &["-n", ns, "-o", "wide", "--live"], here.path()),
         120,
     );
     let text = String::from_utf8_lossy(&out.stdout);

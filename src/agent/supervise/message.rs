@@ -14,6 +14,12 @@ pub const MAX_BYTES: usize = 4096;
 /// The HotSpot exit code of `-XX:+ExitOnOutOfMemoryError`.
 pub const EXIT_ON_OOM_CODE: i32 = 3;
 
+/// How the verdict's first line starts, per kind: `serve`'s pod watcher reads them back from
+/// `lastState.terminated.message` ([`crate::watch`]).
+pub const HEAP_OOM_LINE: &str = "jvm-guard: heap OutOfMemoryError";
+pub const KERNEL_KILL_LINE: &str = "jvm-guard: killed by the kernel";
+pub const NO_VERDICT_LINE: &str = "jvm-guard: no verdict";
+
 /// What ended the JVM, as far as the agent can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -74,18 +80,16 @@ pub fn message(
     };
     match verdict {
         Verdict::Running => {
-            lines.push(
-                "jvm-guard: no verdict: the container stopped with the agent (when the reason \
-                 is OOMKilled, the kernel killed the whole container at its memory limit)"
-                    .to_string(),
-            );
+            lines.push(format!(
+                "{NO_VERDICT_LINE}: the container stopped with the agent (when the reason is \
+                 OOMKilled, the kernel killed the whole container at its memory limit)"
+            ));
             sample_lines(&mut lines, "last sample");
         }
         Verdict::HeapOom { dump } => {
-            lines.push(
-                "jvm-guard: heap OutOfMemoryError: the JVM exited 3 (-XX:+ExitOnOutOfMemoryError)"
-                    .to_string(),
-            );
+            lines.push(format!(
+                "{HEAP_OOM_LINE}: the JVM exited 3 (-XX:+ExitOnOutOfMemoryError)"
+            ));
             lines.push(match (dump, dump_dir) {
                 (Some(d), Some(dir)) => format!("dump: {}/{}", escape(dir), escape(d)),
                 (Some(d), None) => format!("dump: {}", escape(d)),
@@ -104,8 +108,8 @@ pub fn message(
         }
         Verdict::KernelKill { before, after } => {
             lines.push(format!(
-                "jvm-guard: killed by the kernel at the container's memory limit (SIGKILL, \
-                 exit code 137; OOM kills {before} -> {after})"
+                "{KERNEL_KILL_LINE} at the container's memory limit (SIGKILL, exit code 137; \
+                 OOM kills {before} -> {after})"
             ));
             if let Some(line) = last.and_then(non_heap_line) {
                 lines.push(line);

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod reflector;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -23,6 +24,10 @@ pub trait NamespaceLookup: Send + Sync {
     /// For a pod the webhook was called for in `name` while [`get`](Self::get) does not know
     /// it as opted in: the warning worth giving, if any (a cache behind the label).
     fn miss(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// The names of the opted-in namespaces, when the source can list them.
+    fn opted_in(&self) -> Option<BTreeSet<String>> {
         None
     }
 }

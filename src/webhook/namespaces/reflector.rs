@@ -1,7 +1,7 @@
 //! The in-cluster namespace source: a kube-rs reflector of the opted-in Namespaces, read by
 //! every admission without I/O. Ready once the first full list has arrived.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -93,6 +93,12 @@ impl NamespaceLookup for KubeNamespaces {
         self.ready.load(Ordering::Acquire)
     }
 
+    fn opted_in(&self) -> Option<BTreeSet<String>> {
+        let state = self.store.state();
+        let names = state.iter().filter(|ns| is_opted_in(ns));
+        Some(names.filter_map(|ns| ns.metadata.name.clone()).collect())
+    }
+
     /// The apiserver only calls for namespaces labelled to opt in: not knowing one means the
     /// watch has not caught up with the label yet.
     fn miss(&self, name: &str) -> Option<String> {
@@ -153,6 +159,10 @@ mod tests {
             "resolved once per version"
         );
         assert!(lookup.get("elsewhere").is_none());
+        assert_eq!(
+            lookup.opted_in(),
+            Some(BTreeSet::from(["shop".to_string()]))
+        );
 
         // An annotation change is a new object: a new configuration.
         writer.apply_watcher_event(&Event::Apply(ns("shop", true, "70")));
@@ -163,6 +173,7 @@ mod tests {
         // Unlabelled (e.g. a stale event): not opted in. Deleted: gone.
         writer.apply_watcher_event(&Event::Apply(ns("shop", false, "70")));
         assert!(lookup.get("shop").is_none());
+        assert_eq!(lookup.opted_in(), Some(BTreeSet::new()));
         writer.apply_watcher_event(&Event::Apply(ns("shop", true, "70")));
         writer.apply_watcher_event(&Event::Delete(ns("shop", true, "70")));
         assert!(lookup.get("shop").is_none());
