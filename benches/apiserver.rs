@@ -54,6 +54,7 @@ use registry_support::Registry;
 /// The namespace label that picks a configuration (webhooks' and the policy's selector).
 const CONFIG_LABEL: &str = "bench.jvm-guard.io/config";
 const INJECT_LABEL: &str = "jvm-guard.io/inject";
+const STATUS_ANNOTATION: &str = "jvm-guard.io/status";
 const TOOLS_IMAGE: &str = "ghcr.io/jvm-guard/jvm-guard:e2e";
 /// The e2e load test's pod image: docker.io, which has no DNS name here, so its lookup fails
 /// at once (and the failure is cached for 30 s).
@@ -111,6 +112,12 @@ struct CachesArgs {
     /// Distinct images looked up in the typical series (past the cache's 1,024 entries).
     #[arg(long, default_value_t = 1_500)]
     images: usize,
+    /// Guarded pods the pod watcher (`--watch-pods`) sees, spread over 50 opted-in namespaces.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Of those, pods whose container then terminates (two Events each).
+    #[arg(long, default_value_t = 1_000)]
+    terminations: usize,
     #[arg(long)]
     out: PathBuf,
 }
@@ -1226,7 +1233,12 @@ async fn caches_on(
     if args.namespaces > 0 {
         namespaces(args, children, plane, &client, &certs, &mut report).await?;
     }
-    images(args, children, &certs, &mut report).await?;
+    if args.pods > 0 {
+        pods(args, children, plane, &client, &certs, &mut report).await?;
+    }
+    if args.images > 0 {
+        images(args, children, &certs, &mut report).await?;
+    }
     println!("{report}");
     std::fs::write(args.out.join("caches.md"), &report)?;
     Ok(())
@@ -1322,6 +1334,202 @@ async fn namespaces(
     }
     children.stop("serve-watching");
     Ok(())
+}
+
+/// Namespaces the watched pods live in.
+const WATCHED_NAMESPACES: usize = 50;
+
+/// The pod watcher's memory: a replica watching since before the pods were created, one
+/// that became the leader after them (its first list), each against a `serve` without the
+/// watcher started at the same moment; then after terminations of some of the pods.
+async fn pods(
+    args: &CachesArgs,
+    children: &mut Children,
+    plane: &Plane,
+    client: &Client,
+    certs: &Path,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    create_namespace(client, "jvm-guard", &[], &[], false).await?;
+    let namespaces: Vec<String> = (0..WATCHED_NAMESPACES)
+        .map(|n| format!("watched-{n}"))
+        .collect();
+    for ns in &namespaces {
+        create_namespace(client, ns, &[(INJECT_LABEL, "enabled")], &[], true).await?;
+    }
+    let kubeconfig = Some(plane.kubeconfig.as_path());
+    let watcher = |identity: &str| -> Vec<String> {
+        ["--offline", "--watch-pods", "--watch-identity", identity]
+            .map(String::from)
+            .to_vec()
+    };
+    let offline = ["--offline".to_string()];
+    let first = start_serve(
+        children,
+        "watcher-1",
+        &args.jvm_guard,
+        certs,
+        kubeconfig,
+        &watcher("one"),
+    )
+    .await?;
+    let plain = start_serve(
+        children,
+        "plain-1",
+        &args.jvm_guard,
+        certs,
+        kubeconfig,
+        &offline,
+    )
+    .await?;
+    wait_leader(&first).await?;
+    let mut rows = vec![(
+        "no pods".to_string(),
+        settled_rss(first.pid).await,
+        settled_rss(plain.pid).await,
+    )];
+
+    let started = Instant::now();
+    let status = r#"{"version":"bench","containers":{"app":{"jvm":"seen"}}}"#;
+    let creates = (0..args.pods).map(|n| {
+        let ns = &namespaces[n % namespaces.len()];
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("api-{n}"), "annotations": {STATUS_ANNOTATION: status},
+                         "labels": {"app": "api", "team": "bench"}},
+            "spec": {"containers": [{"name": "app", "image": PUBLIC_IMAGE,
+                "command": ["java", "-jar", "/app/app.jar"],
+                "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-XX:MaxRAMPercentage=62"}],
+                "resources": {"limits": {"memory": "1Gi"}}}]}});
+        async move { post(client, &format!("/api/v1/namespaces/{ns}/pods"), &pod).await }
+    });
+    let created: Vec<anyhow::Result<Value>> =
+        stream::iter(creates).buffer_unordered(16).collect().await;
+    if let Some(Err(e)) = created.into_iter().find(Result::is_err) {
+        return Err(e);
+    }
+    eprintln!(
+        "{} pods in {:.0} s",
+        args.pods,
+        started.elapsed().as_secs_f64()
+    );
+    rows.push((
+        format!("{} guarded pods, watched since before", args.pods),
+        settled_rss(first.pid).await,
+        settled_rss(plain.pid).await,
+    ));
+
+    // A new leader lists them all.
+    children.stop("watcher-1");
+    children.stop("plain-1");
+    let second = start_serve(
+        children,
+        "watcher-2",
+        &args.jvm_guard,
+        certs,
+        kubeconfig,
+        &watcher("two"),
+    )
+    .await?;
+    let plain = start_serve(
+        children,
+        "plain-2",
+        &args.jvm_guard,
+        certs,
+        kubeconfig,
+        &offline,
+    )
+    .await?;
+    wait_leader(&second).await?;
+    rows.push((
+        format!("{} guarded pods, listed by a new leader", args.pods),
+        settled_rss(second.pid).await,
+        settled_rss(plain.pid).await,
+    ));
+
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patches = (0..args.terminations.min(args.pods)).map(|n| {
+        let ns = namespaces[n % namespaces.len()].clone();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let body = json!({"status": {"containerStatuses": [{
+            "name": "app", "image": PUBLIC_IMAGE, "imageID": "", "ready": false, "restartCount": 1,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"containerID": format!("containerd://{n}"), "exitCode": 137,
+                "reason": "OOMKilled", "finishedAt": now, "message": "jvm-guard: no verdict"}}}]}});
+        async move {
+            api.patch_status(&format!("api-{n}"), &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(body))
+                .await
+                .map(|_| ())
+        }
+    });
+    let patched: Vec<Result<(), kube::Error>> =
+        stream::iter(patches).buffer_unordered(16).collect().await;
+    if let Some(Err(e)) = patched.into_iter().find(Result::is_err) {
+        bail!("patching a pod's status: {e}");
+    }
+    // Until the watcher has counted them all.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let http = plain_http();
+    let admin = second.admin.clone().unwrap();
+    loop {
+        let text = http
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let seen = metric_sum(&text, "jvm_guard_container_terminations_total", &[]);
+        if seen >= args.terminations.min(args.pods) as f64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the watcher counted {seen} terminations in 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    rows.push((
+        format!("… after {} terminations (2 Events each)", args.terminations),
+        settled_rss(second.pid).await,
+        settled_rss(plain.pid).await,
+    ));
+    children.stop("watcher-2");
+    children.stop("plain-2");
+
+    report.push_str(
+        "\n### The pod watcher\n\n| pods | serve --watch-pods (leader): RSS MiB | its peak \
+         | serve without the watcher, started with it: RSS MiB | its peak |\n|---|---|---|---|---|\n",
+    );
+    for (what, (rss, hwm), (plain_rss, plain_hwm)) in &rows {
+        writeln!(
+            report,
+            "| {what} | {rss:.1} | {hwm:.1} | {plain_rss:.1} | {plain_hwm:.1} |"
+        )?;
+    }
+    Ok(())
+}
+
+/// Until `server` says it holds the pod watcher's Lease.
+async fn wait_leader(server: &Server) -> anyhow::Result<()> {
+    let http = plain_http();
+    let admin = server.admin.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = http
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metric_sum(&text, "jvm_guard_pod_watcher_leader", &[]) >= 1.0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not take the pod watcher's Lease in 120 s",
+                server.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn images(

@@ -6,7 +6,8 @@
 # kubelet, controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins
 # and iptables for tests/node (scripts/install-node-tools.sh), zig and cargo-zigbuild for the
 # aarch64 build of the static binary (scripts/install-cross-tools.sh) and Debian's
-# qemu-user-static to run it, and Debian's docker-registry for the registry tests.
+# qemu-user-static to run it, Debian's docker-registry for the registry tests and Debian's
+# prometheus (promtool) for the alert rules' tests.
 #
 # `scripts/test.sh --fast` installs nothing and runs only the suites that need nothing installed:
 # the unit tests and every tests/ suite but those of NEEDS_INSTALL below.
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # The suites that need something installed (a JDK, root, helm, the cluster's binaries, the musl
 # builds, a registry): the full run only.
-NEEDS_INSTALL=" agent chart dumps e2e jvm musl node registry supervise "
+NEEDS_INSTALL=" agent alerts chart dumps e2e jvm musl node registry supervise "
 
 # cargo's last block is the (empty) doc-test run, so close with the total over every suite.
 log="$(mktemp)"
@@ -71,6 +72,8 @@ need musl-gcc musl-tools "for the static build"
 # tests/registry.rs starts the CNCF Distribution registry on loopback. The package may try to
 # start its own service on install; the tests run their own instances.
 need docker-registry docker-registry "for the registry tests"
+# tests/alerts.rs: promtool tests the chart's alerts, and a real Prometheus scrapes serve.
+need promtool prometheus "for the alert rules' tests"
 cargo build --locked --release --target x86_64-unknown-linux-musl
 # The same binary for arm64 nodes (docs/design.md#platforms): zig cross-compiles ring's and jemalloc's C and
 # links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as

@@ -49,10 +49,11 @@ const CASES: [&str; 4] = ["helm", "cert-manager", "existing", "every-option"];
 
 /// Kinds from CRDs, absent from the Kubernetes OpenAPI schemas: not validated by
 /// kubernetes-validate (their wiring is asserted by the tests below instead).
-const CRD_KINDS: [(&str, &str); 3] = [
+const CRD_KINDS: [(&str, &str); 4] = [
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 ];
 
 fn cache_dir() -> PathBuf {
@@ -153,6 +154,16 @@ fn one<T: DeserializeOwned>(docs: &[Value], wanted: &str) -> T {
         found.len()
     );
     serde_json::from_value(found[0].clone())
+        .unwrap_or_else(|e| panic!("the {wanted} does not deserialize: {e}"))
+}
+
+/// The document of a kind and name, as its k8s-openapi type.
+fn named<T: DeserializeOwned>(docs: &[Value], wanted: &str, name: &str) -> T {
+    let found = docs
+        .iter()
+        .find(|d| kind(d).1 == wanted && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {wanted} {name}"));
+    serde_json::from_value(found.clone())
         .unwrap_or_else(|e| panic!("the {wanted} does not deserialize: {e}"))
 }
 
@@ -912,7 +923,7 @@ fn cluster_defaults_are_a_configmap_that_jvm_guard_accepts() {
     let deployment: Deployment = one(&docs, "Deployment");
     let spec = pod_spec(&deployment);
     let c = &spec.containers[0];
-    let config_map: ConfigMap = one(&docs, "ConfigMap");
+    let config_map: ConfigMap = named(&docs, "ConfigMap", "jvm-guard-webhook-defaults");
     let text = config_map
         .data
         .as_ref()
@@ -1482,4 +1493,61 @@ fn pull_secrets_need_client_authentication_and_a_network_policy_limits_the_ports
 fn pod_selector_labels(docs: &[Value]) -> Option<BTreeMap<String, String>> {
     let deployment: Deployment = one(docs, "Deployment");
     deployment.spec.selector.match_labels
+}
+
+#[test]
+fn the_alerts_and_the_dashboard_are_the_files_promtool_and_grafana_read() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/jvm-guard/files");
+    let docs = render_docs("every-option");
+    // The PrometheusRule's spec is the rules file verbatim (promtool tests that file).
+    let rule = docs
+        .iter()
+        .find(|d| kind(d) == ("monitoring.coreos.com/v1", "PrometheusRule"))
+        .expect("a PrometheusRule");
+    let file: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart.join("prometheus-rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["spec"], file);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let alerts: Vec<&str> = file["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "JvmGuardCertificateExpiring",
+            "JvmGuardAdmissionErrors",
+            "JvmGuardUnguardedPods",
+            "JvmHeapOutOfMemory",
+            "JvmKilledByKernel"
+        ]
+    );
+    // The dashboard's ConfigMap, where the Grafana chart's sidecar finds it.
+    let dashboard: ConfigMap = named(&docs, "ConfigMap", "jvm-guard-webhook-dashboard");
+    assert_eq!(dashboard.metadata.namespace.as_deref(), Some("monitoring"));
+    let labels = dashboard.metadata.labels.unwrap();
+    assert_eq!(
+        labels.get("grafana_dashboard").map(String::as_str),
+        Some("1")
+    );
+    let annotations = dashboard.metadata.annotations.unwrap();
+    assert_eq!(
+        annotations.get("grafana_folder").map(String::as_str),
+        Some("jvm-guard")
+    );
+    let json = &dashboard.data.unwrap()["jvm-guard.json"];
+    let rendered: Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart.join("grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rendered, file);
+    // Off by default.
+    let defaults = render_docs("helm");
+    assert_eq!(count(&defaults, "PrometheusRule"), 0);
+    assert_eq!(count(&defaults, "ConfigMap"), 0);
 }
