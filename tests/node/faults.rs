@@ -280,6 +280,110 @@ async fn a_webhook_pod_deleted_during_creates_leaves_no_broken_pod() {
     }
 }
 
+/// The webhook scaled to zero (`failurePolicy: Ignore`): a pod of an opted-in namespace is
+/// created unmutated. Once the replicas are back, the pod watcher (elected among them, with
+/// the chart's RBAC) lists it and reports it unguarded on the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_created_while_the_webhook_is_scaled_to_zero_is_reported_unguarded() {
+    let _alone = FAULTS.write().await;
+    let cluster = cluster();
+    let client = cluster.client().await;
+    let ns = "node-unguarded";
+    injected_namespace(&client, ns).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let scale = |replicas: i32| {
+        let deployments = deployments.clone();
+        async move {
+            within(
+                30,
+                "scale the webhook",
+                deployments.patch(
+                    RELEASE,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                ),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    scale(0).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !webhook_pods(&client).await.is_empty() || !all_gone(&client).await {
+        assert!(Instant::now() < deadline, "the webhook pods did not go");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "while-down"},
+        "spec": {"containers": [{"name": "app", "image": SHELL_IMAGE,
+            "command": ["java", "-cp", "/app", "App"],
+            "resources": {"limits": {"memory": "512Mi"}}}]},
+    }))
+    .unwrap();
+    let created = within(
+        60,
+        "create while down",
+        pods.create(&PostParams::default(), &pod),
+    )
+    .await
+    .unwrap();
+    let status = created
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("jvm-guard.io/status"));
+    assert_eq!(status, None, "no webhook, no mutation");
+    scale(2).await;
+    wait_webhook_recovered(&client).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let event = loop {
+        let found = within(30, "list events", events.list(&ListParams::default()))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("JvmGuardUnguarded"));
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JvmGuardUnguarded Event in 90 s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let regarding = event.regarding.unwrap();
+    assert_eq!(
+        (regarding.kind.as_deref(), regarding.name.as_deref()),
+        (Some("Pod"), Some("while-down"))
+    );
+    assert_eq!(regarding.uid, created.metadata.uid);
+    eprintln!("unguarded: {}", event.note.unwrap_or_default());
+    within(
+        30,
+        "delete",
+        pods.delete("while-down", &kube::api::DeleteParams::default()),
+    )
+    .await
+    .unwrap();
+}
+
+/// No webhook pod left at all, terminating ones included.
+async fn all_gone(client: &Client) -> bool {
+    let api: Api<Pod> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    within(
+        30,
+        "list webhook pods",
+        api.list(&ListParams::default().labels("app.kubernetes.io/name=jvm-guard")),
+    )
+    .await
+    .unwrap()
+    .items
+    .is_empty()
+}
+
 /// `helm upgrade --reuse-values` of the release with `sets`, `--wait`ing for the rollout.
 async fn helm_upgrade(sets: &[&str]) -> String {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

@@ -227,6 +227,62 @@ async fn events(client: &Client, ns: &str) -> String {
     }
 }
 
+/// The pod watcher's Events of `reason` in `ns` (the chart's replicas, under the chart's RBAC),
+/// once there is one on Pod/`pod` and one on Deployment/`deployment` whose `series` counts
+/// `count` (1: no series): what `kubectl describe` shows for each, one Event per crash loop.
+async fn watcher_events(
+    client: &Client,
+    ns: &str,
+    reason: &str,
+    pod: &Pod,
+    deployment: &str,
+    count: i32,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let found: Vec<_> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect();
+        let on = |kind: &str, name: &str| -> Vec<i32> {
+            found
+                .iter()
+                .filter(|e| {
+                    let r = e.regarding.as_ref().unwrap();
+                    r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
+                })
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .collect()
+        };
+        let (on_pod, on_deployment) = (on("Pod", &pod_name), on("Deployment", deployment));
+        if on_pod == [count] && on_deployment == [count] {
+            assert_eq!(found.len(), 2, "one Event each, no more: {found:#?}");
+            let regarding = found
+                .iter()
+                .find_map(|e| {
+                    e.regarding
+                        .clone()
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                })
+                .unwrap();
+            assert_eq!(regarding.uid, pod.metadata.uid, "the pod's own uid");
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} Event counting {count} on Pod/{pod_name} and Deployment/{deployment} \
+             within 90 s: pod {on_pod:?}, deployment {on_deployment:?}\n{found:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// The app container's log (this run's, or the previous run's), through the apiserver and the
 /// kubelet, for failure messages.
 async fn app_log(client: &Client, pod: &Pod, previous: bool) -> String {
@@ -791,6 +847,16 @@ async fn oom_twice(ns: &str, image: &str) {
         for dump in &dumps {
             assert!(listed.lines().any(|l| l == dump), "{listed}");
         }
+        // The pod watcher: one Event on the pod and one on its Deployment for the crash loop,
+        // counting the OOMs. Its note is the first crash's verdict (a series repeats its
+        // Event), naming the first dump; the pod's status has the latest.
+        let found = watcher_events(&client, ns, "JvmHeapOutOfMemory", &pod, "oom", round).await;
+        let note = found[0].note.clone().unwrap_or_default();
+        assert!(
+            note.starts_with("container app: jvm-guard: heap OutOfMemoryError")
+                && note.contains(&dumps[0]),
+            "{note}\ndumps: {dumps:?}"
+        );
     }
 }
 
@@ -849,6 +915,14 @@ async fn a_kernel_oom_kill_leaves_its_verdict_in_the_pod_status() {
         "kernel OOM kill: reason {:?}, message:\n{message}",
         last.reason
     );
+    // The pod watcher says so on the pod and on its Deployment, with the sample.
+    let found = watcher_events(&client, ns, "JvmKilledByKernel", &pod, "native", 1).await;
+    let note = found[0].note.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("container app: jvm-guard: killed by the kernel"),
+        "{note}"
+    );
+    assert_eq!(found[0].type_.as_deref(), Some("Warning"));
 }
 
 /// Deleting the pod sends SIGTERM to the agent (pid 1), which passes it to the JVM: the
