@@ -994,13 +994,20 @@ fn the_jvm_keeps_the_wrapper_limits_on_every_jdk() {
 // ---------------------------------------------------------------------------------------------
 // `jvm-guard inspect` on live JVMs
 
-const IDLE_JAVA: &str = r"/** Stays alive, for `jvm-guard inspect` to look at, until it is killed. */
+const IDLE_JAVA: &str = r#"/** Stays alive, for `jvm-guard inspect` to look at, until it is killed; says when main runs. */
 public class Idle {
     public static void main(String[] args) throws Exception {
+        System.out.println(IDLE_READY);
+        System.out.flush();
         Thread.sleep(600_000);
     }
+    static final String IDLE_READY = "in main";
 }
-";
+"#;
+
+/// What `Idle` prints once its `main` runs: by then the JVM has published all its perf data
+/// (the perf file alone exists from early in startup, before the command and properties are in).
+const IDLE_READY: &str = "in main";
 
 /// Where HotSpot on Linux writes `hsperfdata_<user>/`, whatever TMPDIR says.
 const HOTSPOT_TMP: &str = "/tmp";
@@ -1047,35 +1054,33 @@ fn start_idle(
         .arg(classes)
         .arg("Idle")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     cgroup.enter_on_exec(&mut cmd);
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| cgroup.describe_spawn_error(&format!("cannot start {java:?}: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
     let running = Running(child);
     let pid = running.0.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let wait_for = if flags.contains(&"-XX:-UsePerfData") {
-        Instant::now() + Duration::from_secs(1)
-    } else {
-        deadline
-    };
-    loop {
-        if let Some(file) = perf_file(pid) {
-            return Ok((running, Some(file)));
-        }
-        if Instant::now() >= wait_for {
-            return if wait_for < deadline {
-                Ok((running, None))
-            } else {
-                Err(format!(
-                    "no {HOTSPOT_TMP}/hsperfdata_*/{pid} within 30 s of starting the JVM"
-                ))
-            };
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) if line.trim() == IDLE_READY => {}
+        Ok(line) => return Err(format!("Idle printed {line:?}, expected {IDLE_READY:?}")),
+        Err(_) => return Err("Idle did not reach main within 30 s".into()),
     }
+    let file = perf_file(pid);
+    if file.is_none() && !flags.contains(&"-XX:-UsePerfData") {
+        return Err(format!(
+            "no {HOTSPOT_TMP}/hsperfdata_*/{pid} once the JVM is in main"
+        ));
+    }
+    Ok((running, file))
 }
 
 fn perf_file(pid: u32) -> Option<PathBuf> {
