@@ -111,6 +111,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::keys::edit_distance;
     use super::values::parse_percent;
@@ -296,6 +297,41 @@ mod tests {
         let (c, w) = resolve(&[("probes", "http")], &[]);
         assert_eq!(c.probes, Switch::Invalid);
         assert!(w[0].contains("probe-path"));
+    }
+
+    #[test]
+    fn pods_without_our_annotations_share_the_namespace_s_configuration() {
+        let ns = NamespaceConfig::new(
+            "team",
+            Some(&annotations(&[("max-ram-percentage", "60"), ("nope", "1")])),
+            &Defaults::default(),
+        );
+        let settings = ServerSettings::default();
+        let shared = |pod: Option<&BTreeMap<String, String>>| {
+            let mut w = Warnings::default();
+            let c = Config::resolve_shared(&ns, pod, &settings, &mut w);
+            let mut alone = Warnings::default();
+            let resolved = Config::resolve(&ns, pod, &settings, &mut alone);
+            // The same configuration and warnings as a resolution of its own.
+            assert_eq!(*c, resolved);
+            assert_eq!(w, alone);
+            assert!(!w.is_empty(), "the namespace's unknown key, each time");
+            c
+        };
+        let other = BTreeMap::from([("app".to_string(), "x".to_string())]);
+        let first = shared(None);
+        assert!(Arc::ptr_eq(&first, &shared(Some(&other))), "resolved once");
+        let ours = annotations(&[("max-ram-percentage", "50")]);
+        let own = shared(Some(&ours));
+        assert!(!Arc::ptr_eq(&first, &own));
+        assert_ne!(own.memory, first.memory, "the pod's own percentage");
+        // Other settings: resolved for them, not the first server's.
+        let host = ServerSettings {
+            allow_host_path: true,
+            ..ServerSettings::default()
+        };
+        let c = Config::resolve_shared(&ns, None, &host, &mut Warnings::default());
+        assert!(!Arc::ptr_eq(&first, &c));
     }
 
     #[test]

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use super::defaults::Defaults;
 use super::keys::{is_reserved, typed, unknown_key_message, Key, ParseContext, Spec, PREFIX};
 use super::values::*;
-use super::{Config, ServerSettings, Switch, Warnings};
+use super::{Config, Profiles, ServerSettings, Switch, Warnings};
 
 /// Where a raw value came from; named in warnings so users know what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,29 @@ pub struct NamespaceConfig {
     pub name: String,
     layers: Layers,
     warnings: Vec<String>,
+    /// The configuration of its pods that set none of our annotations, resolved at the first
+    /// (see [`Config::resolve_shared`]).
+    plain: Plain,
+}
+
+/// The configuration every pod without our annotations gets, with the warnings resolving it
+/// gave, and the settings it was resolved under.
+#[derive(Debug, Clone, Default)]
+struct Plain(OnceLock<PlainConfig>);
+
+#[derive(Debug, Clone)]
+struct PlainConfig {
+    allow_host_path: bool,
+    profiles: Arc<Profiles>,
+    config: Arc<Config>,
+    warnings: Warnings,
+}
+
+/// A cache: two namespace configurations are equal by what they configure.
+impl PartialEq for Plain {
+    fn eq(&self, _: &Plain) -> bool {
+        true
+    }
 }
 
 impl NamespaceConfig {
@@ -79,6 +103,7 @@ impl NamespaceConfig {
             name: name.to_string(),
             layers,
             warnings: warnings.into_vec(),
+            plain: Plain::default(),
         }
     }
 
@@ -140,6 +165,48 @@ impl Parser<'_> {
 }
 
 impl Config {
+    /// [`Config::resolve`], once per namespace configuration for the pods that set none of
+    /// our annotations (most pods): theirs is the namespace's, the same for each, so it is
+    /// resolved at the first and shared; its warnings are given again to each.
+    pub fn resolve_shared(
+        ns: &NamespaceConfig,
+        pod_annotations: Option<&BTreeMap<String, String>>,
+        settings: &ServerSettings,
+        warnings: &mut Warnings,
+    ) -> Arc<Config> {
+        let ours = pod_annotations
+            .into_iter()
+            .flatten()
+            .any(|(key, _)| key.starts_with(PREFIX));
+        if ours {
+            return Arc::new(Config::resolve(ns, pod_annotations, settings, warnings));
+        }
+        let plain = ns.plain.0.get_or_init(|| {
+            let mut warned = Warnings::default();
+            let config = Config::resolve(ns, None, settings, &mut warned);
+            PlainConfig {
+                allow_host_path: settings.allow_host_path,
+                profiles: settings.profiles.clone(),
+                config: Arc::new(config),
+                warnings: warned,
+            }
+        });
+        // Resolved under other settings (only tests share a namespace between servers).
+        if plain.allow_host_path != settings.allow_host_path
+            || !Arc::ptr_eq(&plain.profiles, &settings.profiles)
+        {
+            return Arc::new(Config::resolve(ns, None, settings, warnings));
+        }
+        if *warnings == Warnings::default() {
+            warnings.clone_from(&plain.warnings); // with the count of those past the cap
+        } else {
+            for w in plain.warnings.clone().into_vec() {
+                warnings.push(w);
+            }
+        }
+        plain.config.clone()
+    }
+
     /// Merges the pod's annotations over the namespace configuration and parses the result.
     /// Every doubtful input becomes a warning; nothing fails.
     pub fn resolve(

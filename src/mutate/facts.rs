@@ -15,7 +15,8 @@ use crate::options::{Jdk, UserFlags};
 /// Pod-level facts every target shares, decided once by the plan.
 pub struct PodFacts<'a> {
     pub spec: &'a PodSpec,
-    pub config: Config,
+    /// Shared by the pods of a namespace that set none of our annotations.
+    pub config: Arc<Config>,
     /// The dump configuration when the pod can take the dump volume, else why not (empty when
     /// the feature is off).
     pub dump: Result<DumpConfig, String>,

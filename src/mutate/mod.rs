@@ -136,11 +136,12 @@ impl Plan<'_> {
             volumes.push(to_value(&dumps::volume(cfg)));
         }
         if let (true, Ok(image)) = (uses.tools, &facts.tools) {
-            volumes.push(to_value(&tools::volume()));
+            let (init_container, volume) = tools::pod_parts(image);
+            volumes.push(volume);
             patch.append(
                 pointer(["spec", "initContainers"]),
                 spec.init_containers.is_some(),
-                vec![to_value(&tools::init_container(image))],
+                vec![init_container],
             );
         }
         patch.append(

@@ -144,7 +144,7 @@ impl<'a> Plan<'a> {
             warnings.push(reason);
             return leave_alone(warnings);
         }
-        let config = Config::resolve(ns, annotations, settings, &mut warnings);
+        let config = Config::resolve_shared(ns, annotations, settings, &mut warnings);
         let dump = match &config.heap_dump {
             Switch::On(cfg) => {
                 match dump_pod_collision(spec).or_else(|| dump_tools_collision(cfg)) {

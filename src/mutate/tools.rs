@@ -2,17 +2,20 @@
 //! targets mount read-only, and the ulimits feature that wraps the entrypoint in `exec`.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, ResourceRequirements, SeccompProfile,
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::Value;
 
 use super::decision::{Command, Decision, EnvEdits};
 use super::facts::Facts;
 use super::image::ImageConfig;
 use super::parts::{tools_container_collision, TOOLS_VOLUME};
+use super::patch::to_value;
 use crate::config::rlimit::{Resource, Rlimit};
 use crate::config::{AgentMode, Feature, Switch};
 use crate::options::{AgentEnv, Dumps};
@@ -24,6 +27,22 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
         .collect()
+}
+
+/// The pod-level parts as JSON, built once per tools image (one per server), not per pod: the
+/// init container and the tools volume.
+pub fn pod_parts(image: &str) -> (Value, Value) {
+    static BUILT: OnceLock<(String, Value, Value)> = OnceLock::new();
+    let build = || (to_value(&init_container(image)), to_value(&volume()));
+    let (built_for, init, volume) = BUILT.get_or_init(|| {
+        let (init, volume) = build();
+        (image.to_string(), init, volume)
+    });
+    if built_for == image {
+        (init.clone(), volume.clone())
+    } else {
+        build() // another tools image: tests only
+    }
 }
 
 /// Small (requests equal to limits, so LimitRange ratios pass), compliant with the Pod Security

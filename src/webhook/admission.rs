@@ -306,14 +306,24 @@ pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, se
     // The review with an empty patch (`"patch":[]`), then the base64 written in its place:
     // the alphabet needs no JSON escaping, and no value tree is built. The sequence cannot
     // occur inside a string (its quotes would be escaped there): it is the field.
-    let mut out = serde_json::to_vec(&review)?;
+    let review = serde_json::to_vec(&review)?;
     const EMPTY: &[u8] = b"\"patch\":[]";
-    let Some(at) = out.windows(EMPTY.len()).position(|w| w == EMPTY) else {
+    let Some(at) = memchr::memmem::find(&review, EMPTY) else {
         return Err(serde::ser::Error::custom("the review has no patch field"));
     };
-    let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
-    let field = format!("\"patch\":\"{encoded}\"");
-    out.splice(at..at + EMPTY.len(), field.into_bytes());
+    let base64 = &base64::engine::general_purpose::STANDARD;
+    let encoded = base64::encoded_len(patch.len(), true)
+        .ok_or_else(|| serde::ser::Error::custom("the patch is too large to encode"))?;
+    let mut out = Vec::with_capacity(review.len() + encoded + 2);
+    out.extend_from_slice(&review[..at]);
+    out.extend_from_slice(b"\"patch\":\"");
+    let start = out.len();
+    out.resize(start + encoded, 0);
+    base64
+        .encode_slice(&patch, &mut out[start..])
+        .map_err(serde::ser::Error::custom)?;
+    out.push(b'"');
+    out.extend_from_slice(&review[at + EMPTY.len()..]);
     Ok(out)
 }
 

@@ -67,11 +67,8 @@ pub fn parse_cost(body: &[u8]) -> usize {
         match body[i] {
             b'"' => {
                 let start = i + 1;
-                i += 1;
-                while i < body.len() && body[i] != b'"' {
-                    i += if body[i] == b'\\' { 2 } else { 1 };
-                }
-                last_string = (start, i.min(body.len()));
+                i = string_end(body, start);
+                last_string = (start, i);
             }
             b':' => {
                 key = Some(last_string);
@@ -109,6 +106,22 @@ pub fn parse_cost(body: &[u8]) -> usize {
     }
     // Strings are copied once more out of the body.
     body.len() + objects + values * PARSE_COST_PER_VALUE
+}
+
+/// Where the string whose text starts at `start` ends: its closing quote, or the body's end.
+/// Found a word at a time (`memchr`): strings are most of a review's bytes.
+fn string_end(body: &[u8], mut i: usize) -> usize {
+    while let Some(at) = body
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        i += at;
+        if body[i] == b'"' {
+            return i;
+        }
+        i += 2; // an escape: the quote or backslash after it is text
+    }
+    body.len()
 }
 
 #[cfg(test)]
@@ -159,6 +172,45 @@ mod tests {
         // A key inside a string is no key; a string that looks like a list key is no list.
         let quoted = br#"{"a":"\"env\":[{}]","env":"x","v":[{"name":"v"}]}"#;
         assert!(of(quoted) >= PARSE_COST_PER_OBJECT);
+    }
+
+    #[test]
+    fn strings_end_where_a_byte_by_byte_reading_ends_them() {
+        let naive = |body: &[u8], mut i: usize| {
+            while i < body.len() && body[i] != b'"' {
+                i += if body[i] == b'\\' { 2 } else { 1 };
+            }
+            i.min(body.len())
+        };
+        for body in [
+            &br#"abc" rest"#[..],
+            br#"a\"b" c"#,
+            br#"a\\" b"#,
+            br#"\\\"x\\\\"y"#,
+            br#"no end"#,
+            br#"ends in \"#,
+            br#"\"#,
+            br#"""#,
+            b"",
+            r#"caf\u00e9 é\" 😀" x"#.as_bytes(),
+        ] {
+            assert_eq!(
+                string_end(body, 0),
+                naive(body, 0),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // A review of any size: the passes agree on every string of it.
+        let long = format!(
+            r#"{{"a":"{}","b":"x\"{}"}}"#,
+            "y".repeat(5000),
+            "z\\".repeat(700)
+        );
+        let b = long.as_bytes();
+        for start in (0..b.len()).step_by(97) {
+            assert_eq!(string_end(b, start), naive(b, start), "from {start}");
+        }
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub fn lean(body: &[u8]) -> Lean {
     }
 }
 
+/// [`lean`]'s body, scanned only when the body names the key (a word-at-a-time search): a body
+/// without `managedFields` is passed over. An escaped key is not found, and then counted by
+/// the parse cost like any other member.
+pub fn cut(body: &[u8]) -> Option<Vec<u8>> {
+    memchr::memmem::find(body, b"\"managedFields\"")?;
+    lean(body).body
+}
+
 /// `body` with each range replaced by its text; the ranges are in order and apart.
 fn splice(body: &[u8], cuts: &[(Range<usize>, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
@@ -102,16 +110,19 @@ impl Scan<'_> {
     fn string(&mut self) -> Option<Range<usize>> {
         let start = self.i;
         self.eat(b'"')?;
-        let mut escaped = false;
-        while let Some(&c) = self.b.get(self.i) {
-            self.i += 1;
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => return Some(start..self.i),
-                _ => {}
+        // A word at a time (`memchr`): strings are most of a review's bytes.
+        while let Some(at) = self
+            .b
+            .get(self.i..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            self.i += at + 1;
+            if self.b[self.i - 1] == b'"' {
+                return Some(start..self.i);
             }
+            self.i += 1; // an escape: the quote or backslash after it is text
         }
+        self.i = self.b.len();
         None
     }
 
@@ -236,6 +247,19 @@ impl Scan<'_> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn cut_scans_only_a_body_that_names_the_key() {
+        let with =
+            serde_json::to_vec(&review(json!({"name": "a", "managedFields": [{}]}))).unwrap();
+        assert_eq!(cut(&with), lean(&with).body);
+        assert!(cut(&with).is_some());
+        let without = serde_json::to_vec(&review(json!({"name": "a"}))).unwrap();
+        assert_eq!(cut(&without), None);
+        // Escaped, the key is not found: the body is parsed (and its cost counted) whole.
+        let escaped = br#"{"request":{"object":{"metadata":{"managed\u0046ields":[{}]}}}}"#;
+        assert_eq!(cut(escaped), None);
+    }
 
     fn review(metadata: Value) -> Value {
         json!({

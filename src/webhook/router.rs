@@ -194,8 +194,7 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
     };
     // The pod's managedFields are never read, and are most of a large pod's JSON objects:
     // cut before parsing, and before the parse cost is counted.
-    let lean = lean::lean(&body);
-    let body = match lean.body {
+    let body = match lean::cut(&body) {
         Some(leaner) => Bytes::from(leaner),
         None => body,
     };
@@ -204,9 +203,10 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
     // the pod unmutated (failurePolicy Ignore).
     let cost = parse_cost(&body);
     if cost > MAX_PARSE_COST {
+        let named = lean::lean(&body);
         tracing::warn!(
-            namespace = ?lean.namespace.unwrap_or_default(),
-            pod = ?lean.name.unwrap_or_default(),
+            namespace = ?named.namespace.unwrap_or_default(),
+            pod = ?named.name.unwrap_or_default(),
             bytes = body.len(),
             cost,
             "review refused: the pod would cost more to parse than the webhook allows; it is admitted unmutated"

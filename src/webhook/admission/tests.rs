@@ -260,6 +260,11 @@ fn every_namespace_in_dev_mode() {
     let dev = StaticNamespaces::every(&Defaults::default());
     let reviewed = review(&body, &dev, &ServerSettings::default()).unwrap();
     assert_eq!(reviewed.outcome, Outcome::Mutated);
+    // Each namespace's configuration is built once and kept, as a cluster's is.
+    let first = dev.get("anywhere").unwrap();
+    assert!(Arc::ptr_eq(&first, &dev.get("anywhere").unwrap()));
+    assert!(!Arc::ptr_eq(&first, &dev.get("elsewhere").unwrap()));
+    assert_eq!(dev.get("elsewhere").unwrap().name, "elsewhere");
 }
 
 #[rstest]

@@ -2,7 +2,7 @@
 //! namespace with the defaults.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::Value;
@@ -18,9 +18,14 @@ pub struct StaticNamespaces(Source);
 #[derive(Debug, Clone)]
 enum Source {
     OptedIn(HashMap<String, Arc<NamespaceConfig>>),
-    /// `serve --dev` without a namespaces file: every namespace, with the defaults.
-    Every(Defaults),
+    /// `serve --dev` without a namespaces file: every namespace, with the defaults; each
+    /// configuration built at the namespace's first request and kept, as a cluster's is kept
+    /// per Namespace version (at most [`EVERY_KEPT`] of them).
+    Every(Defaults, Arc<RwLock<HashMap<String, Arc<NamespaceConfig>>>>),
 }
+
+/// Namespace configurations `--dev` keeps; past it each further name's is built per request.
+const EVERY_KEPT: usize = 1024;
 
 /// A `--namespaces-file` that cannot be used; names the document and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +66,7 @@ impl StaticNamespaces {
 
     /// Treats every namespace as opted in, without annotations (`serve --dev`).
     pub fn every(defaults: &Defaults) -> StaticNamespaces {
-        StaticNamespaces(Source::Every(defaults.clone()))
+        StaticNamespaces(Source::Every(defaults.clone(), Arc::default()))
     }
 
     /// Reads a multi-document YAML (or JSON) file of Namespace objects; `List` documents, as
@@ -130,7 +135,19 @@ impl NamespaceLookup for StaticNamespaces {
     fn get(&self, name: &str) -> Option<Arc<NamespaceConfig>> {
         match &self.0 {
             Source::OptedIn(map) => map.get(name).cloned(),
-            Source::Every(defaults) => Some(Arc::new(NamespaceConfig::new(name, None, defaults))),
+            Source::Every(defaults, kept) => {
+                let known = kept.read().ok().and_then(|k| k.get(name).cloned());
+                if known.is_some() {
+                    return known;
+                }
+                let config = Arc::new(NamespaceConfig::new(name, None, defaults));
+                if let Ok(mut kept) = kept.write() {
+                    if kept.len() < EVERY_KEPT {
+                        kept.insert(name.to_string(), config.clone());
+                    }
+                }
+                Some(config)
+            }
         }
     }
 
