@@ -306,8 +306,10 @@ async fn mutate(State(state): State<AppState>, body: Body) -> Result<Response, A
     let parsed = span.in_scope(|| admission::parse(&body))?;
     let planned = span.in_scope(|| parsed.plan(state.namespaces.as_ref(), &state.settings));
     // The one wait on the way: the images of containers without command, within the budget.
-    let images = match (&state.registry, planned.images()) {
-        (Some(registry), Some(pod)) => registry.resolve(&pod).instrument(span.clone()).await,
+    // (Without a registry the images are not even listed.)
+    let wanted = state.registry.as_ref().map(|r| (r, planned.images()));
+    let images = match wanted {
+        Some((registry, Some(pod))) => registry.resolve(&pod).instrument(span.clone()).await,
         _ => ResolvedImages::default(),
     };
     // The answer is pure and takes microseconds: run it here rather than on a blocking pool.
