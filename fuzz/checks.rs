@@ -14,7 +14,7 @@ use jvm_guard::cli::{Cli, Command};
 use jvm_guard::config::quantity::Quantity;
 use jvm_guard::config::rlimit::{self, Rlimit};
 use jvm_guard::config::{Key, ServerSettings, STATUS_ANNOTATION};
-use jvm_guard::webhook::admission;
+use jvm_guard::webhook::{admission, cost, lean};
 use jvm_guard::webhook::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
 use k8s_openapi::api::core::v1::Pod;
@@ -50,6 +50,7 @@ fn settings(allow_host_path: bool) -> ServerSettings {
 /// reinvoke us), nor does mutating it again without our status annotation (which alone makes
 /// the mutation return early) beyond writing the status again.
 pub fn admission_review(body: &[u8]) {
+    before_the_parse(body);
     let namespaces = StaticNamespaces::every(defaults());
     let settings = settings(body.first().is_some_and(|b| b & 1 == 1));
     let Ok(reviewed) = admission::review(body, &namespaces, &settings) else {
@@ -149,6 +150,24 @@ fn example_pod() -> &'static Pod {
 /// Never a panic; quantities read back to what they parsed to; the patch applies, gives a
 /// valid Pod, and a second mutation changes nothing, with or without the status annotation
 /// (without it, the status may be written again).
+/// The server's passes over a body before it is parsed: no panic on any bytes, and the leaned
+/// body is the body without its pod's `managedFields`.
+fn before_the_parse(body: &[u8]) {
+    let cost = cost::parse_cost(body);
+    assert!(cost >= body.len(), "the body itself is charged");
+    let (Some(leaner), Ok(mut whole)) = (lean::cut(body), serde_json::from_slice::<Value>(body))
+    else {
+        return;
+    };
+    for at in ["/request/object/metadata", "/request/oldObject/metadata"] {
+        if let Some(metadata) = whole.pointer_mut(at).and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+        }
+    }
+    let leaned: Value = serde_json::from_slice(&leaner).expect("a leaned JSON body is JSON");
+    assert_eq!(leaned, whole, "lean cuts managedFields and nothing else");
+}
+
 pub fn annotations(input: &Annotations) {
     if let Ok(q) = input.quantity.parse::<Quantity>() {
         let again: Quantity = q.as_str().parse().expect("a parsed quantity parses again");
