@@ -147,9 +147,6 @@ fn example_pod() -> &'static Pod {
     })
 }
 
-/// Never a panic; quantities read back to what they parsed to; the patch applies, gives a
-/// valid Pod, and a second mutation changes nothing, with or without the status annotation
-/// (without it, the status may be written again).
 /// The server's passes over a body before it is parsed: no panic on any bytes, and the leaned
 /// body is the body without its pod's `managedFields`.
 fn before_the_parse(body: &[u8]) {
@@ -168,6 +165,9 @@ fn before_the_parse(body: &[u8]) {
     assert_eq!(leaned, whole, "lean cuts managedFields and nothing else");
 }
 
+/// Never a panic; quantities read back to what they parsed to; the patch applies, gives a
+/// valid Pod, and a second mutation changes nothing, with or without the status annotation
+/// (without it, the status may be written again).
 pub fn annotations(input: &Annotations) {
     if let Ok(q) = input.quantity.parse::<Quantity>() {
         let again: Quantity = q.as_str().parse().expect("a parsed quantity parses again");

@@ -109,8 +109,9 @@ pub fn parse_cost(body: &[u8]) -> usize {
 }
 
 /// Where the string whose text starts at `start` ends: its closing quote, or the body's end.
-/// Found a word at a time (`memchr`): strings are most of a review's bytes.
-fn string_end(body: &[u8], mut i: usize) -> usize {
+/// Found a word at a time (`memchr`): strings are most of a review's bytes. Shared with
+/// `lean`'s pass.
+pub(super) fn string_end(body: &[u8], mut i: usize) -> usize {
     while let Some(at) = body
         .get(i..)
         .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))

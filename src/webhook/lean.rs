@@ -8,6 +8,8 @@
 
 use std::ops::Range;
 
+use super::cost::string_end;
+
 /// What one pass over a review body found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Lean {
@@ -110,20 +112,9 @@ impl Scan<'_> {
     fn string(&mut self) -> Option<Range<usize>> {
         let start = self.i;
         self.eat(b'"')?;
-        // A word at a time (`memchr`): strings are most of a review's bytes.
-        while let Some(at) = self
-            .b
-            .get(self.i..)
-            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-        {
-            self.i += at + 1;
-            if self.b[self.i - 1] == b'"' {
-                return Some(start..self.i);
-            }
-            self.i += 1; // an escape: the quote or backslash after it is text
-        }
-        self.i = self.b.len();
-        None
+        let end = string_end(self.b, self.i);
+        self.i = (end + 1).min(self.b.len());
+        (end < self.b.len()).then_some(start..self.i)
     }
 
     /// Any value, skipped without recursion; returns its range.
