@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
     let ns = NamespaceConfig::new("orders", Some(&annotations), &Defaults::default());
     let settings = ServerSettings::default();
     let pod = typical_pod();
-    assert!(!mutate(&pod, &ns, &settings).patch.0.is_empty());
+    assert!(!mutate(&pod, &ns, &settings).patch.is_empty());
     c.bench_function("mutate/3-container-pod", |b| {
         b.iter(|| mutate(black_box(&pod), black_box(&ns), black_box(&settings)))
     });
@@ -109,6 +109,27 @@ fn bench_review(c: &mut Criterion) {
         );
         c.bench_function(&format!("review/{size}"), |b| {
             b.iter(|| review(black_box(&body)))
+        });
+        c.bench_function(&format!("review-parse/{size}"), |b| {
+            b.iter(|| admission::parse(black_box(&body)).expect("a review"))
+        });
+        let parsed = admission::parse(&body).expect("a review");
+        c.bench_function(&format!("review-mutate/{size}"), |b| {
+            b.iter(|| {
+                let planned = black_box(&parsed).plan(&namespaces, &settings);
+                planned.answer(&Default::default())
+            })
+        });
+        c.bench_function(&format!("review-encode/{size}"), |b| {
+            b.iter_batched(
+                || {
+                    parsed
+                        .plan(&namespaces, &settings)
+                        .answer(&Default::default())
+                },
+                |reviewed| admission::to_json(reviewed.review).expect("encodes"),
+                criterion::BatchSize::SmallInput,
+            )
         });
         c.bench_function(&format!("baseline/{size}"), |b| {
             b.iter(|| baseline(black_box(&body)))

@@ -180,11 +180,13 @@ pub fn annotations(input: &Annotations) {
     let mutation = mutate(&pod, &ns, &settings);
 
     let mut value = serde_json::to_value(&pod).expect("a pod encodes");
-    json_patch::patch(&mut value, &mutation.patch)
+    mutation
+        .patch
+        .apply(&mut value)
         .unwrap_or_else(|e| panic!("patch does not apply: {e}"));
     let mutated: Pod = serde_json::from_value(value.clone()).expect("the patched object is a Pod");
     let again = mutate(&mutated, &ns, &settings);
-    assert!(again.patch.0.is_empty(), "mutated twice: {:?}", again.patch);
+    assert!(again.patch.is_empty(), "mutated twice: {:?}", again.patch);
 
     // A pod that came with a status annotation of its own was left alone (the early return for
     // mutated pods): stripping that annotation gives back the unmutated pod, which a mutation
@@ -195,7 +197,7 @@ pub fn annotations(input: &Annotations) {
     let stripped = idempotence::without_status(&value);
     let stripped_pod: Pod = serde_json::from_value(stripped.clone()).expect("still a Pod");
     let again = mutate(&stripped_pod, &ns, &settings);
-    if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch) {
+    if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch.operations()) {
         panic!("{changes}");
     }
 }

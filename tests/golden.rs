@@ -97,7 +97,7 @@ fn check_output(
     let ns = NamespaceConfig::new(&ns_name, annotations, &preview.defaults);
     let mut problems = Vec::new();
     let again = mutate::mutate_with(&pod, &ns, &preview.settings, images);
-    if !again.patch.0.is_empty() {
+    if !again.patch.is_empty() {
         problems.push(format!(
             "{case}: {object}: mutating the output again is not a no-op: {:?}",
             again.patch
@@ -107,7 +107,8 @@ fn check_output(
     let stripped_pod: Pod = serde_json::from_value(stripped.clone())
         .unwrap_or_else(|e| panic!("{case}: output {object} without status is not a pod: {e}"));
     let remutated = mutate::mutate_with(&stripped_pod, &ns, &preview.settings, images);
-    if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch) {
+    if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch.operations())
+    {
         problems.push(format!("{case}: {object}: {changes}"));
     }
     problems

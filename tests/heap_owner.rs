@@ -173,7 +173,7 @@ proptest! {
             "memory reported applied for {place:?} {token}: {app:?}"
         );
         let mut doc = serde_json::to_value(&pod).unwrap();
-        json_patch::patch(&mut doc, &m.patch).unwrap();
+        m.patch.apply(&mut doc).unwrap();
         prop_assert_eq!(heap_tokens(&doc), before, "a heap flag was added for {:?} {}", place, token);
     }
 }

@@ -292,7 +292,7 @@ fn tool_options_with(
         &jvm_guard::Defaults::default(),
     );
     let mutation = jvm_guard::mutate(&pod, &ns, settings);
-    json_patch::patch(&mut pod_json, &mutation.patch).unwrap_or_else(|e| {
+    mutation.patch.apply(&mut pod_json).unwrap_or_else(|e| {
         panic!(
             "the mutation's patch does not apply: {e}\npatch: {}",
             serde_json::to_string_pretty(&mutation.patch).unwrap_or_default()

@@ -96,7 +96,7 @@ proptest! {
             || input.pointer("/spec/nodeSelector/kubernetes.io~1os") == Some(&json!("windows"));
         prop_assert_eq!(mutation.status.is_some(), !windows, "pods in an opted-in namespace get a status, Windows pods none");
         if windows {
-            prop_assert!(mutation.patch.0.is_empty(), "a Windows pod is not patched");
+            prop_assert!(mutation.patch.is_empty(), "a Windows pod is not patched");
         }
         prop_assert_eq!(structural_problems(input), Vec::<String>::new(), "the generator");
         prop_assert_eq!(structural_problems(&output), Vec::<String>::new(), "output: {}", output);
@@ -168,7 +168,7 @@ proptest! {
 
         let stripped = idempotence::without_status(&output);
         let (again, _) = mutated(&case, &stripped)?;
-        if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch) {
+        if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch.operations()) {
             return Err(TestCaseError::fail(format!(
                 "{changes}\nfirst warnings: {:?}\nsecond warnings: {:?}",
                 first.warnings, again.warnings
@@ -182,13 +182,13 @@ proptest! {
     fn the_status_annotation_makes_mutation_a_no_op(case in case(), value in prop::sample::select(vec!["{}", "", "not json"])) {
         let (_, output) = mutated(&case, &case.input)?;
         let (again, _) = mutated(&case, &output)?;
-        prop_assert!(again.patch.0.is_empty(), "second mutation: {:?}", again.patch);
+        prop_assert!(again.patch.is_empty(), "second mutation: {:?}", again.patch);
         prop_assert!(again.status.is_none());
 
         let mut marked = case.input.clone();
         marked["metadata"]["annotations"][idempotence::STATUS] = json!(value);
         let (early, _) = mutated(&case, &marked)?;
-        prop_assert!(early.patch.0.is_empty(), "a pod with {}: {:?}", idempotence::STATUS, early.patch);
+        prop_assert!(early.patch.is_empty(), "a pod with {}: {:?}", idempotence::STATUS, early.patch);
         prop_assert!(early.status.is_none());
         prop_assert!(early.warnings.is_empty(), "{:?}", early.warnings);
     }
@@ -285,11 +285,11 @@ proptest! {
         prop_assert!(!applied.contains(&feature), "{place:?} {value}: {feature} applied: {status:?}");
 
         let mut output = pod.clone();
-        json_patch::patch(&mut output, &mutation.patch).unwrap();
+        mutation.patch.apply(&mut output).unwrap();
         let stripped = idempotence::without_status(&output);
         let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(stripped.clone()).unwrap();
         let again = mutate_with(&typed, &ns, &settings, &images);
-        if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch) {
+        if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch.operations()) {
             return Err(TestCaseError::fail(changes));
         }
     }

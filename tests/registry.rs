@@ -119,7 +119,10 @@ async fn admit_pod(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, V
         .await;
     let mutation = mutate_with(&pod, &ns_config, &settings, &images);
     let mut mutated = pod_value;
-    json_patch::patch(&mut mutated, &mutation.patch).expect("the patch applies");
+    mutation
+        .patch
+        .apply(&mut mutated)
+        .expect("the patch applies");
     let _: Pod = serde_json::from_value(mutated.clone()).expect("a valid pod");
     (mutated, mutation.warnings)
 }

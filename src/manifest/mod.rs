@@ -5,13 +5,12 @@
 pub mod sources;
 pub mod yaml;
 
-use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
 use crate::mutate::{
-    images_to_resolve, mutate_with_sources, EnvSources, ImageRequest, ResolvedImages,
+    images_to_resolve, mutate_with_sources, EnvSources, ImageRequest, Patch, ResolvedImages,
 };
 use sources::KnownSources;
 pub use yaml::YamlError;
@@ -237,7 +236,9 @@ impl Preview {
             out.warnings.push((object.clone(), w));
         }
         let mut mutated = pod_value;
-        json_patch::patch(&mut mutated, &mutation.patch)
+        mutation
+            .patch
+            .apply(&mut mutated)
             .map_err(|e| invalid(format!("internal error, the patch does not apply: {e}")))?;
         if kind == "Pod" {
             out.patches.push(mutation.patch);

@@ -1,14 +1,14 @@
 //! One target container: the driver gathers its facts, asks each feature for its decision
 //! (`memory`, `dumps`, `jvm`, `tools`, `probes`), merges them and writes the patch once.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, EnvVar, VolumeMount};
+use serde::Serialize;
 
 use super::decision::{Decision, EnvEdits, Outcome, Uses};
 use super::env::{EnvSources, EnvView, VarState};
 use super::facts::{Facts, PodFacts};
 use super::image::ImageConfig;
-use super::patch::{pointer, to_value, PatchBuilder};
+use super::patch::{pointer, PatchBuilder};
 use super::status::ContainerStatus;
 use super::targets::Why;
 use super::{dumps, jdk, jvm, launcher, memory, probes, tools};
@@ -185,22 +185,22 @@ fn write(facts: &Facts<'_>, index: usize, d: &Decision, patch: &mut PatchBuilder
             .with_trailing_token(field)
     };
     let tools = d.uses.tools.then(tools::mount);
-    let mounts = d.mounts.iter().chain(&tools).map(to_value).collect();
+    let mounts: Vec<&VolumeMount> = d.mounts.iter().chain(&tools).collect();
     patch.append(
-        path("volumeMounts"),
+        &path("volumeMounts"),
         container.volume_mounts.is_some(),
-        mounts,
+        &mounts,
     );
     if let Ok(var) = facts.options_var {
         write_env(facts, var, path("env"), &d.env, patch);
     }
     for (field, probe) in &d.probes {
-        patch.add(path(field), to_value(probe));
+        patch.add(&path(field), probe);
     }
     if let Some(command) = &d.command {
-        patch.add(path("command"), to_value(&command.command));
+        patch.add(&path("command"), &command.command);
         if let Some(args) = &command.args {
-            patch.add(path("args"), to_value(args));
+            patch.add(&path("args"), args);
         }
     }
 }
@@ -246,7 +246,7 @@ fn write_env(
         }
     }
     let mut append: Vec<EnvVar> = Vec::new();
-    let mut in_place: Vec<(jsonptr::PointerBuf, Value, bool)> = Vec::new();
+    let mut in_place: Vec<(jsonptr::PointerBuf, InPlace, bool)> = Vec::new();
     for (name, state, flags) in merges {
         let literal = |value: Option<&str>| EnvVar {
             name: name.clone(),
@@ -261,7 +261,7 @@ fn write_env(
                     .with_trailing_token(*index)
                     .with_trailing_token("value");
                 let merged = options::merge(&flags, Some(value));
-                in_place.push((path, Value::String(merged), false));
+                in_place.push((path, InPlace::Value(merged), false));
             }
             // A valueFrom whose source is known: the merged literal replaces the reference.
             VarState::Known {
@@ -269,7 +269,7 @@ fn write_env(
                 value,
             } => in_place.push((
                 env_path.with_trailing_token(*index),
-                to_value(&literal(Some(value))),
+                InPlace::Var(Box::new(literal(Some(value)))),
                 true,
             )),
             // Through envFrom: an env entry wins over it.
@@ -280,25 +280,27 @@ fn write_env(
     }
     append.extend(set_env.iter().cloned());
     if facts.container.env.is_none() {
-        let all: Vec<Value> = prepend.iter().chain(&append).map(to_value).collect();
-        if !all.is_empty() {
-            patch.add(env_path, Value::Array(all));
-        }
+        let all: Vec<&EnvVar> = prepend.iter().chain(&append).collect();
+        patch.append(&env_path, false, &all);
         return;
     }
-    for (path, value, replace) in in_place {
-        if replace {
+    for (path, value, replace) in &in_place {
+        if *replace {
             patch.replace(path, value);
         } else {
             patch.add(path, value);
         }
     }
-    patch.append(
-        env_path.clone(),
-        true,
-        append.iter().map(to_value).collect(),
-    );
-    patch.prepend_existing(&env_path, prepend.iter().map(to_value).collect());
+    patch.append(&env_path, true, &append);
+    patch.prepend_existing(&env_path, prepend);
+}
+
+/// What an env edit writes in place: a literal's merged value, or a whole variable.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum InPlace {
+    Value(String),
+    Var(Box<EnvVar>),
 }
 
 #[cfg(test)]
@@ -322,7 +324,7 @@ mod tests {
         };
         let m = crate::mutate::mutate(&typed, &ns, &settings);
         let mut doc = input;
-        json_patch::patch(&mut doc, &m.patch).unwrap();
+        m.patch.apply(&mut doc).unwrap();
         let status = m.status.unwrap().containers["a"].clone();
         (doc["spec"]["containers"][0].clone(), status)
     }

@@ -26,7 +26,6 @@ pub mod targets;
 mod testing;
 pub mod tools;
 
-use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 
 pub use env::EnvSources;
@@ -36,7 +35,8 @@ pub use plan::{left_alone_by_design, Plan};
 use crate::config::{NamespaceConfig, ServerSettings, Warnings};
 use container::Target;
 use decision::Uses;
-use patch::{pointer, to_value, PatchBuilder};
+pub use patch::Patch;
+use patch::{pointer, raw, PatchBuilder};
 use plan::Verdict;
 use status::Status;
 
@@ -52,7 +52,7 @@ pub struct Mutation {
 impl Mutation {
     fn unchanged(warnings: Warnings) -> Mutation {
         Mutation {
-            patch: Patch(Vec::new()),
+            patch: Patch::empty(),
             warnings: warnings.into_vec(),
             status: None,
         }
@@ -131,23 +131,28 @@ impl Plan<'_> {
                 .containers
                 .insert(container.name.clone(), container_status);
         }
-        let mut volumes = Vec::new();
-        if let (true, Ok(cfg)) = (uses.dump, &facts.dump) {
-            volumes.push(to_value(&dumps::volume(cfg)));
-        }
-        if let (true, Ok(image)) = (uses.tools, &facts.tools) {
-            let (init_container, volume) = tools::pod_parts(image);
-            volumes.push(volume);
+        let dump_volume = match (uses.dump, &facts.dump) {
+            (true, Ok(cfg)) => Some(raw(&dumps::volume(cfg))),
+            _ => None,
+        };
+        let tools = match (uses.tools, &facts.tools) {
+            (true, Ok(image)) => Some(tools::pod_parts(image)),
+            _ => None,
+        };
+        if let Some(parts) = &tools {
             patch.append(
-                pointer(["spec", "initContainers"]),
+                &pointer(["spec", "initContainers"]),
                 spec.init_containers.is_some(),
-                vec![init_container],
+                &[parts.init_container()],
             );
         }
+        let volumes: Vec<&patch::Raw> = (dump_volume.as_deref().into_iter())
+            .chain(tools.as_ref().map(|parts| parts.volume()))
+            .collect();
         patch.append(
-            pointer(["spec", "volumes"]),
+            &pointer(["spec", "volumes"]),
             spec.volumes.is_some(),
-            volumes,
+            &volumes,
         );
         status::annotate(&mut patch, &pod.metadata, &status);
         Mutation {

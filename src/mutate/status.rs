@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::{Map, Value};
 
 use super::patch::{pointer, PatchBuilder};
 use crate::config::{Feature, STATUS_ANNOTATION};
@@ -102,21 +101,21 @@ impl Default for Status {
 
 /// Adds the status annotation to the pod's metadata, creating what is missing.
 pub fn annotate(patch: &mut PatchBuilder, metadata: &ObjectMeta, status: &Status) {
-    let value = Value::String(status.to_annotation());
+    let value = status.to_annotation();
     if metadata.annotations.is_some() {
         patch.add(
-            pointer(["metadata", "annotations", STATUS_ANNOTATION]),
-            value,
+            &pointer(["metadata", "annotations", STATUS_ANNOTATION]),
+            &value,
         );
     } else {
         // The typed pod cannot tell `metadata: {}` from no metadata at all (found by fuzzing):
         // an empty one is set whole, which `add` does in both cases.
-        let annotations = Map::from_iter([(STATUS_ANNOTATION.to_string(), value)]);
+        let annotations = BTreeMap::from([(STATUS_ANNOTATION, value)]);
         patch.insert_key(
-            pointer(["metadata"]),
+            &pointer(["metadata"]),
             *metadata != ObjectMeta::default(),
             "annotations",
-            Value::Object(annotations),
+            &annotations,
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The tools: the init container copying the static jvm-guard binary into an emptyDir that the
 //! targets mount read-only, and the ulimits feature that wraps the entrypoint in `exec`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -9,13 +10,12 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::Value;
 
 use super::decision::{Command, Decision, EnvEdits};
 use super::facts::Facts;
 use super::image::ImageConfig;
 use super::parts::{tools_container_collision, TOOLS_VOLUME};
-use super::patch::to_value;
+use super::patch::{raw, Raw};
 use crate::config::rlimit::{Resource, Rlimit};
 use crate::config::{AgentMode, Feature, Switch};
 use crate::options::{AgentEnv, Dumps};
@@ -29,19 +29,40 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
-/// The pod-level parts as JSON, built once per tools image (one per server), not per pod: the
-/// init container and the tools volume.
-pub fn pod_parts(image: &str) -> (Value, Value) {
-    static BUILT: OnceLock<(String, Value, Value)> = OnceLock::new();
-    let build = || (to_value(&init_container(image)), to_value(&volume()));
-    let (built_for, init, volume) = BUILT.get_or_init(|| {
-        let (init, volume) = build();
-        (image.to_string(), init, volume)
-    });
-    if built_for == image {
-        (init.clone(), volume.clone())
+/// The pod-level parts, encoded: the init container and the tools volume.
+#[derive(Debug, Clone)]
+pub struct PodParts {
+    image: String,
+    init_container: Box<Raw>,
+    volume: Box<Raw>,
+}
+
+impl PodParts {
+    fn new(image: &str) -> PodParts {
+        PodParts {
+            image: image.to_string(),
+            init_container: raw(&init_container(image)),
+            volume: raw(&volume()),
+        }
+    }
+
+    pub fn init_container(&self) -> &Raw {
+        &self.init_container
+    }
+
+    pub fn volume(&self) -> &Raw {
+        &self.volume
+    }
+}
+
+/// The pod-level parts, encoded once per tools image (one per server), not per pod.
+pub fn pod_parts(image: &str) -> Cow<'static, PodParts> {
+    static BUILT: OnceLock<PodParts> = OnceLock::new();
+    let built = BUILT.get_or_init(|| PodParts::new(image));
+    if built.image == image {
+        Cow::Borrowed(built)
     } else {
-        build() // another tools image: tests only
+        Cow::Owned(PodParts::new(image)) // another tools image: tests only
     }
 }
 

@@ -271,11 +271,14 @@ fn respond(
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
     }
-    if patch.0.is_empty() {
+    if patch.is_empty() {
         return unpatched(response, Outcome::Unchanged);
     }
-    match response.clone().with_patch(patch) {
-        Ok(patched) => {
+    // `with_patch` sets the patch type, which has no setter of its own; the patch it would
+    // encode is empty, and ours is already JSON.
+    match response.clone().with_patch(json_patch::Patch(Vec::new())) {
+        Ok(mut patched) => {
+            patched.patch = Some(patch.into_bytes());
             let applied = status.map(|s| s.applied()).unwrap_or_default();
             (patched, Outcome::Mutated, applied)
         }

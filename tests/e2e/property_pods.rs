@@ -117,7 +117,7 @@ pub async fn generated_pods_mutated_are_pods_the_apiserver_accepts(client: &Clie
     for i in 0..SAMPLE {
         let case = draw();
         let mutated = case.mutate(&case.input).map(|(mutation, output)| {
-            if mutation.patch.0.is_empty() {
+            if mutation.patch.is_empty() {
                 unchanged += 1;
             }
             output

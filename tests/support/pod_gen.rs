@@ -403,7 +403,9 @@ impl Case {
             serde_json::from_value(pod.clone()).map_err(|e| format!("not a Pod: {e}"))?;
         let mutation = mutate(&typed, &ns, &self.settings);
         let mut output = pod.clone();
-        json_patch::patch(&mut output, &mutation.patch)
+        mutation
+            .patch
+            .apply(&mut output)
             .map_err(|e| format!("patch does not apply: {e}\n{:?}", mutation.patch))?;
         serde_json::from_value::<Pod>(output.clone())
             .map_err(|e| format!("result is not a Pod: {e}"))?;
