@@ -365,13 +365,16 @@ async fn start_serve(
     }
 }
 
+/// The baseline server as `name`, `extra` besides its address and certificate.
 async fn start_baseline(
     children: &mut Children,
+    name: &str,
     binary: &Path,
     certs: &Path,
+    extra: &[String],
 ) -> anyhow::Result<Server> {
     let port = free_port();
-    let args = vec![
+    let mut args = vec![
         "--addr".into(),
         format!("127.0.0.1:{port}"),
         "--tls-cert".into(),
@@ -379,25 +382,26 @@ async fn start_baseline(
         "--tls-key".into(),
         certs.join("tls.key").display().to_string(),
     ];
+    args.extend(extra.iter().cloned());
     children
-        .spawn("baseline", binary, &args)
+        .spawn(name, binary, &args)
         .map_err(anyhow::Error::msg)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
-        if let Some(exit) = children.exited("baseline") {
-            bail!("baseline {exit}");
+        if let Some(exit) = children.exited(name) {
+            bail!("{name} {exit}");
         }
         if Instant::now() > deadline {
-            bail!("baseline did not listen in 30 s");
+            bail!("{name} did not listen in 30 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(Server {
-        name: "baseline".into(),
-        pid: children.pid("baseline"),
+        name: name.into(),
+        pid: children.pid(name),
         url: format!("https://127.0.0.1:{port}/mutate"),
         admin: None,
     })
@@ -751,6 +755,32 @@ async fn wait_effective(
     }
 }
 
+/// jvm-guard's patch for the bench pod as the apiserver sends it (a dry-run create in
+/// `default`, where no webhook runs, for its defaults), mutated in process as `serve
+/// --offline` with the chart's defaults would.
+async fn jvm_guard_patch(client: &Client) -> anyhow::Result<Vec<u8>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut pod = pods.create(&dry_run, &jvm_pod(PUBLIC_IMAGE)).await?;
+    pod.metadata.namespace = Some("bench-floor".into());
+    let ns = jvm_guard::NamespaceConfig::new("bench-floor", None, &jvm_guard::Defaults::default());
+    let settings = jvm_guard::ServerSettings {
+        tools_image: Some(TOOLS_IMAGE.into()),
+        ..Default::default()
+    };
+    let mutation = jvm_guard::mutate(&pod, &ns, &settings);
+    if mutation.patch.is_empty() {
+        bail!(
+            "jvm-guard does not patch the bench pod: {:?}",
+            mutation.status
+        );
+    }
+    Ok(mutation.patch.into_bytes())
+}
+
 /// `count` creates in `config`'s namespace by `clients` clients, each create timed.
 async fn run_creates(clients: &[Client], config: &Config, count: usize) -> Vec<f64> {
     let next = Arc::new(AtomicUsize::new(0));
@@ -834,7 +864,15 @@ async fn creates_on(
     push_images(&registry, "bench/app", cold_tags, typical_config).await;
     push_images(&registry, "bench/app", vec!["21".into()], typical_config).await;
 
-    let mut servers = vec![start_baseline(children, &args.baseline, &certs).await?];
+    let mut servers =
+        vec![start_baseline(children, "baseline", &args.baseline, &certs, &[]).await?];
+    // The floor of a webhook that mutates as much: the baseline answering with jvm-guard's own
+    // patch for the bench pod, so what jvm-guard adds over it is its own work, and what the
+    // floor adds over the no-op is the apiserver's for a patch of that size.
+    let patch = children.dir.join("jvm-guard-patch.json");
+    std::fs::write(&patch, jvm_guard_patch(&client).await?)?;
+    let floor_args = ["--patch".to_string(), patch.display().to_string()];
+    servers.push(start_baseline(children, "floor", &args.baseline, &certs, &floor_args).await?);
     let online = ["--insecure-registry".to_string(), host.clone()];
     let offline = ["--offline".to_string()];
     let kubeconfig = Some(plane.kubeconfig.as_path());
@@ -866,6 +904,14 @@ async fn creates_on(
             image: Image::Fixed(PUBLIC_IMAGE.into()),
             webhook: Some("baseline.bench.jvm-guard.io".into()),
             server: server("baseline"),
+        },
+        Config {
+            label: "floor",
+            what: "the no-op webhook answering jvm-guard's patch".into(),
+            namespace: "bench-floor".into(),
+            image: Image::Fixed(PUBLIC_IMAGE.into()),
+            webhook: Some("floor.bench.jvm-guard.io".into()),
+            server: server("floor"),
         },
         Config {
             label: "map",

@@ -3,6 +3,10 @@
 //! the AdmissionReview into kube-core's types and allows it unchanged. Whatever jvm-guard
 //! costs beyond this is its own work: configuration, mutation, patch, metrics, logs.
 //!
+//! With `--patch FILE` it answers every review with that JSON Patch (the bytes as they are,
+//! base64 in the answer as jvm-guard's): the floor of a webhook whose answer is as large as
+//! jvm-guard's, since writing and encrypting the answer is part of what a request costs.
+//!
 //!     cargo run --release --example bench-baseline -- --addr 127.0.0.1:9443 \
 //!         --tls-cert tls.crt --tls-key tls.key
 
@@ -37,6 +41,9 @@ struct Args {
     tls_key: PathBuf,
     #[arg(long, default_value_t = webhook::DEFAULT_MAX_CONNECTIONS)]
     max_connections: u32,
+    /// A JSON Patch to answer with, instead of allowing unchanged.
+    #[arg(long)]
+    patch: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +53,16 @@ fn main() -> anyhow::Result<()> {
         key: args.tls_key.clone(),
     })
     .context("--tls-cert / --tls-key")?;
+    let patch = match &args.patch {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("--patch {}", path.display()))?;
+            serde_json::from_slice::<json_patch::Patch>(&bytes)
+                .with_context(|| format!("--patch {}: not a JSON Patch", path.display()))?;
+            Some(Arc::new(bytes))
+        }
+        None => None,
+    };
     let tls = TlsAcceptor::from(tls::server_config(Arc::new(cert), None)?);
     webhook::runtime()?.block_on(async {
         let listener = TcpListener::bind(args.addr)
@@ -53,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         eprintln!("baseline listening on {}", listener.local_addr()?);
         let app = Router::new()
-            .route("/mutate", post(allow))
+            .route("/mutate", post(move |body| allow(body, patch)))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
         let graceful = GracefulShutdown::new();
         let (_never, accepting) = watch::channel(false);
@@ -70,12 +87,20 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn allow(body: Bytes) -> Result<Response, StatusCode> {
+async fn allow(body: Bytes, patch: Option<Arc<Vec<u8>>>) -> Result<Response, StatusCode> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| StatusCode::BAD_REQUEST)?;
-    let answer = AdmissionResponse::from(&request).into_review();
+    let mut response = AdmissionResponse::from(&request);
+    if let Some(patch) = patch {
+        // `with_patch` sets the patch type; the bytes are then the file's, as read.
+        response = response
+            .with_patch(json_patch::Patch(Vec::new()))
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        response.patch = Some(patch.to_vec());
+    }
+    let answer = response.into_review();
     let json = serde_json::to_vec(&answer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

@@ -5,9 +5,17 @@ Starts jvm-guard and the baseline (benches/baseline.rs: the same serving stack, 
 `allowed` without mutating) on loopback with an ECDSA P-256 certificate, loads each in turn
 with oha, samples their RSS from /proc, and prints one table. Figures, never pass/fail: the
 targets are in the last column for the reader.
+
+With --compare OLD it measures instead two builds of jvm-guard taking turns (`scripts/bench.sh
+compare REV`): the two, the baseline and the "floor" (the baseline answering with jvm-guard's
+own patch for that body, so the answer is as large), keep-alive, each body size --turns times,
+the order rotated each turn. One run's figures move with the machine's neighbours by more than
+a change does; a ratio taken within a turn does not.
 """
 import argparse
+import base64
 import http.client
+import statistics
 import json
 import os
 import socket
@@ -186,6 +194,62 @@ def soak(args, server, body):
     }
 
 
+def compare(args, work, tls, new, base):
+    """The turn-taking table of --compare (see the module's doc)."""
+    old_port = free_port()
+    old = Server("old", [args.compare, "serve", "--dev", "--offline",
+                         "--addr", f"127.0.0.1:{old_port}",
+                         "--admin-addr", f"127.0.0.1:{free_port()}",
+                         "--defaults", str(DEFAULTS), *tls],
+                 old_port, work / "old.log")
+    floors = {}
+    try:
+        check(old, expect_patch=True)
+        for size in SIZES:
+            _, answer = new.post((REVIEWS / f"{size}.json").read_bytes())
+            patch = work / f"patch-{size}.json"
+            patch.write_bytes(base64.b64decode(answer["response"]["patch"]))
+            port = free_port()
+            floors[size] = Server(f"floor-{size}", [args.baseline, "--addr", f"127.0.0.1:{port}",
+                                                    "--patch", str(patch), *tls],
+                                  port, work / f"floor-{size}.log")
+            answer_bytes = len(json.dumps(answer, separators=(",", ":")))
+            floors[size].answer_bytes = answer_bytes
+        c = str(args.connections)
+        rows = []
+        print(f"\n## {args.label} against {args.compare}: {os.cpu_count()} cores, "
+              f"{args.turns} turns of oha {args.duration} (after 1 s of warm-up), c={c}\n")
+        print("| body | answer bytes | old rps | new rps | baseline rps | floor rps "
+              "| new / old | new / baseline | new / floor | old / baseline |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for size in SIZES:
+            body = REVIEWS / f"{size}.json"
+            named = {"old": old, "new": new, "baseline": base, "floor": floors[size]}
+            order = list(named)
+            turns = []
+            for turn in range(args.turns):
+                rps = {}
+                for name in order[turn % 4:] + order[:turn % 4]:
+                    oha(args, named[name].url, body, "-z", "1s", "-c", c)
+                    rps[name] = oha(args, named[name].url, body, "-z", args.duration, "-c", c)["rps"]
+                turns.append(rps)
+            med = {name: statistics.median(t[name] for t in turns) for name in order}
+            ratio = {f"{a}/{b}": statistics.median(t[a] / t[b] for t in turns)
+                     for a, b in [("new", "old"), ("new", "baseline"), ("new", "floor"),
+                                  ("old", "baseline")]}
+            rows.append({"size": size, "rps": med, "ratios": ratio, "turns": turns})
+            print(f"| {size} | {floors[size].answer_bytes:,} | {med['old']:,.0f} | {med['new']:,.0f} "
+                  f"| {med['baseline']:,.0f} | {med['floor']:,.0f} | {ratio['new/old']:.2f} "
+                  f"| {ratio['new/baseline']:.2f} | {ratio['new/floor']:.2f} "
+                  f"| {ratio['old/baseline']:.2f} |", flush=True)
+        print("\nrps: the median of the turns; ratios: the median of each turn's ratio")
+        return rows
+    finally:
+        old.stop()
+        for floor in floors.values():
+            floor.stop()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--jvm-guard", required=True)
@@ -197,6 +261,9 @@ def main():
     p.add_argument("--soak", type=int, default=1_000_000, help="requests; 0 skips the soak")
     p.add_argument("--warmup", type=int, default=100_000)
     p.add_argument("--json", help="also write every figure here")
+    p.add_argument("--compare", metavar="OLD", help="another jvm-guard binary: the turn-taking "
+                   "table instead of the matrix")
+    p.add_argument("--turns", type=int, default=3, help="turns of --compare")
     args = p.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="jvm-guard-bench-"))
@@ -216,6 +283,11 @@ def main():
         figures["idle_rss_mib"] = {"jvm-guard": guard.rss() / 1024, "baseline": base.rss() / 1024}
         check(guard, expect_patch=True)
         check(base, expect_patch=False)
+        if args.compare:
+            figures["compare"] = compare(args, work, tls, guard, base)
+            if args.json:
+                Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+            return
         c = str(args.connections)
         rows, runs = [], {}
         scenarios = [(f"{s} keep-alive c={c}", s, ["-z", args.duration, "-c", c]) for s in SIZES]

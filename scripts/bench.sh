@@ -11,6 +11,9 @@
 #                                   # baseline as a webhook, a MutatingAdmissionPolicy, jvm-guard
 #                                   # (offline, public names, local registry cached and cold)
 #   scripts/bench.sh caches         # serve's RSS with 10,000 namespaces, and 1,000+ images cached
+#   scripts/bench.sh compare REV    # this tree's jvm-guard against REV's (a commit), taking turns
+#                                   # with the baseline and the baseline answering jvm-guard's
+#                                   # own patch (--turns N, --duration D; REV builds in a worktree)
 #
 # The last two drive benches/apiserver.rs (the e2e control plane: scripts/install-e2e-tools.sh;
 # docker-registry); other arguments go to it (--creates N, --concurrency N, ...); the reports
@@ -61,8 +64,23 @@ case "${1:-}" in
         ;;
 esac
 
+compare=()
+if [ "${1:-}" = compare ]; then
+    rev="${2:?usage: scripts/bench.sh compare REV [--turns N] [--duration D]}"
+    shift 2
+    tree="target/compare/$(git rev-parse --short "$rev")"
+    [ -d "$tree" ] || git worktree add --detach "$tree" "$rev" >&2
+    rustup target add "$target" >/dev/null
+    echo "building jvm-guard at $rev (release, musl)" >&2
+    # The same target directory: only what differs is built again.
+    (cd "$tree" && cargo build --locked --release --target "$target" --bin jvm-guard \
+        --target-dir "$OLDPWD/target" >&2)
+    cp "target/$target/release/jvm-guard" "$tree/jvm-guard-old"
+    compare=(--compare "$tree/jvm-guard-old" --duration 4s --soak 0)
+fi
+
 allocators=(default)
-driver_args=()
+driver_args=("${compare[@]}")
 for arg in "$@"; do
     case "$arg" in
         --allocators) allocators=(system mimalloc jemalloc) ;;
