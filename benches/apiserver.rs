@@ -755,11 +755,12 @@ async fn wait_effective(
     }
 }
 
-/// jvm-guard's patch for the bench pod as the apiserver sends it (a dry-run create in
-/// `default`, where no webhook runs, for its defaults), mutated in process as `serve
-/// --offline` with the chart's defaults would.
+/// jvm-guard's patch for the bench pod as the apiserver sends it (a dry-run create in a
+/// namespace of its own, where no webhook runs, for its defaults and token volume), mutated in
+/// process as `serve --offline` with the chart's defaults would.
 async fn jvm_guard_patch(client: &Client) -> anyhow::Result<Vec<u8>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    create_namespace(client, "bench-patch-source", &[], &[], true).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench-patch-source");
     let dry_run = PostParams {
         dry_run: true,
         ..Default::default()
