@@ -1579,6 +1579,19 @@ async fn wait_leader(server: &Server) -> anyhow::Result<()> {
     }
 }
 
+/// A series of image configs for `images`: `count` images whose config `fields` makes from a
+/// tag, RSS read at each checkpoint.
+struct Series {
+    name: &'static str,
+    what: &'static str,
+    count: usize,
+    fields: Box<dyn Fn(&str) -> Value>,
+    checkpoints: Vec<usize>,
+    /// Whether the lookup must be refused: a config past a bound that is not cut but refused
+    /// (a command cut short would be another command).
+    refused: bool,
+}
+
 async fn images(
     args: &CachesArgs,
     children: &mut Children,
@@ -1613,9 +1626,9 @@ async fn images(
         .add_root_certificate(ca)
         .build()?;
 
-    // Env and Labels at their bounds with realistic entries (~100 bytes); the text bounds
-    // under entries as small as they can be (every entry costs two Strings whatever its
-    // length); Entrypoint, which has no bound but the 1 MiB config body.
+    // Env and Labels at their bounds with realistic entries (~100 bytes); entries as small as
+    // they can be (the bound counts each entry's Strings besides its text, so fewer are kept);
+    // an Entrypoint past its bound (256 strings, 16 KiB), which is refused, not cut.
     let env_entry = |i: usize| format!("SETTING_{i:05}={}", "v".repeat(84));
     let at_bounds = move |tag: &str| {
         let env: Vec<String> = (0..16 * 1024 / 100).map(env_entry).collect();
@@ -1633,43 +1646,54 @@ async fn images(
         let entrypoint: Vec<&str> = std::iter::repeat_n("a", 258_000).collect();
         json!({"Entrypoint": entrypoint, "Labels": {"bench.jvm-guard.io/tag": tag}})
     };
-    type Fields = Box<dyn Fn(&str) -> Value>;
-    let series: Vec<(&str, &str, usize, Fields, Vec<usize>)> = vec![
-        (
-            "typical",
-            "a JDK image's config (6 Env entries, 3 labels; ~600 bytes)",
-            args.images,
-            Box::new(typical_config),
-            vec![100, 250, 500, 1000, 1500],
-        ),
-        (
-            "bounds",
-            "Env and Labels at their bounds (163 entries of 100 bytes, 16 KiB; 40 labels, 4 KiB)",
-            1_100,
-            Box::new(at_bounds),
-            vec![100, 250, 500, 1000, 1100],
-        ),
-        (
-            "tiny-env",
-            "Env of 8,192 entries `A=` (16 KiB of text)",
-            256,
-            Box::new(tiny_env),
-            vec![64, 128, 256],
-        ),
-        (
-            "entrypoint",
-            "Entrypoint of 258,000 one-letter strings (a 1 MiB config)",
-            16,
-            Box::new(huge_entrypoint),
-            vec![4, 8, 16],
-        ),
+    let series = [
+        Series {
+            name: "typical",
+            what: "a JDK image's config (6 Env entries, 3 labels; ~600 bytes)",
+            count: args.images,
+            fields: Box::new(typical_config),
+            checkpoints: vec![100, 250, 500, 1000, 1500],
+            refused: false,
+        },
+        Series {
+            name: "bounds",
+            what: "Env and Labels at their bounds (163 entries of 100 bytes, 16 KiB; 40 labels, 4 KiB)",
+            count: 1_100,
+            fields: Box::new(at_bounds),
+            checkpoints: vec![100, 250, 500, 1000, 1100],
+            refused: false,
+        },
+        Series {
+            name: "tiny-env",
+            what: "Env of 8,192 entries `A=` (16 KiB of text)",
+            count: 256,
+            fields: Box::new(tiny_env),
+            checkpoints: vec![64, 128, 256],
+            refused: false,
+        },
+        Series {
+            name: "entrypoint",
+            what: "Entrypoint of 258,000 one-letter strings (a 1 MiB config; refused, the failure cached)",
+            count: 16,
+            fields: Box::new(huge_entrypoint),
+            checkpoints: vec![4, 8, 16],
+            refused: true,
+        },
     ];
     report.push_str(
         "\n### Image configs in the lookup cache\n\nRSS MiB of a serve that has looked up N \
          distinct images (each named by one review posted to it), 2 s after the last one.\n\n\
          | image configs | N = 0 | N: RSS MiB | peak | MiB per image (slope) |\n|---|---|---|---|---|\n",
     );
-    for (name, what, count, fields, checkpoints) in series {
+    for Series {
+        name,
+        what,
+        count,
+        fields,
+        checkpoints,
+        refused,
+    } in series
+    {
         let started = Instant::now();
         let tags: Vec<String> = (0..count).map(|n| format!("{name}-{n}")).collect();
         push_images(&registry, &format!("bench/{name}"), tags, fields).await;
@@ -1687,7 +1711,8 @@ async fn images(
             &serve_args(&[]),
         )
         .await?;
-        // The lookups happen: a missing image's fails, the first pushed one's does not.
+        // The lookups happen: a missing image's fails, the first pushed one's does not (or is
+        // refused, for a series past a bound that refuses).
         let missing = format!("{host}/bench/{name}:missing");
         post_review(&https, &server.url, &missing).await?;
         let (idle, _) = settled_rss(server.pid).await;
@@ -1699,7 +1724,7 @@ async fn images(
                 post_review(&https, &server.url, &image).await?;
                 if done == 0 {
                     let log = children.log(&serve_name);
-                    if !lookup_failed(&log, &missing) || lookup_failed(&log, &image) {
+                    if !lookup_failed(&log, &missing) || lookup_failed(&log, &image) != refused {
                         bail!("{serve_name} did not look {image} up as expected: see {log:?}");
                     }
                 }
