@@ -45,6 +45,12 @@ wait_quiet() {
     done
 }
 
+# Every build here is static, for musl: ring compiles C with musl-gcc.
+command -v musl-gcc >/dev/null || {
+    echo "error: musl-gcc not found: apt-get install musl-tools (scripts/test.sh installs it)" >&2
+    exit 1
+}
+
 case "${1:-}" in
     apiserver|caches)
         what="$1"
@@ -94,10 +100,6 @@ if ! grep -q "$OHA_VERSION" <<<"$("$tools/bin/oha" --version 2>/dev/null)"; then
     cargo install oha --version "$OHA_VERSION" --locked --root "$tools" >&2
 fi
 rustup target add "$target" >/dev/null
-command -v musl-gcc >/dev/null || {
-    echo "error: musl-gcc not found: apt-get install musl-tools (scripts/test.sh installs it)" >&2
-    exit 1
-}
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
