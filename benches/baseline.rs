@@ -23,6 +23,7 @@ use axum::Router;
 use clap::Parser;
 use hyper_util::server::graceful::GracefulShutdown;
 use jvm_guard::webhook;
+use jvm_guard::webhook::admission;
 use jvm_guard::webhook::router::MAX_BODY_BYTES;
 use jvm_guard::webhook::tls::{self, CertFiles, ServingCert};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
@@ -94,11 +95,9 @@ async fn allow(body: Bytes, patch: Option<Arc<Vec<u8>>>) -> Result<Response, Sta
         review.try_into().map_err(|_| StatusCode::BAD_REQUEST)?;
     let mut response = AdmissionResponse::from(&request);
     if let Some(patch) = patch {
-        // `with_patch` sets the patch type; the bytes are then the file's, as read.
-        response = response
-            .with_patch(json_patch::Patch(Vec::new()))
+        // The file's bytes, as read, as jvm-guard answers its own.
+        response = admission::with_patch(response, patch.to_vec())
             .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-        response.patch = Some(patch.to_vec());
     }
     let answer = response.into_review();
     let json = serde_json::to_vec(&answer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;

@@ -274,16 +274,25 @@ fn respond(
     if patch.is_empty() {
         return unpatched(response, Outcome::Unchanged);
     }
-    // `with_patch` sets the patch type, which has no setter of its own; the patch it would
-    // encode is empty, and ours is already JSON.
-    match response.clone().with_patch(json_patch::Patch(Vec::new())) {
-        Ok(mut patched) => {
-            patched.patch = Some(patch.into_bytes());
+    match with_patch(response.clone(), patch.into_bytes()) {
+        Ok(patched) => {
             let applied = status.map(|s| s.applied()).unwrap_or_default();
             (patched, Outcome::Mutated, applied)
         }
         Err(e) => internal_error(response, format!("internal error ({e}); nothing injected")),
     }
+}
+
+/// `response` carrying `patch`, a JSONPatch already encoded as JSON.
+pub fn with_patch(
+    response: AdmissionResponse,
+    patch: Vec<u8>,
+) -> Result<AdmissionResponse, kube_core::admission::SerializePatchError> {
+    // `with_patch` sets the patch type, which has no setter of its own; the patch it encodes
+    // is empty, then replaced by ours.
+    let mut patched = response.with_patch(json_patch::Patch(Vec::new()))?;
+    patched.patch = Some(patch);
+    Ok(patched)
 }
 
 /// Admits unchanged, keeping earlier warnings, and says why.
