@@ -100,6 +100,8 @@ async fn allow(body: Bytes, patch: Option<Arc<Vec<u8>>>) -> Result<Response, Sta
             .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     }
     let answer = response.into_review();
-    let json = serde_json::to_vec(&answer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    // jvm-guard's encoding: the patch as base64, not kube-core's array of numbers (the same as
+    // `serde_json::to_vec` without a patch).
+    let json = admission::to_json(answer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

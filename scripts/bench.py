@@ -202,19 +202,24 @@ def compare(args, work, tls, new, base):
                          "--admin-addr", f"127.0.0.1:{free_port()}",
                          "--defaults", str(DEFAULTS), *tls],
                  old_port, work / "old.log")
-    floors = {}
+    floors, answer_bytes = {}, {}
     try:
         check(old, expect_patch=True)
         for size in SIZES:
-            _, answer = new.post((REVIEWS / f"{size}.json").read_bytes())
+            body = (REVIEWS / f"{size}.json").read_bytes()
+            _, answer = new.post(body)
             patch = work / f"patch-{size}.json"
             patch.write_bytes(base64.b64decode(answer["response"]["patch"]))
             port = free_port()
             floors[size] = Server(f"floor-{size}", [args.baseline, "--addr", f"127.0.0.1:{port}",
                                                     "--patch", str(patch), *tls],
                                   port, work / f"floor-{size}.log")
-            answer_bytes = len(json.dumps(answer, separators=(",", ":")))
-            floors[size].answer_bytes = answer_bytes
+            # The floor answers the very patch, encoded as jvm-guard encodes it.
+            _, floor_answer = floors[size].post(body)
+            if floor_answer["response"].get("patch") != answer["response"]["patch"]:
+                sys.exit(f"error: the floor's answer to {size}.json is not jvm-guard's patch: "
+                         f"{str(floor_answer)[:200]}")
+            answer_bytes[size] = len(json.dumps(answer, separators=(",", ":")))
         c = str(args.connections)
         rows = []
         print(f"\n## {args.label} against {args.compare}: {os.cpu_count()} cores, "
@@ -238,7 +243,7 @@ def compare(args, work, tls, new, base):
                      for a, b in [("new", "old"), ("new", "baseline"), ("new", "floor"),
                                   ("old", "baseline")]}
             rows.append({"size": size, "rps": med, "ratios": ratio, "turns": turns})
-            print(f"| {size} | {floors[size].answer_bytes:,} | {med['old']:,.0f} | {med['new']:,.0f} "
+            print(f"| {size} | {answer_bytes[size]:,} | {med['old']:,.0f} | {med['new']:,.0f} "
                   f"| {med['baseline']:,.0f} | {med['floor']:,.0f} | {ratio['new/old']:.2f} "
                   f"| {ratio['new/baseline']:.2f} | {ratio['new/floor']:.2f} "
                   f"| {ratio['old/baseline']:.2f} |", flush=True)
