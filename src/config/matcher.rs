@@ -3,8 +3,6 @@
 //! Matching a container then costs a lookup per image suffix, program and variable, not a
 //! comparison with every pattern of every profile.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 
 /// What a container must show for the profile to match (any one of them).
@@ -46,7 +44,7 @@ fn base(path: &str) -> &str {
 /// each; the ones with `*`, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Patterns {
-    exact: HashMap<String, usize>,
+    exact: foldhash::HashMap<String, usize>,
     globs: Vec<(String, usize)>,
 }
 
@@ -121,11 +119,15 @@ impl Matcher {
         programs: &[String],
         env: &[String],
     ) -> Option<(usize, By)> {
-        let segments: Vec<&str> = repository.split('/').collect();
-        let by_image = (1..=self.image_segments.min(segments.len()))
-            .filter_map(|n| {
-                let tail = segments[segments.len() - n..].join("/");
-                self.images.first(&tail, |pattern, text| {
+        // The repository's last n segments, n = 1, 2, ...: suffixes of it, no copies.
+        let starts = std::iter::once(repository.len() + 1)
+            .chain(repository.rmatch_indices('/').map(|(i, _)| i + 1))
+            .skip(1)
+            .chain(std::iter::once(0));
+        let by_image = (starts.take(self.image_segments).enumerate())
+            .filter_map(|(i, start)| {
+                let n = i + 1;
+                self.images.first(&repository[start..], |pattern, text| {
                     pattern.split('/').count() == n && glob(pattern, text)
                 })
             })

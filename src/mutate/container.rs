@@ -8,7 +8,7 @@ use super::decision::{Decision, EnvEdits, Outcome, Uses};
 use super::env::{EnvSources, EnvView, VarState};
 use super::facts::{Facts, PodFacts};
 use super::image::ImageConfig;
-use super::patch::{pointer, PatchBuilder};
+use super::patch::{pointer, PatchBuilder, Pointer};
 use super::status::ContainerStatus;
 use super::targets::Why;
 use super::{dumps, jdk, jvm, launcher, memory, probes, tools};
@@ -153,21 +153,24 @@ fn places(
         first.extend(p.heap.vars.iter().map(String::as_str));
         first.extend(p.heap.memory_var.as_deref());
     }
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut places: Vec<(String, String)> = Vec::new();
+    let values = env.values();
+    let mut seen =
+        foldhash::HashSet::with_capacity_and_hasher(first.len() + values.len(), Default::default());
+    let mut places: Vec<(String, String)> = Vec::with_capacity(values.len() + 1);
     for var in first {
-        if !seen.insert(var.to_string()) {
+        if !seen.insert(var) {
             continue;
         }
         if let Some(value) = env.var(var).value().filter(|v| !v.trim().is_empty()) {
             places.push((var.to_string(), value.to_string()));
         }
     }
-    for (var, value) in env.values() {
-        if !value.trim().is_empty() && seen.insert(var.clone()) {
-            places.push((var, value));
-        }
-    }
+    let keep: Vec<bool> = (values.iter())
+        .map(|(var, value)| !value.trim().is_empty() && seen.insert(var.as_str()))
+        .collect();
+    drop(seen);
+    let kept = values.into_iter().zip(keep).filter(|(_, keep)| *keep);
+    places.extend(kept.map(|(place, _)| place));
     let argv: Vec<&str> = env.argv().into_iter().map(String::as_str).collect();
     if !argv.is_empty() {
         places.push(("the command".to_string(), argv.join(" ")));
@@ -179,11 +182,8 @@ fn places(
 /// and command.
 fn write(facts: &Facts<'_>, index: usize, d: &Decision, patch: &mut PatchBuilder) {
     let container = facts.container;
-    let path = |field: &str| {
-        pointer(["spec", "containers"])
-            .with_trailing_token(index)
-            .with_trailing_token(field)
-    };
+    let at = pointer(["spec", "containers"]).child(index);
+    let path = |field: &str| at.child(field);
     let tools = d.uses.tools.then(tools::mount);
     let mounts: Vec<&VolumeMount> = d.mounts.iter().chain(&tools).collect();
     patch.append(
@@ -211,7 +211,7 @@ fn write(facts: &Facts<'_>, index: usize, d: &Decision, patch: &mut PatchBuilder
 fn write_env(
     facts: &Facts<'_>,
     options_var: &str,
-    env_path: jsonptr::PointerBuf,
+    env_path: Pointer,
     edits: &EnvEdits,
     patch: &mut PatchBuilder,
 ) {
@@ -246,7 +246,7 @@ fn write_env(
         }
     }
     let mut append: Vec<EnvVar> = Vec::new();
-    let mut in_place: Vec<(jsonptr::PointerBuf, InPlace, bool)> = Vec::new();
+    let mut in_place: Vec<(Pointer, InPlace, bool)> = Vec::new();
     for (name, state, flags) in merges {
         let literal = |value: Option<&str>| EnvVar {
             name: name.clone(),
@@ -257,9 +257,7 @@ fn write_env(
             VarState::Literal { index, value } => {
                 // `add`, not `replace`: the apiserver omits an empty `value`, so the key
                 // may be absent.
-                let path = env_path
-                    .with_trailing_token(*index)
-                    .with_trailing_token("value");
+                let path = env_path.child(*index).child("value");
                 let merged = options::merge(&flags, Some(value));
                 in_place.push((path, InPlace::Value(merged), false));
             }
@@ -268,7 +266,7 @@ fn write_env(
                 index: Some(index),
                 value,
             } => in_place.push((
-                env_path.with_trailing_token(*index),
+                env_path.child(*index),
                 InPlace::Var(Box::new(literal(Some(value)))),
                 true,
             )),

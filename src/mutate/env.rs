@@ -193,9 +193,9 @@ impl<'a> EnvView<'a> {
     /// will see it, when known: one pass over `env` (the last entry of a name wins), then the
     /// names only known `envFrom` sources or the image's `Env` set.
     pub fn values(&self) -> Vec<(String, String)> {
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let mut out = Vec::new();
         let env = self.container.env.as_deref().unwrap_or_default();
+        let mut seen = foldhash::HashSet::with_capacity_and_hasher(env.len(), Default::default());
+        let mut out = Vec::with_capacity(env.len());
         for e in env.iter().rev() {
             if !seen.insert(e.name.as_str()) {
                 continue;

@@ -2,17 +2,68 @@
 //! typed form straight to bytes, and parts that are the same for every pod are spliced in
 //! already encoded ([`Raw`]). No value tree is built, cloned or dropped per request (they were
 //! a third of a mutation's CPU, docs/performance.md). Pointers are made from tokens
-//! (annotation keys contain `/`), and a missing parent is added whole instead of added into.
+//! (annotation keys contain `/`), encoded as they are built, and a missing parent is added
+//! whole instead of added into.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use jsonptr::{PointerBuf, Token};
 use serde::Serialize;
 pub use serde_json::value::RawValue as Raw;
 
 /// A pointer from tokens: `pointer(["metadata", "annotations", "jvm-guard.io/status"])`.
-pub fn pointer<'t, T: Into<Token<'t>>>(tokens: impl IntoIterator<Item = T>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
+pub fn pointer<T: Token>(tokens: impl IntoIterator<Item = T>) -> Pointer {
+    let mut p = Pointer(String::with_capacity(48));
+    for token in tokens {
+        p.push(token);
+    }
+    p
+}
+
+/// A JSON Pointer (RFC 6901), held encoded: `~` as `~0`, `/` as `~1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pointer(String);
+
+/// What a pointer's reference tokens are made of: names and array indices (or `-`).
+pub trait Token {
+    fn encode_into(&self, out: &mut String);
+}
+
+impl Token for &str {
+    fn encode_into(&self, out: &mut String) {
+        for c in self.chars() {
+            match c {
+                '~' => out.push_str("~0"),
+                '/' => out.push_str("~1"),
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+impl Token for usize {
+    fn encode_into(&self, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl Pointer {
+    /// This pointer with one more token.
+    pub fn child<T: Token>(&self, token: T) -> Pointer {
+        let mut p = Pointer(String::with_capacity(self.0.len() + 24));
+        p.0.push_str(&self.0);
+        p.push(token);
+        p
+    }
+
+    fn push<T: Token>(&mut self, token: T) {
+        self.0.push('/');
+        token.encode_into(&mut self.0);
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A value encoded once, to be spliced into many patches.
@@ -99,31 +150,31 @@ impl Default for PatchBuilder {
 }
 
 impl PatchBuilder {
-    pub fn add<T: Serialize + ?Sized>(&mut self, path: &PointerBuf, value: &T) {
+    pub fn add<T: Serialize + ?Sized>(&mut self, path: &Pointer, value: &T) {
         self.operation("add", path, |out| write(out, value));
     }
 
-    pub fn replace<T: Serialize + ?Sized>(&mut self, path: &PointerBuf, value: &T) {
+    pub fn replace<T: Serialize + ?Sized>(&mut self, path: &Pointer, value: &T) {
         self.operation("replace", path, |out| write(out, value));
     }
 
     /// Appends to an array, creating it when absent.
-    pub fn append<T: Serialize>(&mut self, array: &PointerBuf, exists: bool, items: &[T]) {
+    pub fn append<T: Serialize>(&mut self, array: &Pointer, exists: bool, items: &[T]) {
         if items.is_empty() {
             return;
         }
         if !exists {
             return self.add(array, items);
         }
-        let end = array.with_trailing_token("-");
+        let end = array.child("-");
         for item in items {
             self.add(&end, item);
         }
     }
 
     /// Inserts at the front of an existing array, keeping `items` in order.
-    pub fn prepend_existing<T: Serialize>(&mut self, array: &PointerBuf, items: &[T]) {
-        let front = array.with_trailing_token(0usize);
+    pub fn prepend_existing<T: Serialize>(&mut self, array: &Pointer, items: &[T]) {
+        let front = array.child(0usize);
         for item in items.iter().rev() {
             self.add(&front, item);
         }
@@ -132,13 +183,13 @@ impl PatchBuilder {
     /// Sets `key` in an object, creating the object when absent.
     pub fn insert_key<T: Serialize + ?Sized>(
         &mut self,
-        map: &PointerBuf,
+        map: &Pointer,
         exists: bool,
         key: &str,
         value: &T,
     ) {
         if exists {
-            self.add(&map.with_trailing_token(key), value);
+            self.add(&map.child(key), value);
         } else {
             self.operation("add", map, |out| {
                 out.push(b'{');
@@ -166,7 +217,7 @@ impl PatchBuilder {
     }
 
     /// `{"op":<op>,"path":<path>,"value":<written by value>}`, after a `[` or a `,`.
-    fn operation(&mut self, op: &str, path: &PointerBuf, value: impl FnOnce(&mut Vec<u8>)) {
+    fn operation(&mut self, op: &str, path: &Pointer, value: impl FnOnce(&mut Vec<u8>)) {
         let out = &mut self.json;
         out.push(if self.len == 0 { b'[' } else { b',' });
         out.extend_from_slice(b"{\"op\":\"");
@@ -199,6 +250,17 @@ mod tests {
         assert_eq!(
             patch.as_bytes(),
             br#"[{"op":"add","path":"/metadata/annotations/jvm-guard.io~1status","value":"a\"b"}]"#
+        );
+    }
+
+    #[test]
+    fn tokens_are_encoded_as_rfc_6901_says() {
+        let p = pointer(["a~b/c", ""]).child(3usize).child("-");
+        assert_eq!(p.as_str(), "/a~0b~1c//3/-");
+        let doc = json!({"a~b/c": {"": [0, 1, 2, 3]}});
+        assert_eq!(
+            doc.pointer(pointer(["a~b/c", ""]).child(3usize).as_str()),
+            Some(&json!(3))
         );
     }
 

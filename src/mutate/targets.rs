@@ -301,7 +301,10 @@ impl Why {
 pub fn is_exporter(container: &Container) -> bool {
     let named = std::iter::once(container.name.as_str())
         .chain(container.image.as_deref())
-        .map(str::to_ascii_lowercase)
+        .map(|w| match w.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => std::borrow::Cow::Owned(w.to_ascii_lowercase()),
+            false => std::borrow::Cow::Borrowed(w),
+        })
         .any(|w| EXPORTER_MARKS.iter().any(|m| w.contains(m)));
     let mut argv = container
         .command
@@ -348,7 +351,10 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
     // An image known not to be a JVM stays one whatever script it runs (java was looked for).
     // A language runtime's name only as the whole name: `selenium/node-chrome` is a JVM.
     let known = |n: &&str| {
-        name == *n || (!RUNTIME_IMAGES.contains(n) && name.starts_with(&format!("{n}-")))
+        let dashed = name
+            .strip_prefix(*n)
+            .is_some_and(|rest| rest.starts_with('-'));
+        name == *n || (!RUNTIME_IMAGES.contains(n) && dashed)
     };
     if NOT_JVM_IMAGES.iter().any(known) {
         return Evidence::NotJvm(format!("image {name}"));

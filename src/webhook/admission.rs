@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube_core::DynamicObject;
@@ -323,17 +322,17 @@ pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, se
     let Some(at) = memchr::memmem::find(&review, EMPTY) else {
         return Err(serde::ser::Error::custom("the review has no patch field"));
     };
-    let base64 = &base64::engine::general_purpose::STANDARD;
-    let encoded = base64::encoded_len(patch.len(), true)
-        .ok_or_else(|| serde::ser::Error::custom("the patch is too large to encode"))?;
+    let base64 = base64_simd::STANDARD;
+    if patch.len() > isize::MAX as usize / 2 {
+        return Err(serde::ser::Error::custom(
+            "the patch is too large to encode",
+        ));
+    }
+    let encoded = base64.encoded_length(patch.len());
     let mut out = Vec::with_capacity(review.len() + encoded + 2);
     out.extend_from_slice(&review[..at]);
     out.extend_from_slice(b"\"patch\":\"");
-    let start = out.len();
-    out.resize(start + encoded, 0);
-    base64
-        .encode_slice(&patch, &mut out[start..])
-        .map_err(serde::ser::Error::custom)?;
+    base64.encode_append(&patch, &mut out);
     out.push(b'"');
     out.extend_from_slice(&review[at + EMPTY.len()..]);
     Ok(out)

@@ -1,4 +1,5 @@
 //! The protocol, request by request: what is answered, patched, refused.
+use base64::Engine as _;
 use rstest::rstest;
 use serde_json::json;
 
