@@ -79,11 +79,13 @@ pub fn review(
 /// An AdmissionReview request, read but not answered yet.
 #[derive(Debug)]
 pub struct Parsed {
-    /// The request without its objects.
-    request: AdmissionRequest<Pod>,
+    /// The request without its objects. Boxed, as the pod: a typed request is kilobytes
+    /// (5.6 KB, its objects inline), and the handler's future holds this across the image
+    /// lookup; every move of the future copied it (docs/performance.md).
+    request: Box<AdmissionRequest<Pod>>,
     /// The pod, read apart from the envelope: a pod we cannot read must be a warning on an
     /// allowed response, not a 400 that the apiserver would drop silently.
-    pod: Result<Pod, String>,
+    pod: Result<Box<Pod>, String>,
 }
 
 /// Reads the AdmissionReview in `body`: in one typed pass when it holds a readable pod (every
@@ -98,7 +100,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
     if let Ok(review) = serde_json::from_str::<AdmissionReview<Pod>>(body) {
         if let Ok::<AdmissionRequest<Pod>, _>(mut request) = review.try_into() {
             request.old_object = None;
-            let pod = request.object.take().ok_or_else(no_pod);
+            let pod = request.object.take().map(Box::new).ok_or_else(no_pod);
+            let request = Box::new(request);
             return Ok(Parsed { request, pod });
         }
     }
@@ -114,10 +117,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ReviewError> {
         serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
     let request: AdmissionRequest<Pod> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
     let pod = match object.map(serde_json::from_value::<Pod>) {
-        Some(Ok(pod)) => Ok(pod),
+        Some(Ok(pod)) => Ok(Box::new(pod)),
         Some(Err(e)) => Err(format!("cannot read the pod ({e}); nothing injected")),
         None => Err(no_pod()),
     };
+    let request = Box::new(request);
     Ok(Parsed { request, pod })
 }
 
@@ -137,7 +141,7 @@ impl Parsed {
         }
         let name = self.request.namespace.as_deref().ok_or(None)?;
         let ns = namespaces.get(name).ok_or_else(|| namespaces.miss(name))?;
-        Ok((ns, self.pod.as_ref().map_err(String::as_str)))
+        Ok((ns, self.pod.as_deref().map_err(String::as_str)))
     }
 
     /// Plans the request's pod, once: the plan serves the image lookup
