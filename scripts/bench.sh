@@ -14,6 +14,8 @@
 #   scripts/bench.sh compare REV    # this tree's jvm-guard against REV's (a commit), taking turns
 #                                   # with the baseline and the baseline answering jvm-guard's
 #                                   # own patch (--turns N, --duration D; REV builds in a worktree)
+#   scripts/bench.sh instructions   # instructions per review of each part of the handler and of
+#                                   # the baseline's (callgrind: the same on a busy machine)
 #
 # The last two drive benches/apiserver.rs (the e2e control plane: scripts/install-e2e-tools.sh;
 # docker-registry); other arguments go to it (--creates N, --concurrency N, ...); the reports
@@ -44,6 +46,36 @@ wait_quiet() {
         waited=$((waited + 30))
     done
 }
+
+# Instructions, not time: callgrind counts each part of the handler at N and at a smaller N, and
+# the difference over the reviews between is the count per review (first-use work cancels out).
+# Built for the host, not musl: the count is of our code, the same either way.
+if [ "${1:-}" = instructions ]; then
+    command -v valgrind >/dev/null || {
+        echo "error: valgrind not found: apt-get install valgrind" >&2
+        exit 1
+    }
+    echo "building the instruction driver (release)" >&2
+    cargo build --locked --release --example bench-instructions >&2
+    driver=target/release/examples/bench-instructions
+    count() { # BODY N PART: the instructions of the whole run
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$driver" "$1" "$2" "$3" 2>&1 \
+            | awk '/Collected :/ { print $4 }'
+    }
+    parts=(review parse answer baseline)
+    echo "| body | ${parts[*]/%/ |}"
+    echo "|---|---|---|---|---|"
+    for size in 2kb 10kb 20kb; do
+        row="| $size |"
+        for part in "${parts[@]}"; do
+            many=$(count "benches/reviews/$size.json" 1000 "$part")
+            few=$(count "benches/reviews/$size.json" 200 "$part")
+            row="$row $(( (many - few) / 800 )) |"
+        done
+        echo "$row"
+    done
+    exit 0
+fi
 
 # Every build here is static, for musl: ring compiles C with musl-gcc.
 command -v musl-gcc >/dev/null || {
