@@ -194,14 +194,19 @@ def soak(args, server, body):
     }
 
 
-def compare(args, work, tls, new, base):
-    """The turn-taking table of --compare (see the module's doc)."""
-    old_port = free_port()
-    old = Server("old", [args.compare, "serve", "--dev", "--offline",
-                         "--addr", f"127.0.0.1:{old_port}",
+def serve(name, binary, tls, log):
+    """`BINARY serve` as the benchmark runs it: --dev, offline, with the bench defaults."""
+    port = free_port()
+    return Server(name, [binary, "serve", "--dev", "--offline",
+                         "--addr", f"127.0.0.1:{port}",
                          "--admin-addr", f"127.0.0.1:{free_port()}",
                          "--defaults", str(DEFAULTS), *tls],
-                 old_port, work / "old.log")
+                  port, log)
+
+
+def compare(args, work, tls, new, base):
+    """The turn-taking table of --compare (see the module's doc)."""
+    old = serve("old", args.compare, tls, work / "old.log")
     floors, answer_bytes = {}, {}
     try:
         check(old, expect_patch=True)
@@ -275,12 +280,8 @@ def main():
     subprocess.run([args.jvm_guard, "certs", "--out", str(work)], check=True,
                    capture_output=True)
     tls = ["--tls-cert", str(work / "tls.crt"), "--tls-key", str(work / "tls.key")]
-    guard_port, base_port = free_port(), free_port()
-    guard = Server(args.label, [args.jvm_guard, "serve", "--dev", "--offline",
-                                "--addr", f"127.0.0.1:{guard_port}",
-                                "--admin-addr", f"127.0.0.1:{free_port()}",
-                                "--defaults", str(DEFAULTS), *tls],
-                   guard_port, work / "jvm-guard.log")
+    base_port = free_port()
+    guard = serve(args.label, args.jvm_guard, tls, work / "jvm-guard.log")
     base = Server("baseline", [args.baseline, "--addr", f"127.0.0.1:{base_port}", *tls],
                   base_port, work / "baseline.log")
     figures = {"label": args.label}
