@@ -772,7 +772,7 @@ async fn jvm_guard_patch(client: &Client) -> anyhow::Result<Vec<u8>> {
         tools_image: Some(TOOLS_IMAGE.into()),
         ..Default::default()
     };
-    let mutation = jvm_guard::mutate(&pod, &ns, &settings);
+    let mutation = jvm_guard::mutate(&(&pod).into(), &ns, &settings);
     if mutation.patch.is_empty() {
         bail!(
             "jvm-guard does not patch the bench pod: {:?}",

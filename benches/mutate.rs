@@ -11,10 +11,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jvm_guard::config::ServerSettings;
+use jvm_guard::mutate::pod::Pod;
 use jvm_guard::webhook::admission;
 use jvm_guard::webhook::namespaces::StaticNamespaces;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
-use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
 use serde_json::json;

@@ -177,7 +177,7 @@ pub fn annotations(input: &Annotations) {
     let mut pod = example_pod().clone();
     pod.metadata.annotations = Some(annotation_map(&input.pod));
     let settings = settings(input.allow_host_path);
-    let mutation = mutate(&pod, &ns, &settings);
+    let mutation = mutate(&(&pod).into(), &ns, &settings);
 
     let mut value = serde_json::to_value(&pod).expect("a pod encodes");
     mutation
@@ -185,7 +185,7 @@ pub fn annotations(input: &Annotations) {
         .apply(&mut value)
         .unwrap_or_else(|e| panic!("patch does not apply: {e}"));
     let mutated: Pod = serde_json::from_value(value.clone()).expect("the patched object is a Pod");
-    let again = mutate(&mutated, &ns, &settings);
+    let again = mutate(&(&mutated).into(), &ns, &settings);
     assert!(again.patch.is_empty(), "mutated twice: {:?}", again.patch);
 
     // A pod that came with a status annotation of its own was left alone (the early return for
@@ -196,7 +196,7 @@ pub fn annotations(input: &Annotations) {
     }
     let stripped = idempotence::without_status(&value);
     let stripped_pod: Pod = serde_json::from_value(stripped.clone()).expect("still a Pod");
-    let again = mutate(&stripped_pod, &ns, &settings);
+    let again = mutate(&(&stripped_pod).into(), &ns, &settings);
     if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch.operations()) {
         panic!("{changes}");
     }

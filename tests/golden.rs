@@ -78,8 +78,10 @@ fn check_output(
     let Some(template) = pod_value(case, doc) else {
         return Vec::new();
     };
-    let pod: Pod = serde_json::from_value(template.clone())
+    let _: Pod = serde_json::from_value(template.clone())
         .unwrap_or_else(|e| panic!("{case}: output {object} is not a valid pod: {e}"));
+    // Read again as the webhook reads a review's pod.
+    let pod: mutate::pod::Pod = serde_json::from_value(template.clone()).expect("a valid pod");
     let ns_name = preview
         .namespace
         .as_ref()
@@ -104,7 +106,7 @@ fn check_output(
         ));
     }
     let stripped = idempotence::without_status(&template);
-    let stripped_pod: Pod = serde_json::from_value(stripped.clone())
+    let stripped_pod: mutate::pod::Pod = serde_json::from_value(stripped.clone())
         .unwrap_or_else(|e| panic!("{case}: output {object} without status is not a pod: {e}"));
     let remutated = mutate::mutate_with(&stripped_pod, &ns, &preview.settings, images);
     if let Err(changes) = idempotence::only_status_changes(&stripped, &remutated.patch.operations())

@@ -7,8 +7,8 @@
 //! plays no part.
 
 use jvm_guard::config::ServerSettings;
+use jvm_guard::mutate::pod::Pod;
 use jvm_guard::{mutate, Defaults, NamespaceConfig};
-use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

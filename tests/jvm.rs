@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use jvm_guard::mutate::pod::Pod;
 use serde_json::json;
 
 #[path = "support/cgroup.rs"]

@@ -268,7 +268,7 @@ proptest! {
             Place::Args => container["args"] = json!(["-Dx=1"].iter().copied().chain(value.split(' ')).collect::<Vec<_>>()),
         }
         let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [container]}});
-        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod.clone()).unwrap();
+        let typed: jvm_guard::mutate::pod::Pod = serde_json::from_value(pod.clone()).unwrap();
         let ns = NamespaceConfig::new("team", None, &Defaults::default());
         let settings = ServerSettings {
             tools_image: tools.then(|| "ghcr.io/jvm-guard/jvm-guard:test".to_string()),
@@ -287,7 +287,7 @@ proptest! {
         let mut output = pod.clone();
         mutation.patch.apply(&mut output).unwrap();
         let stripped = idempotence::without_status(&output);
-        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(stripped.clone()).unwrap();
+        let typed: jvm_guard::mutate::pod::Pod = serde_json::from_value(stripped.clone()).unwrap();
         let again = mutate_with(&typed, &ns, &settings, &images);
         if let Err(changes) = idempotence::only_status_changes(&stripped, &again.patch.operations()) {
             return Err(TestCaseError::fail(changes));

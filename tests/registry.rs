@@ -98,7 +98,7 @@ async fn admit(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, Vec<S
 
 /// [`admit`], returning the whole pod as mutated.
 async fn admit_pod(resolver: &Resolver, pod_value: Value, ns: &str) -> (Value, Vec<String>) {
-    let pod: Pod = serde_json::from_value(pod_value.clone()).unwrap();
+    let pod: jvm_guard::mutate::pod::Pod = serde_json::from_value(pod_value.clone()).unwrap();
     let ns_config = namespace(ns);
     let settings = settings();
     let requests = images_to_resolve(&pod, &ns_config, &settings);
@@ -262,7 +262,7 @@ async fn a_command_is_looked_up_for_evidence_and_wrapped_whatever_the_answer() {
         None,
         None,
     );
-    let typed: Pod = serde_json::from_value(value.clone()).unwrap();
+    let typed: jvm_guard::mutate::pod::Pod = serde_json::from_value(value.clone()).unwrap();
     let requests = images_to_resolve(&typed, &namespace("shop"), &settings());
     assert_eq!(requests.len(), 1, "the image config is evidence");
     let registry = Registry::start(false).await;

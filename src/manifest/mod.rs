@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
+use crate::mutate::pod::Pod as EnginePod;
 use crate::mutate::{
     images_to_resolve, mutate_with_sources, EnvSources, ImageRequest, Patch, ResolvedImages,
 };
@@ -175,7 +176,7 @@ impl Preview {
             let Some(Ok(pod_value)) = pod_of(doc) else {
                 continue;
             };
-            let Ok(pod) = serde_json::from_value::<Pod>(pod_value) else {
+            let Ok(pod) = serde_json::from_value::<EnginePod>(pod_value) else {
                 continue;
             };
             let doc_ns = doc.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -222,13 +223,16 @@ impl Preview {
             None => return Ok(doc),
             Some(pod) => pod.map_err(invalid)?,
         };
-        let pod: Pod = serde_json::from_value(pod_value.clone()).map_err(|e| {
+        // Checked as a whole Pod, as the apiserver would, though the engine reads only part.
+        let invalid_pod = |e: serde_json::Error| {
             invalid(format!(
                 "not a valid pod{}: {e}{}",
                 if kind == "Pod" { "" } else { " template" },
                 yaml::hint(&e)
             ))
-        })?;
+        };
+        serde_json::from_value::<Pod>(pod_value.clone()).map_err(invalid_pod)?;
+        let pod: EnginePod = serde_json::from_value(pod_value.clone()).map_err(invalid_pod)?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
         let sources = self.sources(known, doc_ns.as_deref());
         let mutation = mutate_with_sources(&pod, &ns, &self.settings, images, sources);

@@ -1,7 +1,7 @@
 //! One target container: the driver gathers its facts, asks each feature for its decision
 //! (`memory`, `dumps`, `jvm`, `tools`, `probes`), merges them and writes the patch once.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, VolumeMount};
+use k8s_openapi::api::core::v1::{EnvVar, VolumeMount};
 use serde::Serialize;
 
 use super::decision::{Decision, EnvEdits, Outcome, Uses};
@@ -9,6 +9,7 @@ use super::env::{EnvSources, EnvView, VarState};
 use super::facts::{Facts, PodFacts};
 use super::image::ImageConfig;
 use super::patch::{pointer, PatchBuilder, Pointer};
+use super::pod::Container;
 use super::status::ContainerStatus;
 use super::targets::Why;
 use super::{dumps, jdk, jvm, launcher, memory, probes, tools};
@@ -303,7 +304,7 @@ enum InPlace {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Pod;
+    use crate::mutate::pod::Pod;
     use rstest::rstest;
     use serde_json::{json, Value};
 

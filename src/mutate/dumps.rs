@@ -3,8 +3,8 @@
 //! and the rotation hook.
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
@@ -12,6 +12,7 @@ use super::decision::Decision;
 use super::env::VarState;
 use super::facts::{Facts, Gate};
 use super::parts::{DUMP_VOLUME, POD_NAMESPACE_ENV, POD_NAME_ENV, TOOLS_BINARY};
+use super::pod::Container;
 use crate::config::quantity::Quantity;
 use crate::config::{DumpConfig, DumpVolume, Feature};
 use crate::options::agent_env;

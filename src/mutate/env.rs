@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
+use super::pod::Container;
 
 use super::image::ImageConfig;
 

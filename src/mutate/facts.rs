@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use super::pod::{Container, PodSpec};
 
 use super::decision::{Command, Decision};
 use super::env::{EnvView, VarState};

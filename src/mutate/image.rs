@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::PodSpec;
+use super::pod::PodSpec;
 
 /// The node labels that pick the image of a multi-arch index (SPEC §7).
 pub const ARCH_LABEL: &str = "kubernetes.io/arch";

@@ -3,7 +3,7 @@
 //! With the agent they go as decided: it reads the `release` file of the JVM it starts and
 //! fits them there, for certain.
 
-use k8s_openapi::api::core::v1::Container;
+use super::pod::Container;
 
 use super::decision::{Decision, Outcome};
 use super::env::EnvView;

@@ -1,7 +1,7 @@
 //! The launcher a container starts through (SPEC §4.7): the profile its evidence matches and the
 //! variable our flags go to.
 
-use k8s_openapi::api::core::v1::Container;
+use super::pod::Container;
 
 use super::decision::{Decision, Outcome};
 use super::env::EnvView;

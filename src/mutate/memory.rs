@@ -1,7 +1,7 @@
 //! The memory feature: who owns the heap (the workload, its launcher, or us), our RAM
 //! percentages for the container's limit (SPEC §4.1), and the warnings when a heap cannot fit.
 
-use k8s_openapi::api::core::v1::Container;
+use super::pod::Container;
 
 use super::decision::Decision;
 use super::env::VarState;

@@ -18,6 +18,7 @@ mod memory;
 mod parts;
 pub mod patch;
 mod plan;
+pub mod pod;
 pub mod probes;
 mod shell;
 pub mod status;
@@ -26,7 +27,7 @@ pub mod targets;
 mod testing;
 pub mod tools;
 
-use k8s_openapi::api::core::v1::Pod;
+use pod::Pod;
 
 pub use env::EnvSources;
 pub use image::{ImageConfig, ImageRequest, Platform, ResolvedImages};

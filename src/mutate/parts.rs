@@ -1,7 +1,7 @@
 //! The pod-level parts targets share, by name and path: the tools directory and the dump
 //! volume, and whether a pod or a container can take them (a collision is left alone).
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use super::pod::{Container, PodSpec};
 
 use crate::config::DumpConfig;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use super::pod::{Container, Pod, PodSpec};
 
 use super::env::EnvSources;
 use super::facts::PodFacts;

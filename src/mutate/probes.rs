@@ -1,11 +1,12 @@
 //! Probes (docs/design.md#probes): the missing probe kinds, never a change to the container's
 //! own. A startup probe reuses a liveness handler, never a readiness one; presets need evidence.
 
-use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::decision::Decision;
 use super::facts::Facts;
+use super::pod::Container;
 use crate::config::{Feature, PortRef, ProbeConfig, ProbeMode, Switch};
 
 const PERIOD_STARTUP: i32 = 5;

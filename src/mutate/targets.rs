@@ -2,7 +2,7 @@
 //! a JVM, or unknown; known sidecars (meshes, agents, JVM metrics exporters) are never chosen
 //! unless named.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use super::pod::{Container, Pod};
 
 use super::env::{EnvSources, EnvView};
 use super::image::ImageConfig;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use super::pod::Pod;
 use serde_json::{json, Value};
 
 use super::container::{self, Target};

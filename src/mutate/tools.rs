@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container as InitContainer, EmptyDirVolumeSource, EnvVar, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -16,6 +16,7 @@ use super::facts::Facts;
 use super::image::ImageConfig;
 use super::parts::{tools_container_collision, TOOLS_VOLUME};
 use super::patch::{raw, Raw};
+use super::pod::Container;
 use crate::config::rlimit::{Resource, Rlimit};
 use crate::config::{AgentMode, Feature, Switch};
 use crate::options::{AgentEnv, Dumps};
@@ -69,8 +70,8 @@ pub fn pod_parts(image: &str) -> Cow<'static, PodParts> {
 /// Small (requests equal to limits, so LimitRange ratios pass), compliant with the Pod Security
 /// "restricted" profile, non-root as the image's numeric user (no fixed `runAsUser`, which
 /// OpenShift's restricted SCC refuses), and without the API token (SPEC §4.4).
-pub fn init_container(image: &str) -> Container {
-    Container {
+pub fn init_container(image: &str) -> InitContainer {
+    InitContainer {
         name: INIT_CONTAINER.to_string(),
         image: Some(image.to_string()),
         command: Some(vec![
@@ -110,7 +111,7 @@ pub fn init_container(image: &str) -> Container {
                 ..VolumeMount::default()
             },
         ]),
-        ..Container::default()
+        ..InitContainer::default()
     }
 }
 

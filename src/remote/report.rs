@@ -109,7 +109,7 @@ pub fn rows(pods: &[Pod], opted_in: &BTreeSet<String>) -> Vec<Row> {
                 }
                 None if opted_out => out.push(base("opted-out")),
                 // Helm test hooks and Windows pods: the webhook leaves them alone unmarked.
-                None if left_alone_by_design(pod).is_some() => {}
+                None if left_alone_by_design(&pod.into()).is_some() => {}
                 None if opted_in.contains(&namespace) => out.push(base("unguarded")),
                 None => {}
             }

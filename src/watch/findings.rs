@@ -163,7 +163,7 @@ impl Tracker {
         let Some(status) = annotations.and_then(|a| a.get(STATUS_ANNOTATION)) else {
             let missed = opted_in
                 && pod.metadata.deletion_timestamp.is_none()
-                && left_alone_by_design(pod).is_none();
+                && left_alone_by_design(&pod.into()).is_none();
             if !missed {
                 self.unguarded.remove(&uid);
                 return Vec::new();

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::mutate::pod::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube_core::DynamicObject;
 use serde_json::Value;

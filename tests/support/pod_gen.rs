@@ -399,7 +399,9 @@ impl Case {
     /// settings, applied to it: the mutation and the resulting pod, which must be a Pod.
     pub fn mutate(&self, pod: &Value) -> Result<(Mutation, Value), String> {
         let ns = NamespaceConfig::new("team", Some(&self.ns_annotations), &Defaults::default());
-        let typed: Pod =
+        serde_json::from_value::<Pod>(pod.clone()).map_err(|e| format!("not a Pod: {e}"))?;
+        // Read as the webhook reads a review's pod.
+        let typed: jvm_guard::mutate::pod::Pod =
             serde_json::from_value(pod.clone()).map_err(|e| format!("not a Pod: {e}"))?;
         let mutation = mutate(&typed, &ns, &self.settings);
         let mut output = pod.clone();
