@@ -143,13 +143,9 @@ fn sized_by_name(places: &[(String, String)]) -> Option<(String, Option<u64>)> {
             .collect()
     };
     let sized = |(name, value): &(String, String), said: &[&str]| {
-        // Most names say neither: passed over before they are split (and, being upper case
-        // already, without a copy).
-        let upper = match name.bytes().any(|b| b.is_ascii_lowercase()) {
-            true => std::borrow::Cow::Owned(name.to_ascii_uppercase()),
-            false => std::borrow::Cow::Borrowed(name.as_str()),
-        };
-        if !said.iter().any(|w| upper.contains(w)) {
+        // Most names say neither: passed over before their words are copied.
+        let says = |w: &str| said.iter().any(|s| w.eq_ignore_ascii_case(s));
+        if !name.split('_').any(says) {
             return None;
         }
         let words = words(name);

@@ -112,9 +112,8 @@ impl UserFlags {
         UserFlags(
             texts
                 .into_iter()
-                // Every flag has a `-`: most values (names, URLs, numbers) are passed over
-                // without being split.
-                .filter(|t| t.contains('-'))
+                // Most values (names, URLs, numbers) hold no flag: passed over unsplit.
+                .filter(|t| may_hold_flag(t))
                 .flat_map(tokens)
                 .filter_map(flag_key)
                 .collect(),
@@ -124,6 +123,16 @@ impl UserFlags {
     pub fn sets(&self, token: &str) -> bool {
         flag_key(token).is_some_and(|k| self.0.contains(&k))
     }
+}
+
+/// Whether a token of `text` may start with `-`, quotes aside: a `-` at the start or after
+/// whitespace, maybe behind quotes. Never false when one does (`tokens` splits on whitespace
+/// only); cheap where splitting is not (`payments-api.svc:8080` holds no flag).
+pub fn may_hold_flag(text: &str) -> bool {
+    memchr::memchr_iter(b'-', text.as_bytes()).any(|at| {
+        let before = text[..at].trim_end_matches(['"', '\'']);
+        before.chars().next_back().is_none_or(char::is_whitespace)
+    })
 }
 
 /// Our tokens before the user's value: the JVM takes the last occurrence, so the user's own
@@ -142,6 +151,35 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    /// Exact where it says no: every text whose tokens hold a flag is one it says may.
+    #[rstest]
+    #[case("-Xmx1g", true)]
+    #[case("a -Xmx1g", true)]
+    #[case("a\t'-Dx=1'", true)]
+    #[case("a\u{2003}-Dx", true)]
+    #[case("\"'-Dx'\"", true)]
+    #[case("\"a -Dx\"", true)]
+    #[case("payments-api.svc:8080", false)]
+    #[case("a--b c-d", false)]
+    #[case("", false)]
+    fn a_flag_is_never_passed_over(#[case] text: &str, #[case] may: bool) {
+        assert_eq!(may_hold_flag(text), may);
+        let holds = tokens(text)
+            .into_iter()
+            .filter_map(flag_key)
+            .next()
+            .is_some();
+        assert!(may || !holds, "{text:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_text_with_a_flag_is_passed_over(text in "[a -\"'\t\u{2003}=X]{0,12}") {
+            let holds = tokens(&text).into_iter().filter_map(flag_key).next().is_some();
+            proptest::prop_assert!(may_hold_flag(&text) || !holds, "{:?}", text);
+        }
+    }
 
     #[rstest]
     #[case("-Xmx512m", Some("MaxRAMPercentage"))]
