@@ -144,8 +144,8 @@ fn sized_by_name(places: &[(String, String)]) -> Option<(String, Option<u64>)> {
     };
     let sized = |(name, value): &(String, String), said: &[&str]| {
         // Most names say neither: passed over before their words are copied.
-        let says = |w: &str| said.iter().any(|s| w.eq_ignore_ascii_case(s));
-        if !name.split('_').any(says) {
+        let says = |w: &[u8]| said.iter().any(|s| w.eq_ignore_ascii_case(s.as_bytes()));
+        if !name.as_bytes().split(|b| *b == b'_').any(says) {
             return None;
         }
         let words = words(name);

@@ -340,7 +340,9 @@ pub fn evidence(container: &Container, env: &EnvView<'_>, profiles: &Profiles) -
         return Evidence::NotJvm(format!("runs {}", programs.join(", ")));
     }
     let names = env.names();
-    let set = |v: &str| names.iter().any(|n| n == v);
+    // Looked up for each of some thirty table entries: a set, not a scan of every name each.
+    let names: foldhash::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let set = |v: &str| names.contains(v);
     if let Some(var) = JVM_VARS.iter().find(|v| set(v)) {
         return Evidence::Jvm(format!("sets {var}"));
     }
