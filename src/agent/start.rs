@@ -118,10 +118,10 @@ pub fn merge(
                 continue;
             }
             if user.sets(token) {
-                theirs.extend(key);
+                theirs.extend(key.map(str::to_string));
                 continue;
             }
-            if !has_shell && key.as_deref() == Some("OnOutOfMemoryError") {
+            if !has_shell && key == Some("OnOutOfMemoryError") {
                 continue;
             }
             kept.push(token.clone());
@@ -164,7 +164,7 @@ pub fn merge(
             .notes
             .push(format!("the container's own {} kept", theirs.join(", ")));
     }
-    let hook = |t: &String| flag_key(t).as_deref() == Some("OnOutOfMemoryError");
+    let hook = |t: &String| flag_key(t) == Some("OnOutOfMemoryError");
     if !has_shell && plan.options.iter().any(hook) && !user.sets("-XX:OnOutOfMemoryError") {
         merged.notes.push(format!(
             "no {SHELL}: OutOfMemoryError hook left out (dumps are rotated at start)"

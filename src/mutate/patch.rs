@@ -30,6 +30,10 @@ pub trait Token {
 
 impl Token for &str {
     fn encode_into(&self, out: &mut String) {
+        // Most tokens hold neither: copied whole.
+        if memchr::memchr2(b'~', b'/', self.as_bytes()).is_none() {
+            return out.push_str(self);
+        }
         for c in self.chars() {
             match c {
                 '~' => out.push_str("~0"),

@@ -66,7 +66,7 @@ pub fn xx_name(token: &str) -> Option<&str> {
 /// The setting a JVM token controls, so that different spellings of one setting compare
 /// equal: `-Xmx1g` and `-XX:MaxHeapSize=1g` both "set the RAM percentage", and two GC
 /// selectors conflict (the JVM refuses to start with both).
-pub fn flag_key(token: &str) -> Option<String> {
+pub fn flag_key(token: &str) -> Option<&str> {
     let t = token.trim_matches(|c| c == '"' || c == '\'');
     if let Some(xx) = t.strip_prefix("-XX:") {
         let name = xx.trim_start_matches(['+', '-']);
@@ -77,7 +77,7 @@ pub fn flag_key(token: &str) -> Option<String> {
             n if GC_SELECTORS.contains(&n) => "garbage-collector",
             n => n,
         };
-        return (!key.is_empty()).then(|| key.to_string());
+        return (!key.is_empty()).then_some(key);
     }
     for (prefix, key) in [
         ("-Xmx", "MaxRAMPercentage"),
@@ -86,17 +86,17 @@ pub fn flag_key(token: &str) -> Option<String> {
         ("-Xmn", "NewSize"),
     ] {
         if t.starts_with(prefix) {
-            return Some(key.to_string());
+            return Some(key);
         }
     }
     // Options that may repeat with different values (agents, module openings): only the same
     // token twice is the same setting.
     if REPEATABLE.iter().any(|p| t.starts_with(p)) {
-        return Some(t.to_string());
+        return Some(t);
     }
     if t.starts_with('-') && t.len() > 1 {
         let end = t.find(['=', ':']).unwrap_or(t.len());
-        return Some(t[..end].to_string());
+        return Some(&t[..end]);
     }
     None
 }
@@ -116,12 +116,13 @@ impl UserFlags {
                 .filter(|t| may_hold_flag(t))
                 .flat_map(tokens)
                 .filter_map(flag_key)
+                .map(str::to_string)
                 .collect(),
         )
     }
 
     pub fn sets(&self, token: &str) -> bool {
-        flag_key(token).is_some_and(|k| self.0.contains(&k))
+        flag_key(token).is_some_and(|k| self.0.contains(k))
     }
 }
 
@@ -201,7 +202,7 @@ mod tests {
     #[case("java", None)]
     #[case("-", None)]
     fn keys(#[case] token: &str, #[case] key: Option<&str>) {
-        assert_eq!(flag_key(token).as_deref(), key);
+        assert_eq!(flag_key(token), key);
     }
 
     #[rstest]
