@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::pod::Container;
-
 use super::image::ImageConfig;
+use super::pod::Container;
 
 /// ConfigMaps and Secrets of one namespace, by name: their data as strings (Secrets decoded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use super::pod::{Container, PodSpec};
-
 use super::decision::{Command, Decision};
 use super::env::{EnvView, VarState};
 use super::launcher::Launch;
+use super::pod::{Container, PodSpec};
 use crate::config::profiles::Profile;
 use crate::config::{Config, DumpConfig, Feature, Profiles, Switch};
 use crate::options::{Jdk, UserFlags};

@@ -3,11 +3,10 @@
 //! With the agent they go as decided: it reads the `release` file of the JVM it starts and
 //! fits them there, for certain.
 
-use super::pod::Container;
-
 use super::decision::{Decision, Outcome};
 use super::env::EnvView;
 use super::facts::Facts;
+use super::pod::Container;
 use crate::options::jdk::{self, BASELINE};
 use crate::options::{for_jdk, JavaVersion, Jdk, Vm};
 

@@ -1,10 +1,9 @@
 //! The launcher a container starts through (SPEC §4.7): the profile its evidence matches and the
 //! variable our flags go to.
 
-use super::pod::Container;
-
 use super::decision::{Decision, Outcome};
 use super::env::EnvView;
+use super::pod::Container;
 use super::{image, shell};
 use crate::config::profiles::{By, Profile, ToolOptionsUse};
 use crate::config::{Feature, ProfileChoice, Profiles};

@@ -1,11 +1,10 @@
 //! The memory feature: who owns the heap (the workload, its launcher, or us), our RAM
 //! percentages for the container's limit (SPEC §4.1), and the warnings when a heap cannot fit.
 
-use super::pod::Container;
-
 use super::decision::Decision;
 use super::env::VarState;
 use super::facts::{Facts, Gate};
+use super::pod::Container;
 use crate::config::profiles::Profile;
 use crate::config::quantity::Quantity;
 use crate::config::{Feature, MaxRam, MemoryConfig, Percent};

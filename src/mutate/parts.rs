@@ -2,7 +2,6 @@
 //! volume, and whether a pod or a container can take them (a collision is left alone).
 
 use super::pod::{Container, PodSpec};
-
 use crate::config::DumpConfig;
 
 /// The init container that copies the tools.

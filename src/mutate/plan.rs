@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::pod::{Container, Pod, PodSpec};
-
 use super::env::EnvSources;
 use super::facts::PodFacts;
 use super::image::{ImageConfig, ImageRequest, Platform, ResolvedImages, OS_LABEL};
 use super::parts::{dump_pod_collision, dump_tools_collision, tools_pod_collision};
+use super::pod::{Container, Pod, PodSpec};
 use super::targets;
 use crate::config::{
     Config, Key, NamespaceConfig, ServerSettings, Switch, Warnings, EXCLUDED_NAMESPACES,

@@ -2,10 +2,11 @@
 //! a JVM, or unknown; known sidecars (meshes, agents, JVM metrics exporters) are never chosen
 //! unless named.
 
-use super::pod::{Container, Pod};
+use std::cell::OnceCell;
 
 use super::env::{EnvSources, EnvView};
 use super::image::ImageConfig;
+use super::pod::{Container, Pod};
 use super::shell::{self, base};
 use super::{image, launcher};
 use crate::config::{Key, ProfileChoice, Profiles, Targets, Warnings};
@@ -407,16 +408,20 @@ pub fn select<'a>(
         .as_ref()
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
-    let evidence: Vec<Evidence> = containers
-        .iter()
-        .map(|c| evidence(c, &EnvView::with_image(c, sources, image(c)), profiles))
-        .collect();
-    let why = |i: usize| match evidence[i] {
+    // Gathered when first asked for: a known sidecar's is asked for only when it is named.
+    let gathered: Vec<OnceCell<Evidence>> = containers.iter().map(|_| OnceCell::new()).collect();
+    let evidence = |i: usize| {
+        gathered[i].get_or_init(|| {
+            let c = &containers[i];
+            evidence(c, &EnvView::with_image(c, sources, image(c)), profiles)
+        })
+    };
+    let why = |i: usize| match evidence(i) {
         Evidence::Jvm(_) => Why::Seen,
         _ => Why::Assumed,
     };
     let candidate =
-        |i: &usize| !is_sidecar(&containers[*i]) && !matches!(evidence[*i], Evidence::NotJvm(_));
+        |i: &usize| !is_sidecar(&containers[*i]) && !matches!(evidence(*i), Evidence::NotJvm(_));
     let index_of = |name: &str| containers.iter().position(|c| c.name == name);
     let mut out: Vec<(usize, Why)> = match targets {
         Targets::Invalid => Vec::new(),
@@ -465,7 +470,7 @@ pub fn select<'a>(
                 None => {
                     let seen = (0..containers.len())
                         .filter(candidate)
-                        .find(|i| matches!(evidence[*i], Evidence::Jvm(_)));
+                        .find(|i| matches!(evidence(*i), Evidence::Jvm(_)));
                     match seen.or_else(|| (0..containers.len()).find(candidate)) {
                         Some(i) => vec![(i, why(i))],
                         None => {
@@ -487,7 +492,10 @@ pub fn select<'a>(
     if !out.is_empty() {
         for (i, c) in containers.iter().enumerate() {
             let targeted = out.iter().any(|(t, _)| *t == i);
-            if let (false, false, Evidence::Jvm(reason)) = (targeted, is_sidecar(c), &evidence[i]) {
+            if targeted || is_sidecar(c) {
+                continue;
+            }
+            if let Evidence::Jvm(reason) = evidence(i) {
                 warnings.push(format!(
                     "container {} looks like a JVM ({reason}) but is not guarded; name it in {}",
                     c.name,
