@@ -91,15 +91,18 @@ impl Preset {
             ));
         }
         let prefixed = |name: &str, prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
-        let by_env = facts.env.names().iter().any(|n| prefixed(n, self.env));
+        // Cheapest first: the command's search looks into every variable's value.
+        let by_env = || facts.env.names().iter().any(|n| prefixed(n, self.env));
         let mut labels = facts.env.image().into_iter().flat_map(|i| i.labels.keys());
-        let by_label = labels.any(|l| prefixed(l, self.labels));
-        let argv = facts.env.argv();
-        let options = facts.places.iter().map(|(_, text)| text.as_str());
-        let by_command = options
-            .chain(argv.iter().map(|a| a.as_str()))
-            .any(|text| self.command.iter().any(|m| text.contains(m)));
-        if by_env || by_label || by_command {
+        let mut by_label = || labels.any(|l| prefixed(l, self.labels));
+        let by_command = || {
+            let argv = facts.env.argv();
+            let options = facts.places.iter().map(|(_, text)| text.as_str());
+            options
+                .chain(argv.iter().map(|a| a.as_str()))
+                .any(|text| self.command.iter().any(|m| text.contains(m)))
+        };
+        if by_env() || by_label() || by_command() {
             return Ok(());
         }
         let star = |prefixes: &[&str]| {
