@@ -8,15 +8,16 @@ use std::hint::black_box;
 
 use anyhow::{bail, Context as _};
 use jvm_guard::config::ServerSettings;
-use jvm_guard::webhook::admission;
 use jvm_guard::webhook::namespaces::StaticNamespaces;
+use jvm_guard::webhook::{admission, cost, lean};
 use jvm_guard::Defaults;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
 
 /// The parts, as `benches/mutate.rs` names them.
 const PARTS: &str = "review (all of the handler), parse, answer (plan, mutate and encode a parsed \
-                     review), baseline (benches/baseline.rs's handler)";
+                     review), guard (the router's passes over the body before the handler: \
+                     lean::cut and parse_cost), baseline (benches/baseline.rs's handler)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,12 +50,19 @@ fn main() -> anyhow::Result<()> {
                 1
             }
             "answer" => answer(black_box(&parsed)),
+            "guard" => guard(black_box(&body)),
             "baseline" => baseline(black_box(&body)),
             _ => bail!("unknown part {part}; PART: {PARTS}"),
         };
     }
     println!("{bytes}");
     Ok(())
+}
+
+/// What `router::budgeted` does to a body before the handler sees it.
+fn guard(body: &[u8]) -> usize {
+    let leaner = lean::cut(body);
+    cost::parse_cost(leaner.as_deref().unwrap_or(body))
 }
 
 fn baseline(body: &[u8]) -> usize {

@@ -62,9 +62,9 @@ if [ "${1:-}" = instructions ]; then
         valgrind --tool=callgrind --callgrind-out-file=/dev/null "$driver" "$1" "$2" "$3" 2>&1 \
             | awk '/Collected :/ { print $4 }'
     }
-    parts=(review parse answer baseline)
+    parts=(review parse answer guard baseline)
     echo "| body | ${parts[*]/%/ |}"
-    echo "|---|---|---|---|---|"
+    echo "|---|---|---|---|---|---|"
     for size in 2kb 10kb 20kb; do
         row="| $size |"
         for part in "${parts[@]}"; do

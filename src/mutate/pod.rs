@@ -234,4 +234,21 @@ mod tests {
             assert!(ours.is_err() && theirs.is_err(), "{bad}");
         }
     }
+
+    /// Why this type exists: serde builds each container and variable on the stack and moves
+    /// it into its `Vec` (docs/performance.md).
+    #[test]
+    fn a_container_is_a_fraction_of_k8s_openapis() {
+        use std::mem::size_of;
+        let (ours, theirs) = (
+            size_of::<Container>(),
+            size_of::<k8s_openapi::api::core::v1::Container>(),
+        );
+        assert!(ours * 4 < theirs, "{ours} bytes against {theirs}");
+        assert!(size_of::<EnvVar>() <= 64, "{}", size_of::<EnvVar>());
+        println!(
+            "Container {ours} bytes (k8s-openapi's {theirs}), EnvVar {}",
+            size_of::<EnvVar>()
+        );
+    }
 }
