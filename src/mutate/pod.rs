@@ -3,8 +3,11 @@
 //! into k8s-openapi's `Pod`, whose `Container` alone is 2.3 KB of mostly unread fields that
 //! serde builds and moves for every container and variable (docs/performance.md).
 //!
-//! Read as k8s-openapi reads: unknown fields are skipped, a missing or `null` required field
-//! (a name, `containers`) is empty. What the mutation writes is built with k8s-openapi's types.
+//! What is kept is read as k8s-openapi reads it: unknown fields are skipped, a missing or
+//! `null` required field (a name, `containers`) is empty, a wrong type or another `apiVersion`
+//! or `kind` is an error. A field not kept is not looked at, even of the wrong type: the
+//! apiserver decodes a pod into its own types before any webhook sees it. What the mutation
+//! writes is built with k8s-openapi's types.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// A Pod: its metadata and the parts of its spec the mutation reads.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct Pod {
+    /// Checked, not kept: another `apiVersion` or `kind` than a Pod's is an error, as it is
+    /// for k8s-openapi (the apiserver always sends `v1`, `Pod`).
+    #[serde(
+        rename = "apiVersion",
+        default,
+        deserialize_with = "api_version",
+        skip_serializing
+    )]
+    api_version: (),
+    #[serde(default, deserialize_with = "kind", skip_serializing)]
+    kind: (),
     #[serde(default, deserialize_with = "or_default")]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,9 +141,27 @@ impl From<&k8s_openapi::api::core::v1::Pod> for Pod {
             .and_then(serde_json::from_value)
             .unwrap_or_else(|_| Pod {
                 metadata: pod.metadata.clone(),
-                spec: None,
+                ..Pod::default()
             })
     }
+}
+
+fn api_version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    exactly(deserializer, <Pod as k8s_openapi::Resource>::API_VERSION)
+}
+
+fn kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    exactly(deserializer, <Pod as k8s_openapi::Resource>::KIND)
+}
+
+/// A string that must be `expected`, as k8s-openapi checks a Pod's `apiVersion` and `kind`.
+fn exactly<'de, D: Deserializer<'de>>(deserializer: D, expected: &str) -> Result<(), D::Error> {
+    let value = String::deserialize(deserializer)?;
+    if value != expected {
+        let found = serde::de::Unexpected::Str(&value);
+        return Err(serde::de::Error::invalid_value(found, &expected));
+    }
+    Ok(())
 }
 
 /// A required field as k8s-openapi reads it: `null` is the empty value, as a missing one is.
@@ -225,6 +257,9 @@ mod tests {
             serde_json::from_value(json!({"spec": {"containers": null}})).unwrap();
         assert!(no_containers.spec.unwrap().containers.is_empty());
         for bad in [
+            json!({"apiVersion": "%1", "kind": "Pod"}),
+            json!({"apiVersion": "v1", "kind": "Node"}),
+            json!({"apiVersion": null}),
             json!({"spec": {"containers": [{"name": 1}]}}),
             json!({"spec": {"containers": {}}}),
             json!({"spec": {"containers": [{"env": [{"name": "A", "value": 1}]}]}}),

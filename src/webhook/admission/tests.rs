@@ -118,6 +118,15 @@ fn wire(reviewed: &Reviewed) -> Value {
     Outcome::InternalError,
     Some("jvm-guard: cannot read the pod")
 )]
+#[case::another_api_version(
+    "CREATE",
+    "pods",
+    "shop",
+    { let mut p = pod(); p["apiVersion"] = json!("apps/v1"); p },
+    false,
+    Outcome::InternalError,
+    Some("jvm-guard: cannot read the pod")
+)]
 #[case::no_object(
     "CREATE",
     "pods",
