@@ -93,7 +93,7 @@ fn place() -> impl Strategy<Value = Place> {
     ]
 }
 
-fn pod(place: &Place, token: &str, limit: &str, extra: &str) -> Pod {
+fn pod(place: &Place, token: &str, limit: &str, extra: &str) -> Value {
     let mut container = json!({
         "name": "app",
         "image": "corp/app:1",
@@ -115,11 +115,10 @@ fn pod(place: &Place, token: &str, limit: &str, extra: &str) -> Pod {
             container["command"] = json!(["sh", "-c", format!("exec java {token} -jar /app.jar")]);
         }
     }
-    serde_json::from_value(json!({
+    json!({
         "metadata": {"name": "p", "namespace": "shop"},
         "spec": {"containers": [container]},
-    }))
-    .unwrap()
+    })
 }
 
 /// Every heap token anywhere in the patched pod's env values and command.
@@ -164,15 +163,16 @@ proptest! {
             tools_image: Some("tools:1".into()),
             ..ServerSettings::default()
         };
-        let before = heap_tokens(&serde_json::to_value(&pod).unwrap());
-        let m = mutate(&pod, &ns, &settings);
+        let before = heap_tokens(&pod);
+        let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+        let m = mutate(&typed, &ns, &settings);
         let status = m.status.expect("the pod is a target");
         let app = &status.containers["app"];
         prop_assert!(
             !app.applied.iter().any(|f| f.name() == "memory"),
             "memory reported applied for {place:?} {token}: {app:?}"
         );
-        let mut doc = serde_json::to_value(&pod).unwrap();
+        let mut doc = pod;
         m.patch.apply(&mut doc).unwrap();
         prop_assert_eq!(heap_tokens(&doc), before, "a heap flag was added for {:?} {}", place, token);
     }
