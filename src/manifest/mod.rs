@@ -6,6 +6,7 @@ pub mod sources;
 pub mod yaml;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, NamespaceConfig, ServerSettings, INJECT_LABEL};
@@ -176,7 +177,7 @@ impl Preview {
             let Some(Ok(pod_value)) = pod_of(doc) else {
                 continue;
             };
-            let Ok(pod) = serde_json::from_value::<EnginePod>(pod_value) else {
+            let Ok(pod) = engine_pod(&pod_value) else {
                 continue;
             };
             let doc_ns = doc.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -223,16 +224,13 @@ impl Preview {
             None => return Ok(doc),
             Some(pod) => pod.map_err(invalid)?,
         };
-        // Checked as a whole Pod, as the apiserver would, though the engine reads only part.
-        let invalid_pod = |e: serde_json::Error| {
+        let pod = engine_pod(&pod_value).map_err(|e| {
             invalid(format!(
                 "not a valid pod{}: {e}{}",
                 if kind == "Pod" { "" } else { " template" },
                 yaml::hint(&e)
             ))
-        };
-        serde_json::from_value::<Pod>(pod_value.clone()).map_err(invalid_pod)?;
-        let pod: EnginePod = serde_json::from_value(pod_value.clone()).map_err(invalid_pod)?;
+        })?;
         let (ns, notes) = self.namespace_config(doc_ns.as_deref());
         let sources = self.sources(known, doc_ns.as_deref());
         let mutation = mutate_with_sources(&pod, &ns, &self.settings, images, sources);
@@ -259,6 +257,13 @@ impl Preview {
         }
         Ok(doc)
     }
+}
+
+/// The pod of a document as the engine reads it, once it is checked as a whole `Pod`, as the
+/// apiserver would check it (the engine reads only part of it).
+fn engine_pod(pod: &Value) -> Result<EnginePod, serde_json::Error> {
+    Pod::deserialize(pod)?;
+    EnginePod::deserialize(pod)
 }
 
 /// The pod a document is or stamps out, as a Pod object (a workload's template under the path
