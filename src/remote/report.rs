@@ -79,6 +79,10 @@ pub fn rows(pods: &[Pod], opted_in: &BTreeSet<String>) -> Vec<Row> {
             .as_ref()
             .and_then(|l| l.get(INJECT_LABEL))
             .is_some_and(|v| v == "false");
+        // Helm test hooks and Windows pods: the webhook leaves them alone unmarked. Asked once
+        // per pod, and only of a pod it could have marked.
+        let by_design =
+            status.is_none() && !opted_out && left_alone_by_design(&pod.into()).is_some();
         let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
         for c in containers {
             let base = |state: &str| Row {
@@ -108,8 +112,7 @@ pub fn rows(pods: &[Pod], opted_in: &BTreeSet<String>) -> Vec<Row> {
                     }
                 }
                 None if opted_out => out.push(base("opted-out")),
-                // Helm test hooks and Windows pods: the webhook leaves them alone unmarked.
-                None if left_alone_by_design(&pod.into()).is_some() => {}
+                None if by_design => {}
                 None if opted_in.contains(&namespace) => out.push(base("unguarded")),
                 None => {}
             }
