@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use http_body_util::BodyExt;
 use jvm_guard::webhook::metrics::Metrics;
 use jvm_guard::webhook::namespaces::{NamespaceLookup, StaticNamespaces};
@@ -339,4 +340,38 @@ async fn a_real_pod_with_hundreds_of_env_vars_is_mutated() {
             "{containers} x {vars}: no patch: {value}"
         );
     }
+}
+
+/// A body that never ends gets a 408 at the request's deadline, is counted as refused, and
+/// gives back its share of the budget (the next request is served).
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_ends_is_408_at_the_deadline() {
+    use jvm_guard::webhook::router::REQUEST_TIMEOUT;
+    let metrics = Arc::new(Metrics::new());
+    let app = router(AppState {
+        namespaces: Arc::new(StaticNamespaces::every(&Defaults::default())),
+        settings: Arc::new(ServerSettings::default()),
+        metrics: metrics.clone(),
+        registry: None,
+    });
+    let start = tokio::time::Instant::now();
+    let first = axum::body::Bytes::from_static(b"{\"apiVersion\":");
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(first)])
+        .chain(futures_util::stream::pending());
+    let (status, _) = post(app.clone(), Body::from_stream(stalled)).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let waited = start.elapsed();
+    assert!(
+        waited >= REQUEST_TIMEOUT && waited < REQUEST_TIMEOUT + std::time::Duration::from_secs(1),
+        "answered at the deadline, not after {waited:?}"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("jvm_guard_admission_requests_total{outcome=\"rejected\"} 1\n"),
+        "{text}"
+    );
+
+    let (status, out) = post(app, pod_review()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(out["response"]["patch"].is_string());
 }

@@ -2,6 +2,7 @@
 //! errors become HTTP responses. TLS, the listener and the admin port wrap it in `serve`.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +14,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::FutureExt as _;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tracing::field::{display, Empty};
 use tracing::Instrument as _;
 
@@ -140,37 +140,48 @@ pub struct AppState {
     pub registry: Option<Arc<Resolver>>,
 }
 
-/// `POST /mutate`. A panic anywhere in a request becomes a 500 for that request only; every
-/// answer, panics included, is counted by outcome and timed.
+/// `POST /mutate`, behind one middleware ([`guarded`]): the request's deadline, its share of
+/// the byte budget, a panic anywhere in it answered as a 500 for that request only, and every
+/// answer, panics and timeouts included, counted by outcome and timed. Other paths get a plain
+/// 404 and are not counted.
 pub fn router(state: AppState) -> Router {
-    let budget = Arc::new(Budget::new());
-    // Route layers: other paths get a plain 404 and are not counted.
+    let guard = Arc::new(Guard {
+        budget: Budget::new(),
+        metrics: state.metrics.clone(),
+    });
     Router::new()
         .route("/mutate", post(mutate))
-        .route_layer(CatchPanicLayer::custom(panic_response))
-        .route_layer(middleware::from_fn_with_state(budget, budgeted))
-        .route_layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record,
-        ))
+        .route_layer(middleware::from_fn_with_state(guard, guarded))
         .with_state(state)
 }
 
-/// Counts the request under the outcome the handler left in the response, or one implied by
-/// the status when no handler answered (a panic, a timeout, a wrong method).
-async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+/// What [`guarded`] shares between requests.
+struct Guard {
+    budget: Budget,
+    metrics: Arc<Metrics>,
+}
+
+/// The one middleware of `/mutate`. One layer rather than four (a timeout, the budget, a panic
+/// catcher, the metrics), each of which boxed a clone of the route and its future per request.
+async fn guarded(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let response = next.run(request).await;
+    let deadline = tokio::time::Instant::from_std(start) + REQUEST_TIMEOUT;
+    let answered = AssertUnwindSafe(budgeted(&guard.budget, request, next)).catch_unwind();
+    let response = match tokio::time::timeout_at(deadline, answered).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(panic)) => panic_response(panic),
+        Err(_elapsed) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    };
+    // The outcome the handler left in the response, or one implied by the status when no
+    // handler answered (a panic, a timeout, a wrong method).
     let outcome = match response.extensions().get::<RequestOutcome>() {
         Some(outcome) => *outcome,
         None if response.status().is_server_error() => RequestOutcome::Failed,
         None => RequestOutcome::Rejected,
     };
-    metrics.request(outcome, start.elapsed().as_secs_f64());
+    guard
+        .metrics
+        .request(outcome, start.elapsed().as_secs_f64());
     response
 }
 
@@ -180,7 +191,7 @@ const DRAIN_LIMIT: u64 = 4 * MAX_BODY_BYTES as u64;
 
 /// Reads the body within the budget, then hands the request on with the body in memory; the
 /// budget taken is given back when the response body has been sent (or dropped).
-async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Next) -> Response {
+async fn budgeted(budget: &Budget, request: Request, next: Next) -> Response {
     let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
     let mut held = None;
     let charge = head_charge(request.headers());
@@ -188,7 +199,7 @@ async fn budgeted(State(budget): State<Arc<Budget>>, request: Request, next: Nex
         return e.into_response();
     }
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, &budget, &mut held, deadline).await {
+    let body = match read_body(body, budget, &mut held, deadline).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
