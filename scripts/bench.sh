@@ -15,7 +15,8 @@
 #                                   # with the baseline and the baseline answering jvm-guard's
 #                                   # own patch (--turns N, --duration D; REV builds in a worktree)
 #   scripts/bench.sh instructions   # instructions per review of each part of the handler and of
-#                                   # the baseline's (callgrind: the same on a busy machine)
+#                                   # the baseline's, then of each whole server (callgrind: the
+#                                   # same on a busy machine)
 #
 # The last two drive benches/apiserver.rs (the e2e control plane: scripts/install-e2e-tools.sh;
 # docker-registry); other arguments go to it (--creates N, --concurrency N, ...); the reports
@@ -47,16 +48,28 @@ wait_quiet() {
     done
 }
 
+ensure_oha() {
+    if ! grep -q "$OHA_VERSION" <<<"$("$tools/bin/oha" --version 2>/dev/null)"; then
+        echo "installing oha $OHA_VERSION into $tools (once, ~5 min)" >&2
+        cargo install oha --version "$OHA_VERSION" --locked --root "$tools" >&2
+    fi
+}
+
 # Instructions, not time: callgrind counts each part of the handler at N and at a smaller N, and
 # the difference over the reviews between is the count per review (first-use work cancels out).
+# Then the whole server's, `serve` and the baseline each under callgrind: counters zeroed after
+# a warm-up, N reviews over 4 keep-alive connections, counters dumped: user space only (TLS,
+# HTTP, the runtime, the router and the handler), the kernel and the waits not counted.
 # Built for the host, not musl: the count is of our code, the same either way.
 if [ "${1:-}" = instructions ]; then
     command -v valgrind >/dev/null || {
         echo "error: valgrind not found: apt-get install valgrind" >&2
         exit 1
     }
-    echo "building the instruction driver (release)" >&2
-    cargo build --locked --release --example bench-instructions >&2
+    ensure_oha
+    echo "building the instruction driver, jvm-guard and the baseline (release)" >&2
+    cargo build --locked --release --example bench-instructions --bin jvm-guard \
+        --example bench-baseline >&2
     driver=target/release/examples/bench-instructions
     count() { # BODY N PART: the instructions of the whole run
         valgrind --tool=callgrind --callgrind-out-file=/dev/null "$driver" "$1" "$2" "$3" 2>&1 \
@@ -73,6 +86,48 @@ if [ "${1:-}" = instructions ]; then
             row="$row $(( (many - few) / 800 )) |"
         done
         echo "$row"
+    done
+
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    target/release/jvm-guard certs --out "$work/certs" >/dev/null
+    tls=(--tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key")
+    serve_count() { # NAME BODY N: user-space instructions per review of the whole server
+        local name="$1" body="$2" n="$3" port
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        local server=(target/release/examples/bench-baseline --addr "127.0.0.1:$port" "${tls[@]}")
+        [ "$name" = jvm-guard ] && server=(target/release/jvm-guard serve --dev --offline \
+            --defaults benches/defaults.yaml --addr "127.0.0.1:$port" \
+            --admin-addr 127.0.0.1:0 "${tls[@]}")
+        valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "${server[@]}" \
+            >"$work/$name.log" 2>&1 &
+        local pid=$! waited=0
+        until grep -q listening "$work/$name.log"; do
+            sleep 1
+            waited=$((waited + 1))
+            [ "$waited" -lt 120 ] || { cat "$work/$name.log" >&2; kill "$pid"; return 1; }
+        done
+        load() {
+            "$tools/bin/oha" --no-tui --insecure -m POST -H 'content-type: application/json' \
+                -D "$body" -n "$1" -c 4 "https://127.0.0.1:$port/mutate" >"$work/oha" 2>&1
+            grep -q 'Success rate:.*100.00%' "$work/oha" || { cat "$work/oha" >&2; return 1; }
+        }
+        load 300
+        callgrind_control --zero "$pid" >/dev/null 2>&1
+        load "$n"
+        callgrind_control --dump "$pid" >/dev/null 2>&1
+        kill "$pid"
+        wait "$pid" || true
+        callgrind_annotate "$work/$name.out.1" | awk -v n="$n" \
+            '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%d", $1 / n }'
+    }
+    echo
+    echo "| body | serve | baseline serve | ratio |"
+    echo "|---|---|---|---|"
+    for size in 2kb 10kb 20kb; do
+        ours=$(serve_count jvm-guard "benches/reviews/$size.json" 1000)
+        theirs=$(serve_count baseline "benches/reviews/$size.json" 1000)
+        echo "| $size | $ours | $theirs | $(python3 -c "print(f'{$ours / $theirs:.2f}')") |"
     done
     exit 0
 fi
@@ -127,10 +182,7 @@ for arg in "$@"; do
     esac
 done
 
-if ! grep -q "$OHA_VERSION" <<<"$("$tools/bin/oha" --version 2>/dev/null)"; then
-    echo "installing oha $OHA_VERSION into $tools (once, ~5 min)" >&2
-    cargo install oha --version "$OHA_VERSION" --locked --root "$tools" >&2
-fi
+ensure_oha
 rustup target add "$target" >/dev/null
 
 out="$(mktemp -d)"
