@@ -165,10 +165,14 @@ if [ "${1:-}" = compare ]; then
     [ -d "$tree" ] || git worktree add --detach "$tree" "$rev" >&2
     rustup target add "$target" >/dev/null
     echo "building jvm-guard at $rev (release, musl)" >&2
-    # The same target directory: only what differs is built again.
+    # A target directory of its own, shared by the revisions compared: cargo judges a build
+    # fresh by the files the last one read, wherever they were, so a revision built in the
+    # tree's directory, or after another revision with the same Cargo.lock, could be taken for
+    # that build. Its sources are touched so that cargo always sees them newer.
+    find "$tree/src" "$tree/benches" "$tree/examples" -type f -exec touch {} + 2>/dev/null || true
     (cd "$tree" && cargo build --locked --release --target "$target" --bin jvm-guard \
-        --target-dir "$OLDPWD/target" >&2)
-    cp "target/$target/release/jvm-guard" "$tree/jvm-guard-old"
+        --target-dir "$OLDPWD/target/compare/target" >&2)
+    cp "target/compare/target/$target/release/jvm-guard" "$tree/jvm-guard-old"
     compare=(--compare "$tree/jvm-guard-old" --duration 4s --soak 0)
 fi
 
