@@ -1,6 +1,9 @@
 //! The webhook's Prometheus metrics and their text encoding for `/metrics`. Labels are few and
 //! fixed (outcomes, features), never per pod or namespace.
 
+use std::fmt::Debug;
+use std::hash::Hash;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -119,22 +122,35 @@ impl Default for Metrics {
     }
 }
 
+/// A counter family registered as `name`, with a series for each of `labels` from the start,
+/// and the counter of each, in the order of `labels`: counted without the family's lock and
+/// label hash.
+fn labelled<L, const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    labels: [L; N],
+) -> [Counter; N]
+where
+    L: EncodeLabelSet + Clone + Debug + Hash + Eq + Send + Sync + 'static,
+{
+    let family = Family::<L, Counter>::default();
+    let counters = labels.map(|l| family.get_or_create(&l).clone());
+    registry.register(name, help, family);
+    counters
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("jvm_guard");
-        let family = Family::<OutcomeLabels, Counter>::default();
         // Every outcome is exported from the start, so rates and alerts see a zero, not nothing.
-        let requests = RequestOutcome::ALL.map(|outcome| {
-            family
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.as_str(),
-                })
-                .clone()
-        });
-        registry.register(
+        let requests = labelled(
+            &mut registry,
             "admission_requests",
             "AdmissionReview requests on /mutate, by outcome",
-            family,
+            RequestOutcome::ALL.map(|outcome| OutcomeLabels {
+                outcome: outcome.as_str(),
+            }),
         );
         let duration = Histogram::new(DURATION_BUCKETS);
         registry.register_with_unit(
@@ -143,18 +159,13 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        let family = Family::<FeatureLabels, Counter>::default();
-        let mutations = Feature::ALL.map(|feature| {
-            family
-                .get_or_create(&FeatureLabels {
-                    feature: feature.name(),
-                })
-                .clone()
-        });
-        registry.register(
+        let mutations = labelled(
+            &mut registry,
             "mutations",
             "Mutated pods, by feature applied to at least one of their containers",
-            family,
+            Feature::ALL.map(|feature| FeatureLabels {
+                feature: feature.name(),
+            }),
         );
         let internal_errors = Counter::default();
         registry.register(
