@@ -342,11 +342,13 @@ async fn a_real_pod_with_hundreds_of_env_vars_is_mutated() {
     }
 }
 
-/// A body that never ends gets a 408 at the request's deadline, is counted as refused, and
-/// gives back its share of the budget (the next request is served).
+/// Bodies that never end get a 408 at the request's deadline, are counted as refused, and give
+/// back their share of the budget: six of them hold nearly all of it (a review beyond waits,
+/// then gets a 503) until their deadline, after which a review is served again.
 #[tokio::test(start_paused = true)]
-async fn a_body_that_never_ends_is_408_at_the_deadline() {
-    use jvm_guard::webhook::router::REQUEST_TIMEOUT;
+async fn bodies_that_never_end_are_408_at_the_deadline_and_give_the_budget_back() {
+    use jvm_guard::webhook::router::{BODY_BUDGET, REQUEST_TIMEOUT};
+    use std::time::Duration;
     let metrics = Arc::new(Metrics::new());
     let app = router(AppState {
         namespaces: Arc::new(StaticNamespaces::every(&Defaults::default())),
@@ -354,24 +356,50 @@ async fn a_body_that_never_ends_is_408_at_the_deadline() {
         metrics: metrics.clone(),
         registry: None,
     });
+    // Each holds its head and a first piece of body just under the size limit.
+    let piece = MAX_BODY_BYTES - 4 * 1024;
+    let stalled_count = 6;
+    assert!(stalled_count * piece < BODY_BUDGET, "all six are let in");
     let start = tokio::time::Instant::now();
-    let first = axum::body::Bytes::from_static(b"{\"apiVersion\":");
-    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(first)])
-        .chain(futures_util::stream::pending());
-    let (status, _) = post(app.clone(), Body::from_stream(stalled)).await;
-    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let stalled: Vec<_> = (0..stalled_count)
+        .map(|_| {
+            let first = axum::body::Bytes::from(vec![b' '; piece]);
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(first)])
+                .chain(futures_util::stream::pending());
+            // Bounded here: without the router's deadline the test fails, it does not hang.
+            let answer = tokio::time::timeout(
+                REQUEST_TIMEOUT + Duration::from_secs(5),
+                post(app.clone(), Body::from_stream(body)),
+            );
+            tokio::spawn(answer)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (status, _) = post(app.clone(), pod_review()).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the budget is held"
+    );
+
+    for answer in stalled {
+        let (status, _) = answer
+            .await
+            .unwrap()
+            .expect("answered by the router's deadline");
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    }
     let waited = start.elapsed();
     assert!(
-        waited >= REQUEST_TIMEOUT && waited < REQUEST_TIMEOUT + std::time::Duration::from_secs(1),
+        waited >= REQUEST_TIMEOUT && waited < REQUEST_TIMEOUT + Duration::from_secs(1),
         "answered at the deadline, not after {waited:?}"
     );
     let text = metrics.encode();
-    assert!(
-        text.contains("jvm_guard_admission_requests_total{outcome=\"rejected\"} 1\n"),
-        "{text}"
-    );
+    let rejected =
+        format!("jvm_guard_admission_requests_total{{outcome=\"rejected\"}} {stalled_count}\n");
+    assert!(text.contains(&rejected), "{text}");
 
     let (status, out) = post(app, pod_review()).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "the budget is given back");
     assert!(out["response"]["patch"].is_string());
 }

@@ -122,6 +122,21 @@ impl Default for Metrics {
     }
 }
 
+// The counters are indexed by `outcome as usize` and `feature as usize`: each `ALL` must list
+// its enum in declaration order.
+const _: () = {
+    let mut i = 0;
+    while i < RequestOutcome::ALL.len() {
+        assert!(RequestOutcome::ALL[i] as usize == i);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < Feature::ALL.len() {
+        assert!(Feature::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 /// A counter family registered as `name`, with a series for each of `labels` from the start,
 /// and the counter of each, in the order of `labels`: counted without the family's lock and
 /// label hash.
