@@ -92,7 +92,9 @@ if [ "${1:-}" = instructions ]; then
     trap 'rm -rf "$work"' EXIT
     target/release/jvm-guard certs --out "$work/certs" >/dev/null
     tls=(--tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key")
-    serve_count() { # NAME BODY N: user-space instructions per review of the whole server
+    # NAME BODY N: user-space instructions per review of the whole server. It runs in a command
+    # substitution, where `set -e` does not hold: every failure returns 1 itself.
+    serve_count() {
         local name="$1" body="$2" n="$3" port
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         local server=(target/release/examples/bench-baseline --addr "127.0.0.1:$port" "${tls[@]}")
@@ -101,23 +103,36 @@ if [ "${1:-}" = instructions ]; then
             --admin-addr 127.0.0.1:0 "${tls[@]}")
         valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "${server[@]}" \
             >"$work/$name.log" 2>&1 &
-        local pid=$! waited=0
-        until grep -q listening "$work/$name.log"; do
+        server_pid=$!
+        # This shell's own: the server goes with it, whatever ends it.
+        trap 'kill "$server_pid" 2>/dev/null' EXIT INT TERM
+        local waited=0
+        fail() {
+            echo "error: $name under callgrind: $1" >&2
+            cat "$work/$name.log" >&2
+            kill "$server_pid" 2>/dev/null
+            return 1
+        }
+        until grep -qs listening "$work/$name.log"; do
+            kill -0 "$server_pid" 2>/dev/null || { fail "exited before listening"; return 1; }
+            [ "$waited" -lt 120 ] || { fail "not listening after 120 s"; return 1; }
             sleep 1
             waited=$((waited + 1))
-            [ "$waited" -lt 120 ] || { cat "$work/$name.log" >&2; kill "$pid"; return 1; }
         done
         load() {
             "$tools/bin/oha" --no-tui --insecure -m POST -H 'content-type: application/json' \
-                -D "$body" -n "$1" -c 4 "https://127.0.0.1:$port/mutate" >"$work/oha" 2>&1
-            grep -q 'Success rate:.*100.00%' "$work/oha" || { cat "$work/oha" >&2; return 1; }
+                -D "$body" -n "$1" -c 4 "https://127.0.0.1:$port/mutate" >"$work/oha" 2>&1 \
+                && grep -q 'Success rate:.*100.00%' "$work/oha" \
+                || { cat "$work/oha" >&2; fail "oha: not every review answered"; return 1; }
         }
-        load 300
-        callgrind_control --zero "$pid" >/dev/null 2>&1
-        load "$n"
-        callgrind_control --dump "$pid" >/dev/null 2>&1
-        kill "$pid"
-        wait "$pid" || true
+        load 300 || return 1
+        callgrind_control --zero "$server_pid" >/dev/null 2>&1 || { fail "cannot zero"; return 1; }
+        load "$n" || return 1
+        callgrind_control --dump "$server_pid" >/dev/null 2>&1 || { fail "cannot dump"; return 1; }
+        # SIGINT: serve stops without its shutdown delay.
+        kill -INT "$server_pid"
+        wait "$server_pid" || true
+        [ -s "$work/$name.out.1" ] || { echo "error: no callgrind dump of $name" >&2; return 1; }
         callgrind_annotate "$work/$name.out.1" | awk -v n="$n" \
             '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%d", $1 / n }'
     }
@@ -125,8 +140,8 @@ if [ "${1:-}" = instructions ]; then
     echo "| body | serve | baseline serve | ratio |"
     echo "|---|---|---|---|"
     for size in 2kb 10kb 20kb; do
-        ours=$(serve_count jvm-guard "benches/reviews/$size.json" 1000)
-        theirs=$(serve_count baseline "benches/reviews/$size.json" 1000)
+        ours=$(serve_count jvm-guard "benches/reviews/$size.json" 1000) || exit 1
+        theirs=$(serve_count baseline "benches/reviews/$size.json" 1000) || exit 1
         echo "| $size | $ours | $theirs | $(python3 -c "print(f'{$ours / $theirs:.2f}')") |"
     done
     exit 0
