@@ -100,7 +100,7 @@ if [ "${1:-}" = instructions ]; then
         local server=(target/release/examples/bench-baseline --addr "127.0.0.1:$port" "${tls[@]}")
         [ "$name" = jvm-guard ] && server=(target/release/jvm-guard serve --dev --offline \
             --defaults benches/defaults.yaml --addr "127.0.0.1:$port" \
-            --admin-addr 127.0.0.1:0 "${tls[@]}")
+            --admin-addr 127.0.0.1:0 --shutdown-delay 0s "${tls[@]}")
         valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "${server[@]}" \
             >"$work/$name.log" 2>&1 &
         server_pid=$!
@@ -129,8 +129,8 @@ if [ "${1:-}" = instructions ]; then
         callgrind_control --zero "$server_pid" >/dev/null 2>&1 || { fail "cannot zero"; return 1; }
         load "$n" || return 1
         callgrind_control --dump "$server_pid" >/dev/null 2>&1 || { fail "cannot dump"; return 1; }
-        # SIGINT: serve stops without its shutdown delay.
-        kill -INT "$server_pid"
+        # SIGTERM: a background job of a script ignores SIGINT (and serve waits no delay).
+        kill "$server_pid"
         wait "$server_pid" || true
         [ -s "$work/$name.out.1" ] || { echo "error: no callgrind dump of $name" >&2; return 1; }
         callgrind_annotate "$work/$name.out.1" | awk -v n="$n" \
