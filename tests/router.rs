@@ -20,12 +20,19 @@ use tower::ServiceExt;
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 fn app(namespaces: Arc<dyn NamespaceLookup>) -> Router {
-    router(AppState {
+    counted_app(namespaces).0
+}
+
+/// The router and the metrics it counts into.
+fn counted_app(namespaces: Arc<dyn NamespaceLookup>) -> (Router, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let app = router(AppState {
         namespaces,
         settings: Arc::new(ServerSettings::default()),
-        metrics: Arc::new(Metrics::new()),
+        metrics: metrics.clone(),
         registry: None,
-    })
+    });
+    (app, metrics)
 }
 
 fn dev_app() -> Router {
@@ -226,14 +233,8 @@ async fn a_body_over_4_mib_is_413_over_a_socket() {
 
 #[tokio::test]
 async fn every_answer_is_counted_by_outcome() {
-    let metrics = Arc::new(Metrics::new());
     let every = StaticNamespaces::every(&Defaults::default());
-    let app = router(AppState {
-        namespaces: Arc::new(PanicsOnBoom(every)),
-        settings: Arc::new(ServerSettings::default()),
-        metrics: metrics.clone(),
-        registry: None,
-    });
+    let (app, metrics) = counted_app(Arc::new(PanicsOnBoom(every)));
     let mut big = pod_review();
     big.resize(MAX_BODY_BYTES + 1, b' ');
     let kube_system = review_in("kube-system");
@@ -349,13 +350,7 @@ async fn a_real_pod_with_hundreds_of_env_vars_is_mutated() {
 async fn bodies_that_never_end_are_408_at_the_deadline_and_give_the_budget_back() {
     use jvm_guard::webhook::router::{BODY_BUDGET, REQUEST_TIMEOUT};
     use std::time::Duration;
-    let metrics = Arc::new(Metrics::new());
-    let app = router(AppState {
-        namespaces: Arc::new(StaticNamespaces::every(&Defaults::default())),
-        settings: Arc::new(ServerSettings::default()),
-        metrics: metrics.clone(),
-        registry: None,
-    });
+    let (app, metrics) = counted_app(Arc::new(StaticNamespaces::every(&Defaults::default())));
     // Each holds its head and a first piece of body just under the size limit.
     let piece = MAX_BODY_BYTES - 4 * 1024;
     let stalled_count = 6;
