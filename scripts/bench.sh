@@ -78,7 +78,9 @@ if [ "${1:-}" = instructions ]; then
     parts=(review parse answer guard baseline)
     echo "| body | ${parts[*]/%/ |}"
     echo "|---|---|---|---|---|---|"
-    for size in 2kb 10kb 20kb; do
+    # 2kb-managed: the 2 KB review with the managedFields every real review carries; the
+    # server cuts them before parsing (`guard`), the handler parts here read the body whole.
+    for size in 2kb 2kb-managed 10kb 20kb; do
         row="| $size |"
         for part in "${parts[@]}"; do
             many=$(count "benches/reviews/$size.json" 1000 "$part")
@@ -139,7 +141,7 @@ if [ "${1:-}" = instructions ]; then
     echo
     echo "| body | serve | baseline serve | ratio |"
     echo "|---|---|---|---|"
-    for size in 2kb 10kb 20kb; do
+    for size in 2kb 2kb-managed 10kb 20kb; do
         ours=$(serve_count jvm-guard "benches/reviews/$size.json" 1000) || exit 1
         theirs=$(serve_count baseline "benches/reviews/$size.json" 1000) || exit 1
         echo "| $size | $ours | $theirs | $(python3 -c "print(f'{$ours / $theirs:.2f}')") |"

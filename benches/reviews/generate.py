@@ -2,8 +2,10 @@
 """Writes the AdmissionReview bodies of the load benchmark: realistic pod CREATEs of about
 2, 10 and 20 KB (several containers with env, ports, probes, resources and mounts; volumes;
 a controller's metadata). Deterministic: run it again and the files do not change.
+2kb-managed.json is the 2 KB review with the `managedFields` the apiserver adds to every pod
+before admission, as the ReplicaSet controller's create writes them.
 
-    python3 benches/reviews/generate.py   # rewrites benches/reviews/{2,10,20}kb.json
+    python3 benches/reviews/generate.py   # rewrites benches/reviews/{2,10,20}kb.json, 2kb-managed.json
 """
 import json
 import pathlib
@@ -186,6 +188,35 @@ def sized(target, apps, sidecars, with_init):
     raise SystemExit(f"cannot reach {target} bytes")
 
 
+def managed(review):
+    """`metadata.managedFields` as the apiserver records a controller's create (FieldsV1)."""
+    pod = review["request"]["object"]
+
+    def container(c):
+        fields = {".": {}, "f:image": {}, "f:name": {}, "f:resources": {
+            ".": {}, "f:limits": {".": {}, "f:memory": {}},
+            "f:requests": {".": {}, "f:cpu": {}, "f:memory": {}}}}
+        if c.get("env"):
+            fields["f:env"] = {".": {}, **{f'k:{{"name":"{e["name"]}"}}': {
+                ".": {}, "f:name": {}, "f:value": {}} for e in c["env"]}}
+        if c.get("ports"):
+            fields["f:ports"] = {".": {}, **{
+                f'k:{{"containerPort":{p["containerPort"]},"protocol":"TCP"}}': {
+                    ".": {}, "f:containerPort": {}, "f:name": {}, "f:protocol": {}}
+                for p in c["ports"]}}
+        return fields
+
+    pod["metadata"]["managedFields"] = [{
+        "manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+        "time": "2026-12-01T09:30:00Z", "fieldsType": "FieldsV1",
+        "fieldsV1": {
+            "f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}},
+                           "f:ownerReferences": {".": {}, 'k:{"uid":"1"}': {}}},
+            "f:spec": {"f:containers": {f'k:{{"name":"{c["name"]}"}}': container(c)
+                                        for c in pod["spec"]["containers"]}}}}]
+    return review
+
+
 CASES = {
     "2kb": (2 * 1024, ["payments-api"], [], False),
     "10kb": (10 * 1024, ["payments-api"], ["envoy", "fluent-bit"], False),
@@ -195,3 +226,7 @@ CASES = {
 for name, (target, apps, sidecars, with_init) in CASES.items():
     (HERE / f"{name}.json").write_text(sized(target, apps, sidecars, with_init) + "\n")
     print(f"{name}.json: {len((HERE / f'{name}.json').read_text())} bytes")
+
+two = json.loads((HERE / "2kb.json").read_text())
+(HERE / "2kb-managed.json").write_text(json.dumps(managed(two), separators=(",", ":")) + "\n")
+print(f"2kb-managed.json: {len((HERE / '2kb-managed.json').read_text())} bytes")

@@ -70,6 +70,8 @@ pub fn parse_cost(body: &[u8]) -> usize {
 /// On x86_64, a block of 64 bytes at a time.
 #[cfg(target_arch = "x86_64")]
 mod blocks;
+#[cfg(target_arch = "x86_64")]
+pub(super) use blocks::container_end;
 
 /// [`parse_cost`] elsewhere, and what the x86_64 reading is checked against: byte by byte
 /// between strings, each string skipped with `memchr`; an array's key is the string before
@@ -301,6 +303,25 @@ mod tests {
             for text in [serde_json::to_vec(&value), serde_json::to_vec_pretty(&value)] {
                 let text = text.unwrap();
                 proptest::prop_assert_eq!(parse_cost(&text), by_strings(&text));
+            }
+        }
+
+        /// `lean` skips a container, from anywhere in a body, where it ends as written: just
+        /// after its closing bracket, whatever follows.
+        #[cfg(target_arch = "x86_64")]
+        #[test]
+        fn a_container_ends_after_its_closing_bracket(
+            value in json().prop_filter("a container", |v| v.is_array() || v.is_object()),
+            before in "[ a-z\"]{0,90}",
+            after in "[],}{\" ]{0,8}",
+        ) {
+            for text in [serde_json::to_vec(&value), serde_json::to_vec_pretty(&value)] {
+                let text = text.unwrap();
+                let body = [before.as_bytes(), &text, after.as_bytes()].concat();
+                let end = container_end(&body, before.len());
+                proptest::prop_assert_eq!(end, Some(before.len() + text.len()));
+                // Cut short, it has no end.
+                proptest::prop_assert_eq!(container_end(&body[..end.unwrap() - 1], before.len()), None);
             }
         }
 

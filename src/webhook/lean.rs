@@ -6,8 +6,11 @@
 //! cannot exhaust the stack); a body it cannot follow is handed on unchanged, for the real
 //! parser to refuse.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
+#[cfg(target_arch = "x86_64")]
+use super::cost::container_end;
 use super::cost::string_end;
 
 /// What one pass over a review body found.
@@ -121,6 +124,13 @@ impl Scan<'_> {
     fn skip(&mut self) -> Option<Range<usize>> {
         let start = match self.peek()? {
             b'"' => return self.string(),
+            // An object or array (the pod's spec, the managedFields), a block at a time.
+            #[cfg(target_arch = "x86_64")]
+            b'{' | b'[' => {
+                let start = self.i;
+                self.i = container_end(self.b, start)?;
+                return Some(start..self.i);
+            }
             _ => self.i,
         };
         let mut depth = 0usize;
@@ -147,10 +157,6 @@ impl Scan<'_> {
         (depth == 0 && self.i > start).then_some(start..self.i)
     }
 
-    fn text(&self, range: Range<usize>) -> Option<String> {
-        serde_json::from_slice(&self.b[range]).ok()
-    }
-
     fn review(&mut self) -> Option<()> {
         self.object(At::Review)?;
         self.ws();
@@ -171,10 +177,10 @@ impl Scan<'_> {
         }
         loop {
             let key_range = self.string()?;
-            let key = self.text(key_range.clone())?;
+            let key = key(self.b, key_range.clone())?;
             self.eat(b':')?;
             self.ws();
-            let next = match (at, key.as_str()) {
+            let next = match (at, key.as_ref()) {
                 (At::Review, "request") => Some(At::Request),
                 (At::Request, "object" | "oldObject") => Some(At::Object),
                 (At::Object, "metadata") => Some(At::Metadata),
@@ -188,11 +194,7 @@ impl Scan<'_> {
                 }
                 _ => self.skip()?,
             };
-            let text = match self.b.get(value.start) {
-                Some(b'"') => self.text(value.clone()),
-                _ => None,
-            };
-            let slot = match (at, key.as_str()) {
+            let slot = match (at, key.as_ref()) {
                 (At::Request, "namespace") => Some(&mut self.found.namespace),
                 (At::Request, "name") => Some(&mut self.found.request_name),
                 (At::Metadata, "name") => Some(&mut self.found.name),
@@ -200,7 +202,9 @@ impl Scan<'_> {
                 _ => None,
             };
             if let Some(slot) = slot.filter(|s| s.is_none()) {
-                *slot = text;
+                if self.b.get(value.start) == Some(&b'"') {
+                    *slot = text(self.b, value.clone());
+                }
             }
             if at == At::Metadata && key == "managedFields" {
                 cut = true;
@@ -232,6 +236,21 @@ impl Scan<'_> {
         }
         Some(())
     }
+}
+
+/// A key's text (`range` with its quotes), borrowed when it holds no escape: no key a review's
+/// keys are compared with does.
+fn key(b: &[u8], range: Range<usize>) -> Option<Cow<'_, str>> {
+    let raw = &b[range.start + 1..range.end - 1];
+    match raw.contains(&b'\\') {
+        false => std::str::from_utf8(raw).ok().map(Cow::Borrowed),
+        true => text(b, range).map(Cow::Owned),
+    }
+}
+
+/// A JSON string's text, its escapes decoded.
+fn text(b: &[u8], range: Range<usize>) -> Option<String> {
+    serde_json::from_slice(&b[range]).ok()
 }
 
 #[cfg(test)]

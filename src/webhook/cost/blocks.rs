@@ -27,6 +27,66 @@ fn count(body: &[u8]) -> Result<usize, TooDeep> {
     Ok(body.len() + scan.objects + scan.values * PARSE_COST_PER_VALUE)
 }
 
+/// Where the array or object whose opening bracket is at `i`, outside strings, ends: just
+/// after its closing bracket, found a block at a time as [`parse_cost`] reads; `None` when the
+/// body ends first. `lean`'s way over the values it does not look into.
+pub(in crate::webhook) fn container_end(body: &[u8], i: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut at = i;
+    while at < body.len() {
+        let n = BLOCK.min(body.len() - at);
+        let mut last = [b' '; BLOCK];
+        let window: &[u8; BLOCK] = match body[at..].first_chunk() {
+            Some(whole) => whole,
+            None => {
+                last[..n].copy_from_slice(&body[at..]);
+                &last
+            }
+        };
+        let c = Classes::of(window);
+        if c.backslashes != 0 || escaped {
+            for (k, &b) in window[..n].iter().enumerate() {
+                if escaped {
+                    escaped = false;
+                } else if in_string {
+                    escaped = b == b'\\';
+                    in_string = b != b'"';
+                } else {
+                    match b {
+                        b'"' => in_string = true,
+                        b'[' | b'{' => depth += 1,
+                        b']' | b'}' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                return Some(at + k + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        } else {
+            let inside = prefix_xor(c.quotes) ^ if in_string { !0 } else { 0 };
+            in_string = inside >> (BLOCK - 1) == 1;
+            let mut brackets = c.brackets & !inside;
+            while brackets != 0 {
+                let k = brackets.trailing_zeros() as usize;
+                brackets &= brackets - 1;
+                if matches!(window[k], b'[' | b'{') {
+                    depth += 1;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return Some(at + k + 1);
+                    }
+                }
+            }
+        }
+        at += n;
+    }
+    None
+}
+
 /// The bytes [`parse_cost`] reads at once: a bit of a `u64` each.
 const BLOCK: usize = 64;
 
