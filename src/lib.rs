@@ -10,6 +10,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod escape;
+pub mod json;
 pub mod manifest;
 pub mod mutate;
 pub mod options;

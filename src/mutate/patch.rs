@@ -1,5 +1,5 @@
 //! JSONPatch writing. The patch is written as JSON while it is built: each value goes from its
-//! typed form straight to bytes, and parts that are the same for every pod are spliced in
+//! typed form straight to bytes (by [`crate::json`], strings a word at a time), and parts that are the same for every pod are spliced in
 //! already encoded ([`Raw`]). No value tree is built, cloned or dropped per request (they were
 //! a third of a mutation's CPU, docs/performance.md). Pointers are made from tokens
 //! (annotation keys contain `/`), encoded as they are built, and a missing parent is added
@@ -147,7 +147,7 @@ pub struct PatchBuilder {
 impl Default for PatchBuilder {
     fn default() -> Self {
         PatchBuilder {
-            json: Vec::with_capacity(4096),
+            json: Vec::with_capacity(8192),
             len: 0,
         }
     }
@@ -236,7 +236,7 @@ impl PatchBuilder {
 }
 
 fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(out, value).expect("Kubernetes types serialize to JSON");
+    crate::json::to_writer(out, value).expect("Kubernetes types serialize to JSON");
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Status {
 
     /// Compact JSON, as stored in the annotation.
     pub fn to_annotation(&self) -> String {
-        serde_json::to_string(self).expect("status serializes")
+        crate::json::to_string(self).expect("status serializes")
     }
 }
 

@@ -315,13 +315,13 @@ fn internal_error(mut response: AdmissionResponse, message: impl Into<String>) -
 pub fn to_json(mut review: AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
     // Serialized apart: as a JSON array of numbers it would cost a tree node per byte.
     let Some(patch) = review.response.as_mut().and_then(|r| r.patch.as_mut()) else {
-        return serde_json::to_vec(&review);
+        return crate::json::to_vec(&review);
     };
     let patch = std::mem::take(patch);
     // The review with an empty patch (`"patch":[]`), then the base64 written in its place:
     // the alphabet needs no JSON escaping, and no value tree is built. The sequence cannot
     // occur inside a string (its quotes would be escaped there): it is the field.
-    let review = serde_json::to_vec(&review)?;
+    let review = crate::json::to_vec(&review)?;
     const EMPTY: &[u8] = b"\"patch\":[]";
     let Some(at) = memchr::memmem::find(&review, EMPTY) else {
         return Err(serde::ser::Error::custom("the review has no patch field"));
