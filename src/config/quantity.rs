@@ -51,9 +51,9 @@ impl FromStr for Quantity {
         if frac_digits > 9 || int_part.len() > 20 {
             return Err(err());
         }
-        let mantissa: u128 = format!("{int_part}{frac_part}")
-            .parse()
-            .map_err(|_| err())?;
+        // At most 29 digits: within u128. Both parts are ASCII digits (split above).
+        let digits = int_part.bytes().chain(frac_part.bytes());
+        let mantissa = digits.fold(0u128, |m, d| m * 10 + u128::from(d - b'0'));
         let scale = 10u128.pow(frac_digits);
         let (mul, div): (u128, u128) = match suffix {
             "" => (1, 1),

@@ -68,6 +68,8 @@ pub fn dump_pod_collision(spec: &PodSpec) -> Option<String> {
 /// tools directory (two mounts at one path make the apiserver refuse the pod).
 pub fn dump_tools_collision(cfg: &DumpConfig) -> Option<String> {
     let path = cfg.mount_path.as_str();
-    let under = path == TOOLS_DIR || path.starts_with(&format!("{TOOLS_DIR}/"));
+    let under = path
+        .strip_prefix(TOOLS_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     under.then(|| format!("dump-mount-path {path} is the tools directory {TOOLS_DIR}"))
 }
