@@ -113,7 +113,11 @@ impl Decision {
     /// The decisions in order, as one: lists are concatenated (our flags keep the order of the
     /// features), the memory variable and the command are the first given, uses add up.
     pub fn merge(decisions: impl IntoIterator<Item = Decision>) -> Decision {
-        let mut out = Decision::default();
+        // Into the first one's lists: most of a merge is one decision's (no copy, no growth).
+        let mut decisions = decisions.into_iter();
+        let Some(mut out) = decisions.next() else {
+            return Decision::default();
+        };
         for d in decisions {
             out.outcomes.extend(d.outcomes);
             out.warnings.extend(d.warnings);
