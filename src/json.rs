@@ -26,8 +26,7 @@ pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result 
 }
 
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    // A status annotation or a review without its patch: most fit without growing.
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(128);
     to_writer(&mut out, value)?;
     Ok(out)
 }

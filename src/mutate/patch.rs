@@ -147,7 +147,7 @@ pub struct PatchBuilder {
 impl Default for PatchBuilder {
     fn default() -> Self {
         PatchBuilder {
-            json: Vec::with_capacity(8192),
+            json: Vec::with_capacity(4096),
             len: 0,
         }
     }
