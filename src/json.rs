@@ -43,7 +43,8 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// which cost more than the scan in the short strings a patch is made of.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    out.reserve(bytes.len() * 6 + 2);
+    // Saturating: a text that long cannot have room, and `reserve` panics rather than wrap.
+    out.reserve(bytes.len().saturating_mul(6).saturating_add(2));
     let len = out.len();
     // SAFETY: at most six bytes per byte of `text` and two quotes are written, within the room
     // reserved above; `set_len` covers exactly the bytes written.
