@@ -133,9 +133,26 @@ fn needs_escape(word: u64) -> u64 {
     below(word, 0x20) | below(quote, 1) | below(backslash, 1)
 }
 
+/// A number as a map key: in quotes.
+fn quoted_number<T: Serialize>(out: &mut Vec<u8>, n: T) -> Result {
+    out.push(b'"');
+    number(out, n)?;
+    out.push(b'"');
+    Ok(())
+}
+
 /// Numbers as `serde_json` writes them (itoa, ryu; `null` for a float that is not finite).
 fn number<T: Serialize>(out: &mut Vec<u8>, n: T) -> Result {
     serde_json::to_writer(out, &n)
+}
+
+/// Serializer methods for numbers: `$write(buffer, number)`.
+macro_rules! numbers {
+    ($write:ident; $($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result {
+            $write(self.0, v)
+        })*
+    };
 }
 
 /// The serializer: writes into the buffer it holds.
@@ -202,52 +219,10 @@ impl<'o> ser::Serializer for Writer<'o> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_i16(self, v: i16) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_i32(self, v: i32) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_i64(self, v: i64) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_i128(self, v: i128) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_u8(self, v: u8) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_u16(self, v: u16) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_u32(self, v: u32) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_u64(self, v: u64) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_u128(self, v: u128) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_f32(self, v: f32) -> Result {
-        number(self.0, v)
-    }
-
-    fn serialize_f64(self, v: f64) -> Result {
-        number(self.0, v)
+    numbers! { number;
+        serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64),
+        serialize_i128(i128), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64), serialize_u128(u128), serialize_f32(f32), serialize_f64(f64),
     }
 
     fn serialize_char(self, v: char) -> Result {
@@ -365,44 +340,29 @@ impl<'o> ser::Serializer for Writer<'o> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
+/// Arrays: a sequence, a tuple, a tuple struct.
+macro_rules! array {
+    ($($trait:ident::$method:ident),*) => {
+        $(impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+                self.element(value)
+            }
 
-    fn end(self) -> Result {
-        self.close(b']')
-    }
+            fn end(self) -> Result {
+                self.close(b']')
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-
-    fn end(self) -> Result {
-        self.close(b']')
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-
-    fn end(self) -> Result {
-        self.close(b']')
-    }
-}
+array!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 /// `{"variant":[...]}`
 impl ser::SerializeTupleVariant for Compound<'_> {
@@ -488,15 +448,6 @@ fn key_must_be_a_string() -> Error {
 /// A map key: a string, or a number or boolean written in quotes (as `serde_json` does).
 struct Key<'o>(&'o mut Vec<u8>);
 
-impl Key<'_> {
-    fn quoted(self, write: impl FnOnce(&mut Vec<u8>) -> Result) -> Result {
-        self.0.push(b'"');
-        write(self.0)?;
-        self.0.push(b'"');
-        Ok(())
-    }
-}
-
 /// What a serializer that takes one kind of value answers for every other kind.
 macro_rules! refuse {
     ($error:expr; $($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
@@ -527,47 +478,15 @@ impl ser::Serializer for Key<'_> {
     }
 
     fn serialize_bool(self, v: bool) -> Result {
-        self.quoted(|out| ser::Serializer::serialize_bool(Writer(out), v))
+        let text: &[u8] = if v { b"\"true\"" } else { b"\"false\"" };
+        self.0.extend_from_slice(text);
+        Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_i16(self, v: i16) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_i32(self, v: i32) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_i64(self, v: i64) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_i128(self, v: i128) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_u8(self, v: u8) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_u16(self, v: u16) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_u32(self, v: u32) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_u64(self, v: u64) -> Result {
-        self.quoted(|out| number(out, v))
-    }
-
-    fn serialize_u128(self, v: u128) -> Result {
-        self.quoted(|out| number(out, v))
+    numbers! { quoted_number;
+        serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64),
+        serialize_i128(i128), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64), serialize_u128(u128),
     }
 
     fn serialize_f32(self, v: f32) -> Result {
@@ -576,7 +495,7 @@ impl ser::Serializer for Key<'_> {
                 "float key must be finite (got NaN or +/-inf)",
             ));
         }
-        self.quoted(|out| number(out, v))
+        quoted_number(self.0, v)
     }
 
     fn serialize_f64(self, v: f64) -> Result {
@@ -585,7 +504,7 @@ impl ser::Serializer for Key<'_> {
                 "float key must be finite (got NaN or +/-inf)",
             ));
         }
-        self.quoted(|out| number(out, v))
+        quoted_number(self.0, v)
     }
 
     fn serialize_unit_variant(
