@@ -41,7 +41,7 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// escape is stored whole, the rest byte by byte, into room reserved for the longest result
 /// (every byte as `\u00XX`): no write checks the capacity and no short run calls `memcpy`,
 /// which cost more than the scan in the short strings a patch is made of.
-pub fn write_str(out: &mut Vec<u8>, text: &str) {
+fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     // Saturating: a text that long cannot have room, and `reserve` panics rather than wrap.
     out.reserve(bytes.len().saturating_mul(6).saturating_add(2));
@@ -172,8 +172,7 @@ fn open_variant(out: &mut Vec<u8>, variant: &str) {
 }
 
 /// An array or object being written; `first` until its first element.
-#[doc(hidden)]
-pub struct Compound<'o> {
+struct Compound<'o> {
     out: &'o mut Vec<u8>,
     first: bool,
 }
@@ -415,8 +414,7 @@ impl ser::SerializeStructVariant for Compound<'_> {
 }
 
 /// A struct: an object, or a `RawValue` whose text is written as it is.
-#[doc(hidden)]
-pub enum Struct<'o> {
+enum Struct<'o> {
     Object(Compound<'o>),
     Raw(&'o mut Vec<u8>),
 }
@@ -439,6 +437,16 @@ impl ser::SerializeStruct for Struct<'_> {
             Struct::Raw(_) => Ok(()),
         }
     }
+}
+
+/// A float as a map key: in quotes when finite, else refused (as serde_json does).
+fn float_key<T: Serialize>(out: &mut Vec<u8>, finite: bool, n: T) -> Result {
+    if !finite {
+        return Err(ser::Error::custom(
+            "float key must be finite (got NaN or +/-inf)",
+        ));
+    }
+    quoted_number(out, n)
 }
 
 fn key_must_be_a_string() -> Error {
@@ -490,21 +498,11 @@ impl ser::Serializer for Key<'_> {
     }
 
     fn serialize_f32(self, v: f32) -> Result {
-        if !v.is_finite() {
-            return Err(ser::Error::custom(
-                "float key must be finite (got NaN or +/-inf)",
-            ));
-        }
-        quoted_number(self.0, v)
+        float_key(self.0, v.is_finite(), v)
     }
 
     fn serialize_f64(self, v: f64) -> Result {
-        if !v.is_finite() {
-            return Err(ser::Error::custom(
-                "float key must be finite (got NaN or +/-inf)",
-            ));
-        }
-        quoted_number(self.0, v)
+        float_key(self.0, v.is_finite(), v)
     }
 
     fn serialize_unit_variant(

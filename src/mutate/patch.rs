@@ -1,9 +1,9 @@
 //! JSONPatch writing. The patch is written as JSON while it is built: each value goes from its
-//! typed form straight to bytes (by [`crate::json`], strings a word at a time), and parts that are the same for every pod are spliced in
-//! already encoded ([`Raw`]). No value tree is built, cloned or dropped per request (they were
-//! a third of a mutation's CPU, docs/performance.md). Pointers are made from tokens
-//! (annotation keys contain `/`), encoded as they are built, and a missing parent is added
-//! whole instead of added into.
+//! typed form straight to bytes (by [`crate::json`], strings a word at a time), and parts that
+//! are the same for every pod are spliced in already encoded ([`Raw`]). No value tree is
+//! built, cloned or dropped per request (they were a third of a mutation's CPU,
+//! docs/performance.md). Pointers are made from tokens (annotation keys contain `/`), encoded
+//! as they are built, and a missing parent is added whole instead of added into.
 
 use std::fmt::{self, Write as _};
 
