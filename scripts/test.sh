@@ -6,8 +6,9 @@
 # kubelet, controller-manager, scheduler, kube-proxy and Debian's containerd, runc, CNI plugins
 # and iptables for tests/node (scripts/install-node-tools.sh), zig and cargo-zigbuild for the
 # aarch64 build of the static binary (scripts/install-cross-tools.sh) and Debian's
-# qemu-user-static to run it, Debian's docker-registry for the registry tests and Debian's
-# prometheus (promtool) for the alert rules' tests.
+# qemu-user-static to run it, Debian's docker-registry for the registry tests, Debian's
+# prometheus (promtool) for the alert rules' tests, and Debian's llvm-N (the llvm-profdata of
+# rustc's LLVM) and python3-yaml for the profile-guided x86_64 build (scripts/pgo.sh).
 #
 # `scripts/test.sh --fast` installs nothing and runs only the suites that need nothing installed:
 # the unit tests and every tests/ suite but those of NEEDS_INSTALL below.
@@ -74,7 +75,16 @@ need musl-gcc musl-tools "for the static build"
 need docker-registry docker-registry "for the registry tests"
 # tests/alerts.rs: promtool tests the chart's alerts, and a real Prometheus scrapes serve.
 need promtool prometheus "for the alert rules' tests"
-cargo build --locked --release --target x86_64-unknown-linux-musl
+# The shipped x86_64 binary, profile-guided (scripts/pgo.sh: two release builds and a training
+# run; it installs llvm-N itself). The tests run it: tests/musl.rs, tests/agent.rs, tests/node.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    echo "installing python3-yaml (PyYAML, for the profile-guided build's training run)" >&2
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-yaml; } >&2 || {
+        echo "error: PyYAML missing and python3-yaml could not be installed" >&2
+        exit 1
+    }
+fi
+scripts/pgo.sh >/dev/null
 # The same binary for arm64 nodes (docs/design.md#platforms): zig cross-compiles ring's and jemalloc's C and
 # links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as
 # the x86_64 one; warm: a second).

@@ -88,6 +88,50 @@ fn the_musl_binary_is_static() {
     assert!(program_header_types(&this).contains(&PT_INTERP));
 }
 
+/// Section names of a little-endian ELF64 file (kept by `strip`).
+fn section_names(elf: &[u8]) -> Vec<String> {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let names = u64_at(shoff + shstrndx * shentsize + 0x18);
+    (0..shnum)
+        .map(|i| {
+            let at = shoff + i * shentsize;
+            let start = names + u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+            let len = elf[start..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8_lossy(&elf[start..start + len]).into_owned()
+        })
+        .collect()
+}
+
+/// The shipped binary is the one built with the profile, not the instrumented one of the
+/// training run (which counts every branch and writes a `.profraw` file wherever it exits).
+#[test]
+fn the_shipped_binary_is_not_the_instrumented_one() {
+    let shipped = section_names(&std::fs::read(musl_binary()).unwrap());
+    assert!(shipped.iter().any(|s| s == ".text"), "{shipped:?}");
+    let counters: Vec<_> = shipped
+        .iter()
+        .filter(|s| s.starts_with("__llvm_prf"))
+        .collect();
+    assert!(
+        counters.is_empty(),
+        "profile counters in the shipped binary: {counters:?}"
+    );
+    // The check can fail: the training's binary, which scripts/pgo.sh builds first, has them.
+    let instrumented = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/pgo/generate/x86_64-unknown-linux-musl/release/jvm-guard");
+    let instrumented = section_names(
+        &std::fs::read(&instrumented)
+            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/pgo.sh", instrumented.display())),
+    );
+    assert!(
+        instrumented.iter().any(|s| s == "__llvm_prf_cnts"),
+        "{instrumented:?}"
+    );
+}
+
 #[test]
 fn the_aarch64_binary_is_static() {
     let elf = std::fs::read(aarch64_binary()).unwrap();

@@ -6,6 +6,8 @@ a controller's metadata). Deterministic: run it again and the files do not chang
 before admission, as the ReplicaSet controller's create writes them.
 
     python3 benches/reviews/generate.py   # rewrites benches/reviews/{2,10,20}kb.json, 2kb-managed.json
+
+scripts/pgo_train.py imports `managed` to give its reviews the same fields.
 """
 import json
 import pathlib
@@ -139,6 +141,11 @@ def review(apps, sidecars, env_count, with_init):
         "spec": spec,
         "status": {},
     }
+    return admission_review(pod)
+
+
+def admission_review(pod):
+    """A pod's CREATE as the ReplicaSet controller's request brings it to the webhook."""
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -148,7 +155,7 @@ def review(apps, sidecars, env_count, with_init):
             "resource": {"group": "", "version": "v1", "resource": "pods"},
             "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
             "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "payments",
+            "namespace": pod["metadata"].get("namespace", "default"),
             "operation": "CREATE",
             "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
                          "uid": "6a9e4b9c-2f1d-4a7b-8c3e-1d2f3a4b5c6d",
@@ -223,10 +230,15 @@ CASES = {
     "20kb": (20 * 1024, ["payments-api", "payments-worker"], ["envoy", "fluent-bit"], True),
 }
 
-for name, (target, apps, sidecars, with_init) in CASES.items():
-    (HERE / f"{name}.json").write_text(sized(target, apps, sidecars, with_init) + "\n")
-    print(f"{name}.json: {len((HERE / f'{name}.json').read_text())} bytes")
+def main():
+    for name, (target, apps, sidecars, with_init) in CASES.items():
+        (HERE / f"{name}.json").write_text(sized(target, apps, sidecars, with_init) + "\n")
+        print(f"{name}.json: {len((HERE / f'{name}.json').read_text())} bytes")
 
-two = json.loads((HERE / "2kb.json").read_text())
-(HERE / "2kb-managed.json").write_text(json.dumps(managed(two), separators=(",", ":")) + "\n")
-print(f"2kb-managed.json: {len((HERE / '2kb-managed.json').read_text())} bytes")
+    two = json.loads((HERE / "2kb.json").read_text())
+    (HERE / "2kb-managed.json").write_text(json.dumps(managed(two), separators=(",", ":")) + "\n")
+    print(f"2kb-managed.json: {len((HERE / '2kb-managed.json').read_text())} bytes")
+
+
+if __name__ == "__main__":
+    main()

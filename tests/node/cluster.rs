@@ -67,9 +67,10 @@ pub fn node_bin_dir() -> PathBuf {
         })
 }
 
-/// The static tools binary scripts/test.sh builds (the image's only file of note).
+/// The static tools binary as shipped (the image's only file of note): scripts/pgo.sh builds it,
+/// run by scripts/test.sh.
 pub fn musl_binary() -> PathBuf {
-    repo().join("target/x86_64-unknown-linux-musl/release/jvm-guard")
+    repo().join("target/pgo/x86_64-unknown-linux-musl/jvm-guard")
 }
 
 /// A program from a Debian package, on PATH.
@@ -135,7 +136,7 @@ impl Binaries {
             jvm_guard: required(
                 musl_binary(),
                 "the static jvm-guard",
-                "cargo build --release --target x86_64-unknown-linux-musl (scripts/test.sh does)",
+                "scripts/pgo.sh, the profile-guided static build (scripts/test.sh runs it)",
             )?,
         })
     }
