@@ -13,9 +13,11 @@
 
 FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
 # musl-tools gives the crates with C code (ring, the TLS crypto; jemalloc, the allocator) a musl
-# C compiler for the builder's platform; python3-pip installs zig (PyPI's ziglang) for the other.
+# C compiler for the builder's platform; python3-pip installs zig (PyPI's ziglang) for the other;
+# python3-yaml runs the profile-guided build's training (scripts/pgo.sh, which installs the
+# llvm-N of rustc's LLVM itself).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools python3-pip \
+    && apt-get install -y --no-install-recommends musl-tools python3-pip python3-yaml \
     && rm -rf /var/lib/apt/lists/*
 # Both musl targets, zig and cargo-zigbuild, pinned there; one layer for both platforms.
 COPY scripts/install-cross-tools.sh /usr/local/bin/install-cross-tools.sh
@@ -25,7 +27,8 @@ COPY . .
 ARG TARGETARCH
 # The same builds as scripts/test.sh (and .cargo/config.toml's static flags): tests/musl.rs checks
 # that the binaries have no interpreter, the x86_64 one runs alone in an empty root and the
-# aarch64 one runs under qemu.
+# aarch64 one runs under qemu. The x86_64 one built on x86_64 is profile-guided (scripts/pgo.sh
+# trains it by running it); a cross build cannot run what it builds and is a plain release build.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     case "$TARGETARCH" in \
@@ -33,10 +36,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         arm64) target=aarch64-unknown-linux-musl arch=aarch64 ;; \
         *) echo "unsupported platform linux/$TARGETARCH (SPEC §10: amd64, arm64)" >&2; exit 1 ;; \
     esac \
-    && if [ "$(uname -m)" = "$arch" ]; then build="cargo build"; \
-       else build="install-cross-tools.sh cargo zigbuild"; fi \
-    && $build --release --locked --target "$target" --bin jvm-guard \
-    && cp "target/$target/release/jvm-guard" /jvm-guard
+    && if [ "$(uname -m)" = "$arch" ] && [ "$arch" = x86_64 ]; then \
+           cp "$(scripts/pgo.sh)" /jvm-guard; \
+       else \
+           if [ "$(uname -m)" = "$arch" ]; then build="cargo build"; \
+           else build="install-cross-tools.sh cargo zigbuild"; fi \
+           && $build --release --locked --target "$target" --bin jvm-guard \
+           && cp "target/$target/release/jvm-guard" /jvm-guard; \
+       fi
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /jvm-guard /usr/local/bin/jvm-guard

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The load benchmark: builds jvm-guard and the baseline server (benches/baseline.rs, the same
-# serving stack answering `allowed` without mutating) as shipped (static musl, release), then
+# The load benchmark: builds jvm-guard as shipped (static musl, release, profile-guided:
+# scripts/pgo.sh) and the baseline server (benches/baseline.rs, the same serving stack answering
+# `allowed` without mutating; static musl, release, no profile), then
 # loads both with oha over HTTPS on loopback and prints one table: rps, p50, p99 and RSS of
 # each, and the ratio; then a soak of 1,000,000 requests for RSS drift.
 #
@@ -160,16 +161,17 @@ case "${1:-}" in
         what="$1"
         shift
         rustup target add "$target" >/dev/null
-        echo "building jvm-guard, the baseline and the driver (release, musl)" >&2
+        echo "building jvm-guard as shipped (scripts/pgo.sh), the baseline and the driver" >&2
+        guard="$(scripts/pgo.sh)"
         cargo build --locked --release --target "$target" \
-            --bin jvm-guard --example bench-baseline --example bench-apiserver >&2
+            --example bench-baseline --example bench-apiserver >&2
         release="target/$target/release"
         extra=()
         [ "$what" = apiserver ] && extra=(--baseline "$release/examples/bench-baseline")
         command="creates"
         [ "$what" = caches ] && command="caches"
         wait_quiet
-        exec "$release/examples/bench-apiserver" "$command" --jvm-guard "$release/jvm-guard" \
+        exec "$release/examples/bench-apiserver" "$command" --jvm-guard "$guard" \
             "${extra[@]}" --out "target/bench-$what" "$@"
         ;;
 esac
@@ -221,10 +223,16 @@ for allocator in "${allocators[@]}"; do
     mkdir -p "$out/$allocator"
     cp "target/$target/release/jvm-guard" "target/$target/release/examples/bench-baseline" \
         "$out/$allocator/"
+    # As shipped: profile-guided. `compare` and the allocators' table compare plain release
+    # builds, so that what differs is the code or the allocator, not the profile.
+    if [ "$allocator" = default ] && [ ${#compare[@]} = 0 ]; then
+        cp "$(scripts/pgo.sh)" "$out/$allocator/jvm-guard"
+    fi
 done
 for allocator in "${allocators[@]}"; do
     label="jvm-guard (musl, $allocator allocator)"
-    [ "$allocator" = default ] && label="jvm-guard (musl, as shipped)"
+    [ "$allocator" = default ] && label="jvm-guard (musl, as shipped: profile-guided)"
+    [ "$allocator" = default ] && [ ${#compare[@]} != 0 ] && label="jvm-guard (musl, release)"
     python3 scripts/bench.py --oha "$tools/bin/oha" --label "$label" \
         --jvm-guard "$out/$allocator/jvm-guard" --baseline "$out/$allocator/bench-baseline" \
         "${driver_args[@]}"
