@@ -720,6 +720,23 @@ fn has_java_tool_options(pod: &Pod) -> bool {
     })
 }
 
+/// The operations of a JSON patch that touch `/metadata/annotations` (jvm-guard's status).
+fn annotation_only(patch: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let ops: Vec<Value> = serde_json::from_slice(patch)?;
+    let kept: Vec<Value> = ops
+        .into_iter()
+        .filter(|op| {
+            op["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/metadata/annotations"))
+        })
+        .collect();
+    if kept.is_empty() {
+        bail!("jvm-guard's patch for the bench pod sets no annotation");
+    }
+    Ok(serde_json::to_vec(&kept)?)
+}
+
 fn is_mutated(pod: &Pod) -> bool {
     pod.metadata
         .annotations
@@ -871,9 +888,25 @@ async fn creates_on(
     // patch for the bench pod, so what jvm-guard adds over it is its own work, and what the
     // floor adds over the no-op is the apiserver's for a patch of that size.
     let patch = children.dir.join("jvm-guard-patch.json");
-    std::fs::write(&patch, jvm_guard_patch(&client).await?)?;
+    let jvm_guard_patch = jvm_guard_patch(&client).await?;
+    std::fs::write(&patch, &jvm_guard_patch)?;
     let floor_args = ["--patch".to_string(), patch.display().to_string()];
     servers.push(start_baseline(children, "floor", &args.baseline, &certs, &floor_args).await?);
+    // And answering only the status annotation of that patch: what any mutation costs the
+    // apiserver, against what a patch of jvm-guard's size adds.
+    let annotation = children.dir.join("jvm-guard-annotation-patch.json");
+    std::fs::write(&annotation, annotation_only(&jvm_guard_patch)?)?;
+    let annotation_args = ["--patch".to_string(), annotation.display().to_string()];
+    servers.push(
+        start_baseline(
+            children,
+            "floor-annotation",
+            &args.baseline,
+            &certs,
+            &annotation_args,
+        )
+        .await?,
+    );
     let online = ["--insecure-registry".to_string(), host.clone()];
     let offline = ["--offline".to_string()];
     let kubeconfig = Some(plane.kubeconfig.as_path());
@@ -913,6 +946,14 @@ async fn creates_on(
             image: Image::Fixed(PUBLIC_IMAGE.into()),
             webhook: Some("floor.bench.jvm-guard.io".into()),
             server: server("floor"),
+        },
+        Config {
+            label: "floor-annotation",
+            what: "the no-op webhook answering only jvm-guard's status annotation".into(),
+            namespace: "bench-floor-annotation".into(),
+            image: Image::Fixed(PUBLIC_IMAGE.into()),
+            webhook: Some("floor-annotation.bench.jvm-guard.io".into()),
+            server: server("floor-annotation"),
         },
         Config {
             label: "map",
