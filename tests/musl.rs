@@ -49,22 +49,31 @@ fn qemu_aarch64(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
         })
 }
 
+/// Little-endian fields of an ELF file, at byte offset `o`.
+fn u16_at(elf: &[u8], o: usize) -> usize {
+    u16::from_le_bytes([elf[o], elf[o + 1]]) as usize
+}
+
+fn u32_at(elf: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
+}
+
+fn u64_at(elf: &[u8], o: usize) -> usize {
+    u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize
+}
+
 fn elf_machine(elf: &[u8]) -> u16 {
-    u16::from_le_bytes([elf[0x12], elf[0x13]])
+    u16_at(elf, 0x12) as u16
 }
 
 /// Program header types of a little-endian ELF64 file.
 fn program_header_types(elf: &[u8]) -> Vec<u32> {
     assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
     assert_eq!(elf[4], 2, "not ELF64");
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    let phoff = u64_at(elf, 0x20);
+    let (phentsize, phnum) = (u16_at(elf, 0x36), u16_at(elf, 0x38));
     (0..phnum)
-        .map(|i| {
-            let o = phoff + i * phentsize;
-            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
-        })
+        .map(|i| u32_at(elf, phoff + i * phentsize))
         .collect()
 }
 
@@ -90,15 +99,16 @@ fn the_musl_binary_is_static() {
 
 /// Section names of a little-endian ELF64 file (kept by `strip`).
 fn section_names(elf: &[u8]) -> Vec<String> {
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
-    let names = u64_at(shoff + shstrndx * shentsize + 0x18);
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(elf, 0x28),
+        u16_at(elf, 0x3a),
+        u16_at(elf, 0x3c),
+        u16_at(elf, 0x3e),
+    );
+    let names = u64_at(elf, shoff + shstrndx * shentsize + 0x18);
     (0..shnum)
         .map(|i| {
-            let at = shoff + i * shentsize;
-            let start = names + u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+            let start = names + u32_at(elf, shoff + i * shentsize) as usize;
             let len = elf[start..].iter().position(|&b| b == 0).unwrap();
             String::from_utf8_lossy(&elf[start..start + len]).into_owned()
         })
