@@ -4,8 +4,8 @@
 #   2. its `serve --dev --offline` trained on the golden cases' pods (scripts/pgo_train.py: not
 #      the load benchmark's bodies, which measure the result), then stopped as Kubernetes stops
 #      it (SIGTERM), which writes the profile;
-#   3. the profile merged with the llvm-profdata of rustc's LLVM (installed as Debian's llvm-N
-#      when missing);
+#   3. the profile merged with the llvm-profdata of rustc's LLVM (Debian's llvm-N and
+#      python3-yaml, for the training, are installed when missing);
 #   4. the release build that uses it (-Cprofile-use), in target/pgo/use, copied to
 #      target/pgo/x86_64-unknown-linux-musl/jvm-guard: what the tests, the load benchmark and the
 #      image's amd64 build use.
@@ -29,22 +29,31 @@ build() {
         --target-dir "$pgo/$dir" --config "target.$target.rustflags=[\"$flag\"]" >&2
 }
 
+# A Debian package, installed once: PACKAGE WHY [ANOTHER WAY].
+apt_install() {
+    echo "installing $1 ($2, for the profile-guided build)" >&2
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$1"; } >&2 || {
+        echo "error: $1 could not be installed (apt-get install $1${3:+, or $3})" >&2
+        exit 1
+    }
+}
+
 # A profile is read only by the LLVM that wrote its format: rustc's major version.
-llvm_major="$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+rustc_version="$(rustc -vV)"
+llvm_major="$(sed -n 's/^LLVM version: \([0-9]*\).*/\1/p' <<<"$rustc_version")"
+host="$(sed -n 's/^host: //p' <<<"$rustc_version")"
 profdata=""
-for candidate in "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-profdata" \
+for candidate in "$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata" \
     "/usr/lib/llvm-$llvm_major/bin/llvm-profdata" "$(command -v "llvm-profdata-$llvm_major" || true)"; do
     if [ -x "$candidate" ]; then profdata="$candidate"; break; fi
 done
 if [ -z "$profdata" ]; then
-    echo "installing llvm-$llvm_major (llvm-profdata of rustc's LLVM $llvm_major, for the profile-guided build)" >&2
-    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq "llvm-$llvm_major"; } >&2; then
-        echo "error: no llvm-profdata for LLVM $llvm_major: apt-get install llvm-$llvm_major, or" \
-            "rustup component add llvm-tools" >&2
-        exit 1
-    fi
+    apt_install "llvm-$llvm_major" "the llvm-profdata of rustc's LLVM $llvm_major" \
+        "rustup component add llvm-tools"
     profdata="/usr/lib/llvm-$llvm_major/bin/llvm-profdata"
 fi
+# The training reads the golden cases (YAML).
+python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml "PyYAML, for the training run"
 command -v musl-gcc >/dev/null || {
     echo "error: musl-gcc not found: apt-get install musl-tools (scripts/test.sh installs it)" >&2
     exit 1

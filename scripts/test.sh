@@ -76,14 +76,8 @@ need docker-registry docker-registry "for the registry tests"
 # tests/alerts.rs: promtool tests the chart's alerts, and a real Prometheus scrapes serve.
 need promtool prometheus "for the alert rules' tests"
 # The shipped x86_64 binary, profile-guided (scripts/pgo.sh: two release builds and a training
-# run; it installs llvm-N itself). The tests run it: tests/musl.rs, tests/agent.rs, tests/node.
-if ! python3 -c 'import yaml' 2>/dev/null; then
-    echo "installing python3-yaml (PyYAML, for the profile-guided build's training run)" >&2
-    { $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-yaml; } >&2 || {
-        echo "error: PyYAML missing and python3-yaml could not be installed" >&2
-        exit 1
-    }
-fi
+# run; it installs llvm-N and python3-yaml itself). The tests run it: tests/musl.rs,
+# tests/agent.rs, tests/node.
 scripts/pgo.sh >/dev/null
 # The same binary for arm64 nodes (docs/design.md#platforms): zig cross-compiles ring's and jemalloc's C and
 # links, through cargo-zigbuild (cold: 2-5 min for cargo-zigbuild, then a release build as long as
