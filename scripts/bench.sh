@@ -210,6 +210,13 @@ rustup target add "$target" >/dev/null
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+# jvm-guard as shipped, profile-guided, unless the table compares builds: `compare` and
+# `--allocators` load plain release builds, so that what differs is the code or the allocator,
+# not the profile.
+shipped=""
+if [ ${#compare[@]} = 0 ] && [ "${allocators[*]}" = default ]; then
+    shipped="$(scripts/pgo.sh)"
+fi
 for allocator in "${allocators[@]}"; do
     features=()
     case "$allocator" in
@@ -217,22 +224,18 @@ for allocator in "${allocators[@]}"; do
         system) features=(--no-default-features) ;;
         *) features=(--no-default-features --features "$allocator") ;;
     esac
-    echo "building jvm-guard and the baseline ($allocator allocator)" >&2
-    cargo build --locked --release --target "$target" "${features[@]}" \
-        --bin jvm-guard --example bench-baseline >&2
+    built=(--bin jvm-guard --example bench-baseline) what="jvm-guard and the baseline"
+    if [ -n "$shipped" ]; then built=(--example bench-baseline) what="the baseline"; fi
+    echo "building $what ($allocator allocator)" >&2
+    cargo build --locked --release --target "$target" "${features[@]}" "${built[@]}" >&2
     mkdir -p "$out/$allocator"
-    cp "target/$target/release/jvm-guard" "target/$target/release/examples/bench-baseline" \
-        "$out/$allocator/"
-    # As shipped: profile-guided. `compare` and the allocators' table compare plain release
-    # builds, so that what differs is the code or the allocator, not the profile.
-    if [ "$allocator" = default ] && [ ${#compare[@]} = 0 ]; then
-        cp "$(scripts/pgo.sh)" "$out/$allocator/jvm-guard"
-    fi
+    cp "target/$target/release/examples/bench-baseline" "$out/$allocator/"
+    cp "${shipped:-target/$target/release/jvm-guard}" "$out/$allocator/jvm-guard"
 done
 for allocator in "${allocators[@]}"; do
     label="jvm-guard (musl, $allocator allocator)"
-    [ "$allocator" = default ] && label="jvm-guard (musl, as shipped: profile-guided)"
-    [ "$allocator" = default ] && [ ${#compare[@]} != 0 ] && label="jvm-guard (musl, release)"
+    [ "$allocator" = default ] && label="jvm-guard (musl, release)"
+    [ -n "$shipped" ] && label="jvm-guard (musl, as shipped: profile-guided)"
     python3 scripts/bench.py --oha "$tools/bin/oha" --label "$label" \
         --jvm-guard "$out/$allocator/jvm-guard" --baseline "$out/$allocator/bench-baseline" \
         "${driver_args[@]}"
