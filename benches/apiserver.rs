@@ -365,6 +365,21 @@ async fn start_serve(
     }
 }
 
+/// The baseline server as `name`, answering every review with `patch` (its `--patch` file,
+/// `NAME-patch.json` beside the children's logs).
+async fn start_answering(
+    children: &mut Children,
+    name: &str,
+    binary: &Path,
+    certs: &Path,
+    patch: &[u8],
+) -> anyhow::Result<Server> {
+    let file = children.dir.join(format!("{name}-patch.json"));
+    std::fs::write(&file, patch)?;
+    let args = ["--patch".to_string(), file.display().to_string()];
+    start_baseline(children, name, binary, certs, &args).await
+}
+
 /// The baseline server as `name`, `extra` besides its address and certificate.
 async fn start_baseline(
     children: &mut Children,
@@ -887,23 +902,18 @@ async fn creates_on(
     // The floor of a webhook that mutates as much: the baseline answering with jvm-guard's own
     // patch for the bench pod, so what jvm-guard adds over it is its own work, and what the
     // floor adds over the no-op is the apiserver's for a patch of that size.
-    let patch = children.dir.join("jvm-guard-patch.json");
-    let jvm_guard_patch = jvm_guard_patch(&client).await?;
-    std::fs::write(&patch, &jvm_guard_patch)?;
-    let floor_args = ["--patch".to_string(), patch.display().to_string()];
-    servers.push(start_baseline(children, "floor", &args.baseline, &certs, &floor_args).await?);
+    let patch = jvm_guard_patch(&client).await?;
+    servers.push(start_answering(children, "floor", &args.baseline, &certs, &patch).await?);
     // And answering only the status annotation of that patch: what any mutation costs the
     // apiserver, against what a patch of jvm-guard's size adds.
-    let annotation = children.dir.join("jvm-guard-annotation-patch.json");
-    std::fs::write(&annotation, annotation_only(&jvm_guard_patch)?)?;
-    let annotation_args = ["--patch".to_string(), annotation.display().to_string()];
+    let annotation = annotation_only(&patch)?;
     servers.push(
-        start_baseline(
+        start_answering(
             children,
             "floor-annotation",
             &args.baseline,
             &certs,
-            &annotation_args,
+            &annotation,
         )
         .await?,
     );
