@@ -7,7 +7,8 @@ before admission, as the ReplicaSet controller's create writes them.
 
     python3 benches/reviews/generate.py   # rewrites benches/reviews/{2,10,20}kb.json, 2kb-managed.json
 
-scripts/pgo_train.py imports `managed` to give its reviews the same fields.
+scripts/pgo_train.py imports `admission_review` and `managed` to give its reviews the same envelope
+and fields.
 """
 import json
 import pathlib
